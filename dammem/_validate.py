@@ -1,0 +1,67 @@
+"""Argument checks shared by the public functions: every error names the argument, the value and what is allowed."""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dammem._types import Array
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds a value now (not an abstract tracer inside jit/vmap/grad)."""
+    try:
+        np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+    return True
+
+
+def check_floating(x, name: str, where: str) -> Array:
+    """Convert to a JAX array; integers and bools become float32; complex is refused."""
+    try:
+        arr = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"{where}: {name} must be an array of real numbers, got {type(x).__name__}") from err
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"{where}: {name} must be real, got dtype {arr.dtype}")
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.float32)
+    return arr
+
+
+def check_axis(axis, ndim: int, where: str) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{where}: axis {axis} is out of range for an array with {ndim} dims")
+    return int(axis) % ndim
+
+
+def check_positive(value, name: str, where: str, *, allow_zero: bool = False):
+    """For static or concrete scalars: value > 0 (or >= 0). Traced values pass unchecked."""
+    if not is_concrete(value):
+        return value
+    arr = np.asarray(value, dtype=np.float64)
+    bad = arr < 0 if allow_zero else arr <= 0
+    if np.any(bad) or np.any(~np.isfinite(arr)):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{where}: {name} must be finite and {rule}, got {arr.ravel()[:4].tolist()}")
+    return value
+
+
+def check_int(value, name: str, where: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_rank(x: Array, ndim: int, name: str, where: str, legend: str) -> Array:
+    if x.ndim != ndim:
+        raise ValueError(f"{where}: {name} must have shape ({legend}), got shape {tuple(x.shape)}")
+    return x
