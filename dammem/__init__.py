@@ -1,3 +1,27 @@
-"""dammem: differentiable associative memory in JAX."""
+"""dammem: differentiable associative memory in JAX.
+
+Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
+papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.vsa`, :mod:`dammem.experiments`; modules
+:mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`.
+"""
 
 __version__ = "0.1.0"
+
+from dammem import energies as energies
+from dammem.dynamics import Retrieval as Retrieval
+from dammem.dynamics import retrieve as retrieve
+from dammem.separations import SEPARATIONS as SEPARATIONS
+from dammem.separations import conjugate as conjugate
+from dammem.separations import entmax as entmax
+from dammem.separations import entmax15 as entmax15
+from dammem.separations import get_separation as get_separation
+from dammem.separations import softmax as softmax
+from dammem.separations import sparsemax as sparsemax
+from dammem.separations import tsallis_separation as tsallis_separation
+from dammem.similarities import SIMILARITIES as SIMILARITIES
+from dammem.similarities import cosine as cosine
+from dammem.similarities import dot as dot
+from dammem.similarities import get_similarity as get_similarity
+from dammem.similarities import kernelized as kernelized
+from dammem.similarities import neg_l1 as neg_l1
+from dammem.similarities import neg_sq_l2 as neg_sq_l2

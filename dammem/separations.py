@@ -48,6 +48,7 @@ __all__ = [
     "entmax15",
     "entmax",
     "conjugate",
+    "tsallis_separation",
     "get_separation",
     "separation_alpha",
     "SEPARATIONS",
@@ -523,6 +524,28 @@ def entmax(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike |
     """
     kind = _fixed_kind(alpha)
     return _apply(_GENERAL if kind == _SOFTMAX else kind, z, alpha, axis, where, "entmax")
+
+
+def tsallis_separation(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
+    """The separation for any alpha in [1, 2]: softmax at alpha = 1, alpha-entmax above; the gradient of
+    :func:`conjugate` in ``z``.
+
+    Energies whose alpha may equal 1 (the generalized sparse Hopfield family, seed 002 eq. 2.3) use this; it is
+    :func:`entmax` with the softmax end point included (a traced alpha within 1e-6 of 1 is computed as 1 + 1e-6).
+
+    Args:
+      z: scores (..., N, ...).
+      alpha: in [1, 2]; scalar or broadcast per row like :func:`entmax`.
+      axis: the axis holding the N scores.
+      where: optional boolean mask; False entries get probability 0.
+
+    Returns:
+      Probabilities with the shape and dtype of ``z``.
+    """
+    kind = _fixed_kind(alpha)
+    dtype, axis, zt, z2, a = _rows_and_alpha(kind, z, alpha, axis, where, "tsallis_separation", allow_one=True)
+    out = _entmax_rows(kind, z2, a)
+    return jnp.moveaxis(out.reshape(zt.shape), -1, axis).astype(dtype)
 
 
 def conjugate(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:

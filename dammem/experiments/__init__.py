@@ -1,0 +1,27 @@
+"""Experiments reproducing the source papers' tables and figures; each module is one experiment.
+
+See ``CONTRACT.md`` for the module interface and :func:`dammem.experiments._base.run_experiment` for how the CLI
+runs one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+EXPERIMENTS: dict[str, str] = {
+    "quickstart": "dammem.experiments.quickstart",
+    "capacity": "dammem.experiments.capacity",
+}
+
+
+def get_experiment(name: str) -> ModuleType:
+    """Import the experiment module registered under ``name``."""
+    if not isinstance(name, str) or name not in EXPERIMENTS:
+        from dammem.experiments._base import ConfigError
+
+        raise ConfigError(f"experiment: unknown experiment {name!r}; known experiments are {sorted(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+__all__ = ["EXPERIMENTS", "get_experiment"]

@@ -1,0 +1,587 @@
+"""Tests for dammem.datasets: bundled data, loaders on synthetic files in every standard format, corruptions."""
+
+from __future__ import annotations
+
+import gzip
+import pathlib
+import pickle
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dammem import datasets
+from dammem.datasets import (
+    gaussian_noise,
+    half_occlusion_mask,
+    inverted_dropout,
+    load_cifar10,
+    load_mnist,
+    occlude,
+    random_pixel_mask,
+    to_patterns,
+)
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _images(rng, n, shape):
+    return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def _labels(rng, n):
+    return rng.integers(0, 10, size=n, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bundled data
+
+
+def test_bundled_shapes_and_dtypes():
+    x, y = load_mnist()
+    assert x.shape == (2000, 28, 28) and x.dtype == np.uint8
+    assert y.shape == (2000,) and y.dtype == np.uint8 and y.max() <= 9
+    x, y = load_cifar10()
+    assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8
+    assert y.shape == (500,) and y.dtype == np.uint8 and y.max() <= 9
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the project's shared data folder is not present")
+@pytest.mark.parametrize(
+    "loader, source", [(load_mnist, "mnist_test_2k.npz"), (load_cifar10, "cifar10_train_2k.npz")]
+)
+def test_bundled_equals_first_images_of_shared_data(loader, source):
+    x, y = loader()
+    with np.load(SHARED_DATA / source) as ref:
+        np.testing.assert_array_equal(x, ref["x"][: len(x)])
+        np.testing.assert_array_equal(y, ref["y"][: len(y)])
+
+
+def test_bundled_limit_returns_a_prefix_copy():
+    x_all, y_all = load_mnist()
+    x, y = load_mnist(limit=7)
+    np.testing.assert_array_equal(x, x_all[:7])
+    np.testing.assert_array_equal(y, y_all[:7])
+    assert x.base is None  # not a view pinning the full array
+
+
+@pytest.mark.parametrize("loader, other", [(load_mnist, "train"), (load_cifar10, "test")])
+def test_bundled_other_split_is_refused(loader, other):
+    with pytest.raises(ValueError, match="bundled.*pass path="):
+        loader(split=other)
+
+
+@pytest.mark.parametrize("loader", [load_mnist, load_cifar10])
+def test_bad_split_and_limit(loader):
+    with pytest.raises(ValueError, match="split must be one of"):
+        loader(split="validation")
+    with pytest.raises(ValueError, match="limit"):
+        loader(limit=0)
+    with pytest.raises(ValueError, match="limit"):
+        loader(limit=-3)
+    with pytest.raises(TypeError, match="limit"):
+        loader(limit=2.5)
+    with pytest.raises(TypeError, match="limit"):
+        loader(limit=True)
+    with pytest.raises(ValueError, match="exceeds"):
+        loader(limit=100_000)
+    with pytest.raises(TypeError, match="path"):
+        loader(path=3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MNIST from files
+
+
+def _write_mnist_npz(path, rng, n_train=6, n_test=4, **overrides):
+    arrays = {
+        "x_train": _images(rng, n_train, (28, 28)), "y_train": _labels(rng, n_train),
+        "x_test": _images(rng, n_test, (28, 28)), "y_test": _labels(rng, n_test),
+    }
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def _idx_bytes(array, magic):
+    return struct.pack(">i", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def _write_mnist_idx(folder, rng, n_train=5, n_test=3, compress=True):
+    written = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = datasets._MNIST_IDX[split]
+        x, y = _images(rng, n, (28, 28)), _labels(rng, n)
+        for name, array, magic in ((images_name, x, 2051), (labels_name, y, 2049)):
+            raw = _idx_bytes(array, magic)
+            if compress:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+            else:
+                (folder / name).write_bytes(raw)
+        written[split] = (x, y)
+    return written
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_mnist_npz_round_trip(tmp_path, split):
+    arrays = _write_mnist_npz(tmp_path / "mnist.npz", np.random.default_rng(0))
+    for path in (tmp_path / "mnist.npz", str(tmp_path / "mnist.npz"), tmp_path):  # file, str, or its directory
+        x, y = load_mnist(path, split)
+        np.testing.assert_array_equal(x, arrays[f"x_{split}"])
+        np.testing.assert_array_equal(y, arrays[f"y_{split}"])
+        assert x.dtype == np.uint8 and y.dtype == np.uint8
+    x, y = load_mnist(tmp_path / "mnist.npz", split, limit=2)
+    np.testing.assert_array_equal(x, arrays[f"x_{split}"][:2])
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_mnist_idx_round_trip(tmp_path, split, compress):
+    written = _write_mnist_idx(tmp_path, np.random.default_rng(1), compress=compress)
+    x, y = load_mnist(tmp_path, split)
+    np.testing.assert_array_equal(x, written[split][0])
+    np.testing.assert_array_equal(y, written[split][1])
+    assert x.shape[1:] == (28, 28) and x.dtype == np.uint8 and y.dtype == np.uint8
+    x, y = load_mnist(tmp_path, split, limit=2)
+    np.testing.assert_array_equal(x, written[split][0][:2])
+    with pytest.raises(ValueError, match="exceeds"):
+        load_mnist(tmp_path, split, limit=50)
+
+
+def test_mnist_missing_paths(tmp_path):
+    missing = tmp_path / "nowhere" / "mnist.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(missing)
+    assert str(missing) in str(info.value) and "x_train" in str(info.value) and "idx" in str(info.value)
+    with pytest.raises(FileNotFoundError) as info:  # an empty directory
+        load_mnist(tmp_path)
+    assert str(tmp_path) in str(info.value) and "t10k-images-idx3-ubyte.gz" in str(info.value)
+    _write_mnist_idx(tmp_path, np.random.default_rng(2))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz"):
+        load_mnist(tmp_path, "test")
+
+
+def _assert_value_error_names(path, call, *fragments):
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert str(path) in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_mnist_npz_malformed(tmp_path):
+    rng = np.random.default_rng(3)
+    bad = tmp_path / "text.npz"
+    bad.write_text("not an archive")
+    _assert_value_error_names(bad, lambda: load_mnist(bad), "x_train")
+    zipped = tmp_path / "broken.npz"
+    zipped.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    _assert_value_error_names(zipped, lambda: load_mnist(zipped), "x_train")
+    good = tmp_path / "good.npz"
+    _write_mnist_npz(good, rng)
+    raw = bytearray(good.read_bytes())
+    raw[200:260] = bytes(60)  # damage the deflate stream of the first member
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(bytes(raw))
+    _assert_value_error_names(corrupt, lambda: load_mnist(corrupt, "train"), "x_train")
+    npy = tmp_path / "single.npy"
+    np.save(npy, np.zeros(3))
+    _assert_value_error_names(npy, lambda: load_mnist(npy), "single .npy")
+    cases = {
+        "nokeys.npz": dict(x_test=None, y_test=None),
+        "dtype.npz": dict(x_test=np.zeros((4, 28, 28), np.float32)),
+        "shape.npz": dict(x_test=np.zeros((4, 28, 27), np.uint8)),
+        "count.npz": dict(y_test=np.zeros(3, np.uint8)),
+        "range.npz": dict(y_test=np.full(4, 10, np.uint8)),
+        "float_labels.npz": dict(y_test=np.zeros(4, np.float64)),
+    }
+    for name, override in cases.items():
+        _write_mnist_npz(tmp_path / name, rng, **override)
+        _assert_value_error_names(tmp_path / name, lambda: load_mnist(tmp_path / name, "test"), "expected")
+    with pytest.raises(ValueError, match="lacks the keys"):
+        load_mnist(tmp_path / "nokeys.npz", "test")
+
+
+def _rewrite(path, raw):
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+
+
+def test_mnist_idx_malformed(tmp_path):
+    rng = np.random.default_rng(4)
+    images = tmp_path / "t10k-images-idx3-ubyte.gz"
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    good_x, good_y = _images(rng, 3, (28, 28)), _labels(rng, 3)
+
+    def reset():
+        _rewrite(images, _idx_bytes(good_x, 2051))
+        _rewrite(labels, _idx_bytes(good_y, 2049))
+
+    reset()
+    load_mnist(tmp_path)  # the good files load
+    bad_images = {
+        "magic number 2049": _idx_bytes(good_x, 2049),
+        "declares sizes": _idx_bytes(_images(rng, 3, (28, 27)), 2051),
+        "data bytes": _idx_bytes(good_x, 2051)[:-5],
+        "too short": b"\x00\x00",
+    }
+    for fragment, raw in bad_images.items():
+        reset()
+        _rewrite(images, raw)
+        _assert_value_error_names(images, lambda: load_mnist(tmp_path), fragment, "2051")
+    reset()
+    _rewrite(labels, _idx_bytes(good_y, 2051))
+    _assert_value_error_names(labels, lambda: load_mnist(tmp_path), "magic number 2051", "2049")
+    reset()
+    _rewrite(labels, _idx_bytes(np.zeros(4, np.uint8), 2049))
+    _assert_value_error_names(labels, lambda: load_mnist(tmp_path), "one label per image")
+    reset()
+    _rewrite(labels, _idx_bytes(np.full(3, 12, np.uint8), 2049))
+    _assert_value_error_names(tmp_path, lambda: load_mnist(tmp_path), "0-9")
+    reset()
+    images.write_bytes(b"this is not gzip data at all")
+    _assert_value_error_names(images, lambda: load_mnist(tmp_path), "gzip")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CIFAR-10 from files
+
+
+def _chw_rows(images_hwc):
+    return images_hwc.transpose(0, 3, 1, 2).reshape(len(images_hwc), -1)
+
+
+def _write_cifar(folder, rng, sizes=(3, 2, 4, 1, 2), n_test=3, protocol=pickle.HIGHEST_PROTOCOL):
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"train": [], "test": []}
+    names = [(f"data_batch_{i + 1}", "train", n) for i, n in enumerate(sizes)] + [("test_batch", "test", n_test)]
+    for name, split, n in names:
+        x, y = _images(rng, n, (32, 32, 3)), _labels(rng, n)
+        batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": _chw_rows(x),
+                 b"filenames": [b"img.png"] * n}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+        written[split].append((x, y))
+    return {s: (np.concatenate([b[0] for b in v]), np.concatenate([b[1] for b in v])) for s, v in written.items()}
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cifar_round_trip(tmp_path, split, protocol):
+    written = _write_cifar(tmp_path / "cifar-10-batches-py", np.random.default_rng(5), protocol=protocol)
+    for path in (tmp_path, tmp_path / "cifar-10-batches-py", str(tmp_path)):
+        x, y = load_cifar10(path, split)
+        np.testing.assert_array_equal(x, written[split][0])
+        np.testing.assert_array_equal(y, written[split][1])
+        assert x.dtype == np.uint8 and y.dtype == np.uint8 and x.flags.c_contiguous
+
+
+def test_cifar_chw_to_hwc_layout(tmp_path):
+    rng = np.random.default_rng(6)
+    _write_cifar(tmp_path, rng)
+    data = pickle.loads((tmp_path / "data_batch_1").read_bytes())[b"data"]
+    x, _ = load_cifar10(tmp_path, limit=1)
+    for h, w, c in [(0, 0, 0), (0, 1, 0), (1, 0, 0), (5, 7, 2), (31, 30, 1)]:
+        assert x[0, h, w, c] == data[0, c * 1024 + h * 32 + w]
+
+
+def test_cifar_limit_reads_only_needed_batches(tmp_path):
+    written = _write_cifar(tmp_path, np.random.default_rng(7), sizes=(3, 2, 4, 1, 2))
+    (tmp_path / "data_batch_4").write_bytes(b"corrupt")  # never opened for limit <= 9
+    x, y = load_cifar10(tmp_path, limit=6)
+    np.testing.assert_array_equal(x, written["train"][0][:6])
+    np.testing.assert_array_equal(y, written["train"][1][:6])
+    _assert_value_error_names(tmp_path / "data_batch_4", lambda: load_cifar10(tmp_path, limit=10), "pickle")
+
+
+def _py2_style_batch(data, labels):
+    """A batch pickled the way the official (Python 2 cPickle, protocol 2) CIFAR files are: byte strings, numpy.core."""
+
+    def string(b):
+        return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<I", len(b)) + b)
+
+    def glob(module, name):
+        return b"c" + module + b"\n" + name + b"\n"
+
+    def int_(v):
+        return b"J" + struct.pack("<i", v)
+
+    dtype = (glob(b"numpy", b"dtype") + string(b"u1") + int_(0) + int_(1) + b"\x87R"
+             + b"(" + int_(3) + string(b"|") + b"NNN" + int_(-1) + int_(-1) + int_(0) + b"tb")
+    array = (glob(b"numpy.core.multiarray", b"_reconstruct") + glob(b"numpy", b"ndarray") + int_(0) + b"\x85"
+             + string(b"b") + b"\x87R" + b"(" + int_(1) + int_(data.shape[0]) + int_(data.shape[1]) + b"\x86"
+             + dtype + b"\x89" + string(data.tobytes()) + b"tb")
+    label_list = b"](" + b"".join(int_(int(v)) for v in labels) + b"e"
+    return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list + b"u."
+
+
+def test_cifar_python2_style_pickle(tmp_path):
+    rng = np.random.default_rng(8)
+    x_ref, y_ref = _images(rng, 3, (32, 32, 3)), _labels(rng, 3)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (tmp_path / name).write_bytes(_py2_style_batch(_chw_rows(x_ref), y_ref))
+    x, y = load_cifar10(tmp_path, "test")
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_cifar_missing(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_cifar10(tmp_path / "absent")
+    assert str(tmp_path / "absent") in str(info.value) and "data_batch_1" in str(info.value)
+    _write_cifar(tmp_path, np.random.default_rng(9))
+    (tmp_path / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        load_cifar10(tmp_path)
+    assert str(tmp_path) in str(info.value) and "data_batch_3" in str(info.value)
+    load_cifar10(tmp_path, "test")  # the test split is complete
+    with pytest.raises(FileNotFoundError, match="is a file"):
+        load_cifar10(tmp_path / "test_batch")
+
+
+def test_cifar_malformed(tmp_path):
+    import datetime
+
+    rng = np.random.default_rng(10)
+    _write_cifar(tmp_path, rng)
+    batch = tmp_path / "test_batch"
+    good = pickle.loads(batch.read_bytes())
+    cases = {
+        "not a readable pickle": b"definitely not a pickle",
+        "not a dict": pickle.dumps([1, 2, 3]),
+        "no 'labels' entry": pickle.dumps({b"data": good[b"data"]}),
+        "(n, 3072)": pickle.dumps({b"data": good[b"data"][:, :100], b"labels": good[b"labels"]}),
+        "uint8": pickle.dumps({b"data": good[b"data"].astype(np.int64), b"labels": good[b"labels"]}),
+        "one per image": pickle.dumps({b"data": good[b"data"], b"labels": good[b"labels"][:-1]}),
+        "0-9": pickle.dumps({b"data": good[b"data"], b"labels": [11] * len(good[b"labels"])}),
+        "refusing to load the global datetime": pickle.dumps({b"data": datetime.date(2000, 1, 1)}),
+    }
+    for fragment, raw in cases.items():
+        batch.write_bytes(raw)
+        _assert_value_error_names(batch, lambda: load_cifar10(tmp_path, "test"), fragment, "b'data'")
+
+
+def test_cifar_accepts_str_keys(tmp_path):
+    rng = np.random.default_rng(11)
+    _write_cifar(tmp_path, rng)
+    x_ref, y_ref = _images(rng, 2, (32, 32, 3)), _labels(rng, 2)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({"data": _chw_rows(x_ref), "labels": y_ref.tolist()}))
+    x, y = load_cifar10(tmp_path, "test")
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# patterns
+
+
+def test_to_patterns_scales():
+    x = np.array([[[0, 51], [102, 255]], [[7, 7], [7, 7]]], np.uint8)
+    unit = to_patterns(x)
+    assert unit.shape == (2, 4) and unit.dtype == jnp.float32
+    np.testing.assert_allclose(unit, x.reshape(2, 4) / 255.0, rtol=1e-6)
+    bipolar = to_patterns(x, scale="bipolar")
+    np.testing.assert_allclose(bipolar, 2 * x.reshape(2, 4).astype(np.float64) / 255.0 - 1, rtol=1e-6, atol=1e-7)
+    assert bipolar[0, 0] == -1.0 and bipolar[0, 3] == 1.0
+    centered = np.asarray(to_patterns(x, scale="centered"), np.float64)
+    ref = x[0].reshape(-1).astype(np.float64)
+    ref = (ref - ref.mean()) / np.linalg.norm(ref - ref.mean())
+    np.testing.assert_allclose(centered[0], ref, rtol=1e-6)
+    np.testing.assert_array_equal(centered[1], 0.0)  # constant image
+
+
+def test_to_patterns_flattens_hwc_in_c_order():
+    x, _ = load_cifar10(limit=2)
+    np.testing.assert_allclose(to_patterns(x), x.reshape(2, -1) / 255.0, rtol=1e-6)
+
+
+def test_to_patterns_errors():
+    with pytest.raises(ValueError, match="scale must be one of"):
+        to_patterns(np.zeros((2, 3), np.uint8), scale="zscore")
+    with pytest.raises(TypeError, match="uint8"):
+        to_patterns(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        to_patterns(np.zeros(3, np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# corruptions
+
+
+@settings(max_examples=20, deadline=None)
+@given(d=st.integers(1, 64), fraction=st.floats(0.0, 1.0), rows=st.integers(1, 4))
+def test_random_pixel_mask_exact_count(d, fraction, rows):
+    mask = random_pixel_mask(jax.random.key(0), (rows, d), fraction)
+    assert mask.shape == (rows, d) and mask.dtype == jnp.bool_
+    expected = int(np.round(np.float32(fraction) * np.float32(d)))
+    np.testing.assert_array_equal(np.asarray(mask).sum(-1), expected)
+
+
+def test_random_pixel_mask_properties():
+    key = jax.random.key(1)
+    mask = random_pixel_mask(key, (3, 5, 784), 0.3)
+    assert mask.shape == (3, 5, 784)
+    np.testing.assert_array_equal(np.asarray(mask).sum(-1), round(0.3 * 784))
+    np.testing.assert_array_equal(mask, random_pixel_mask(key, (3, 5, 784), 0.3))  # same key, same mask
+    assert not np.array_equal(mask, random_pixel_mask(jax.random.key(2), (3, 5, 784), 0.3))
+    flat = np.asarray(mask).reshape(15, 784)
+    assert len({row.tobytes() for row in flat}) == 15  # patterns get independent masks
+    assert random_pixel_mask(key, 10, 0.5).shape == (10,)
+    assert not np.asarray(random_pixel_mask(key, (2, 10), 0.0)).any()
+    assert np.asarray(random_pixel_mask(key, (2, 10), 1)).all()
+    # placement is uniform: every position is visible with frequency ~ the fraction
+    freq = np.asarray(random_pixel_mask(key, (4000, 20), 0.25)).mean(0)
+    np.testing.assert_allclose(freq, 0.25, atol=0.03)
+
+
+def test_random_pixel_mask_traced_fraction_does_not_retrace():
+    traces = []
+
+    @jax.jit
+    def counts(key, fraction):
+        traces.append(None)
+        return random_pixel_mask(key, (2, 100), fraction).sum(-1)
+
+    for fraction in (0.1, 0.5, 0.93):
+        np.testing.assert_array_equal(counts(jax.random.key(0), fraction), round(fraction * 100))
+    assert len(traces) == 1
+
+
+def test_random_pixel_mask_errors():
+    key = jax.random.key(0)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="visible_fraction must lie in"):
+            random_pixel_mask(key, (2, 10), bad)
+    with pytest.raises(TypeError, match="visible_fraction must be a real scalar"):
+        random_pixel_mask(key, (2, 10), [0.5, 0.5])
+    with pytest.raises(TypeError, match="shape"):
+        random_pixel_mask(key, (), 0.5)
+    with pytest.raises(ValueError, match=r"shape\[1\]"):
+        random_pixel_mask(key, (2, 0), 0.5)
+    with pytest.raises(TypeError, match=r"shape\[0\]"):
+        random_pixel_mask(key, (2.0, 10), 0.5)
+
+
+@pytest.mark.parametrize("which", ["bottom", "top", "left", "right"])
+def test_half_occlusion_mask_covers_half(which):
+    mask = np.asarray(half_occlusion_mask((28, 28), which))
+    assert mask.shape == (784,) and mask.dtype == bool and mask.sum() == 392
+    visible = mask.reshape(28, 28)
+    region = {"bottom": (slice(0, 14), slice(None)), "top": (slice(14, 28), slice(None)),
+              "right": (slice(None), slice(0, 14)), "left": (slice(None), slice(14, 28))}[which]
+    assert visible[region].all() and visible.sum() == visible[region].size
+    color = np.asarray(half_occlusion_mask((32, 32, 3), which)).reshape(32, 32, 3)
+    assert color.sum() == 32 * 32 * 3 // 2
+    assert (color == color[:, :, :1]).all()  # channels of a pixel share visibility
+
+
+def test_half_occlusion_mask_odd_and_errors():
+    mask = np.asarray(half_occlusion_mask((5, 4), "bottom")).reshape(5, 4)
+    np.testing.assert_array_equal(mask.all(1), [True, True, True, False, False])  # middle row stays visible
+    mask = np.asarray(half_occlusion_mask((4, 5), "left")).reshape(4, 5)
+    np.testing.assert_array_equal(mask.all(0), [False, False, True, True, True])
+    with pytest.raises(ValueError, match="which must be one of"):
+        half_occlusion_mask((28, 28), "middle")
+    with pytest.raises(ValueError, match="image_shape"):
+        half_occlusion_mask((784,), "top")
+    with pytest.raises(ValueError, match="image_shape"):
+        half_occlusion_mask((0, 28), "top")
+
+
+def test_occlude_with_half_mask_on_real_images():
+    x, _ = load_mnist(limit=3)
+    patterns = to_patterns(x)
+    out = occlude(patterns, half_occlusion_mask((28, 28), "bottom"), fill=-1.0)
+    images = np.asarray(out).reshape(3, 28, 28)
+    np.testing.assert_array_equal(images[:, 14:], -1.0)
+    np.testing.assert_array_equal(images[:, :14], np.asarray(patterns).reshape(3, 28, 28)[:, :14])
+
+
+def test_occlude_values_and_errors():
+    x = jnp.arange(6.0).reshape(2, 3)
+    mask = jnp.array([[True, False, True], [False, False, True]])
+    np.testing.assert_array_equal(occlude(x, mask), [[0, 0, 2], [0, 0, 5]])
+    np.testing.assert_array_equal(occlude(x, mask[0], fill=9), [[0, 9, 2], [3, 9, 5]])
+    assert occlude(x.astype(jnp.bfloat16), mask).dtype == jnp.bfloat16
+    with pytest.raises(TypeError, match="boolean"):
+        occlude(x, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        occlude(x, jnp.ones((4,), bool))
+    with pytest.raises(ValueError, match="fill must be a scalar"):
+        occlude(x, mask, fill=jnp.zeros(3))
+
+
+def test_gaussian_noise_norm_is_exact():
+    key = jax.random.key(3)
+    x = jnp.zeros((4, 5, 784))
+    noise = np.asarray(gaussian_noise(key, x, 2.5), np.float64)
+    np.testing.assert_allclose(np.linalg.norm(noise, axis=-1), 2.5, rtol=2e-6)
+    norms = jnp.array([0.0, 1.0, 7.0, 0.25])[:, None]  # per-pattern norms broadcast over the leading shape
+    noise = np.asarray(gaussian_noise(key, x, norms), np.float64)
+    np.testing.assert_allclose(np.linalg.norm(noise, axis=-1), np.broadcast_to(norms, (4, 5)), rtol=2e-6)
+    patterns = to_patterns(load_mnist(limit=8)[0])
+    noisy = gaussian_noise(key, patterns, 3.0)
+    diff = np.asarray(noisy, np.float64) - np.asarray(patterns, np.float64)
+    np.testing.assert_allclose(np.linalg.norm(diff, axis=-1), 3.0, rtol=1e-5)
+    np.testing.assert_array_equal(gaussian_noise(key, patterns, 0.0), patterns)
+
+
+def test_gaussian_noise_keys_dtype_and_direction():
+    key = jax.random.key(4)
+    x = jnp.ones((3, 50))
+    a = gaussian_noise(key, x, 1.0)
+    np.testing.assert_array_equal(a, gaussian_noise(key, x, 1.0))
+    assert not np.array_equal(a, gaussian_noise(jax.random.key(5), x, 1.0))
+    assert gaussian_noise(key, x.astype(jnp.bfloat16), 1.0).dtype == jnp.bfloat16
+    # uniform direction: the mean of many unit noise vectors is near zero, each coordinate's second moment 1/D
+    d = np.asarray(gaussian_noise(key, jnp.zeros((20000, 4)), 1.0), np.float64)
+    np.testing.assert_allclose(d.mean(0), 0.0, atol=0.02)
+    np.testing.assert_allclose((d**2).mean(0), 0.25, atol=0.01)
+
+
+def test_gaussian_noise_traced_norm_does_not_retrace_and_errors():
+    traces = []
+
+    @jax.jit
+    def noisy(key, norm):
+        traces.append(None)
+        return gaussian_noise(key, jnp.zeros((2, 30)), norm)
+
+    for norm in (0.5, 1.5, 4.0):
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(noisy(jax.random.key(0), norm)), axis=-1), norm,
+                                   rtol=1e-5)
+    assert len(traces) == 1
+    key, x = jax.random.key(0), jnp.zeros((2, 30))
+    with pytest.raises(ValueError, match="norm must be finite and >= 0"):
+        gaussian_noise(key, x, -1.0)
+    with pytest.raises(ValueError, match="norm shape"):
+        gaussian_noise(key, x, jnp.ones(3))
+    with pytest.raises(ValueError, match="norm shape"):
+        gaussian_noise(key, x, jnp.ones((2, 30)))
+    with pytest.raises(ValueError, match="scalar"):
+        gaussian_noise(key, 1.0, 1.0)
+
+
+def test_inverted_dropout():
+    key = jax.random.key(6)
+    x = jnp.arange(1.0, 20001.0).reshape(4, 5000)
+    out = np.asarray(inverted_dropout(key, x, 0.3))
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], np.asarray(x)[kept] / 0.7, rtol=1e-6)
+    assert abs(kept.mean() - 0.7) < 0.02  # Bernoulli, not an exact count
+    np.testing.assert_array_equal(out, inverted_dropout(key, x, 0.3))
+    assert not np.array_equal(out, inverted_dropout(jax.random.key(7), x, 0.3))
+    np.testing.assert_array_equal(inverted_dropout(key, x, 0.0), x)
+    np.testing.assert_array_equal(inverted_dropout(key, x, 1.0), 0.0)
+    grad = jax.grad(lambda v: inverted_dropout(key, v, 1.0).sum())(x)
+    assert np.isfinite(np.asarray(grad)).all()
+    for bad in (-0.2, 1.2):
+        with pytest.raises(ValueError, match="drop_fraction must lie in"):
+            inverted_dropout(key, x, bad)
+    with pytest.raises(TypeError, match="drop_fraction must be a real scalar"):
+        inverted_dropout(key, x, jnp.array([0.1, 0.2]))
