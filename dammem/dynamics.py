@@ -17,7 +17,8 @@ them never re-traces; ``max_steps``, ``loop`` and ``trace`` are static.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,7 @@ class Retrieval(NamedTuple):
     energy: Array
     steps: Array
     converged: Array
-    trace: Optional[Array]
+    trace: Array | None
 
 
 def retrieve(

@@ -9,9 +9,11 @@ Hopfield use ``-||xi - x||`` scores inside the separation).
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
+from typing import Union
 
 import jax.numpy as jnp
+from jaxtyping import Float
 
 from dammem._types import Array
 from dammem._validate import check_floating
@@ -33,7 +35,7 @@ def _check(memories, x, name: str) -> tuple[Array, Array]:
     return memories, x
 
 
-def dot(memories: Array, x: Array) -> Array:
+def dot(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
     """Inner product ``<xi_mu, x>`` (the modern Hopfield score, seed 002 eq. 1.1).
 
     Args:
@@ -50,7 +52,7 @@ def dot(memories: Array, x: Array) -> Array:
     return memories @ x
 
 
-def neg_sq_l2(memories: Array, x: Array) -> Array:
+def neg_sq_l2(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
     """Negative squared Euclidean distance ``-||xi_mu - x||^2`` (computed from differences, not by expansion).
 
     With ``beta / 2`` in front this is the RBF score of MrDAM (seed 001 eq. 11).
@@ -66,7 +68,7 @@ def neg_sq_l2(memories: Array, x: Array) -> Array:
     return -jnp.sum(jnp.square(memories - x), axis=-1)
 
 
-def neg_l1(memories: Array, x: Array) -> Array:
+def neg_l1(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
     """Negative Manhattan distance ``-||xi_mu - x||_1`` (seed 002 Sec. 4.1 baseline).
 
     Args:
@@ -80,7 +82,7 @@ def neg_l1(memories: Array, x: Array) -> Array:
     return -jnp.sum(jnp.abs(memories - x), axis=-1)
 
 
-def cosine(memories: Array, x: Array) -> Array:
+def cosine(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
     """Cosine similarity ``<xi, x> / (||xi|| ||x||)``; a zero vector has similarity 0 with everything.
 
     Args:
@@ -96,7 +98,7 @@ def cosine(memories: Array, x: Array) -> Array:
     return (memories @ x) / jnp.maximum(norms, tiny)
 
 
-def kernelized(weight: Array) -> Similarity:
+def kernelized(weight: Float[Array, "F D"]) -> Similarity:
     """The learnable-kernel similarity ``K(xi, x) = <W xi, W x>`` of U-Hop (seed 002 eq. 2.1).
 
     Args:

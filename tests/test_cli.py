@@ -13,8 +13,19 @@ def test_list_shows_experiments_and_configs(capsys):
 
 
 def test_run_with_overrides_writes_outputs(tmp_path, capsys):
-    code = main(["run", str(ROOT / "configs" / "quickstart.yaml"), "config.num_memories=12", "config.num_queries=4",
-                 "config.num_trials=1", "seed=5", "--out", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "run",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "config.num_memories=12",
+            "config.num_queries=4",
+            "config.num_trials=1",
+            "seed=5",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["seed"] == 5 and record["config"]["num_memories"] == 12

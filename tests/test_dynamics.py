@@ -36,8 +36,9 @@ def numpy_descent(x, beta, eta, steps, tol=None, free=None):
 
 
 def test_energy_descent_matches_numpy_reference(x64):
-    out = retrieve(rbf_energy, jnp.asarray(X0), (jnp.asarray(MEM), 30.0), step_size=0.3, max_steps=25, tol=None,
-                   trace=True)
+    out = retrieve(
+        rbf_energy, jnp.asarray(X0), (jnp.asarray(MEM), 30.0), step_size=0.3, max_steps=25, tol=None, trace=True
+    )
     x_ref, e_ref, _ = numpy_descent(X0, 30.0, 0.3, 25)
     np.testing.assert_allclose(np.asarray(out.x), x_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(out.trace), e_ref, rtol=1e-10, atol=1e-12)
@@ -46,8 +47,9 @@ def test_energy_descent_matches_numpy_reference(x64):
 
 def test_tolerance_rule_stops_where_the_reference_stops(x64):
     tol = 1e-7
-    out = retrieve(rbf_energy, jnp.asarray(X0), (jnp.asarray(MEM), 30.0), step_size=0.3, max_steps=500, tol=tol,
-                   trace=True)
+    out = retrieve(
+        rbf_energy, jnp.asarray(X0), (jnp.asarray(MEM), 30.0), step_size=0.3, max_steps=500, tol=tol, trace=True
+    )
     x_ref, e_ref, steps = numpy_descent(X0, 30.0, 0.3, 500, tol=tol)
     assert int(out.steps) == steps < 500
     assert bool(out.converged)
@@ -63,20 +65,33 @@ def test_scan_loop_equals_while_loop_and_freezes_after_convergence(x64):
     s = retrieve(rbf_energy, jnp.asarray(X0), args, step_size=0.3, max_steps=300, tol=1e-7, loop="scan", trace=True)
     np.testing.assert_allclose(np.asarray(s.x), np.asarray(w.x), rtol=1e-12)
     assert int(s.steps) == int(w.steps) and bool(s.converged)
-    assert np.all(np.asarray(s.trace)[int(s.steps):] == float(s.energy))
+    assert np.all(np.asarray(s.trace)[int(s.steps) :] == float(s.energy))
 
 
 def test_clamped_coordinates_never_move_and_the_rest_follow_the_masked_reference(x64):
     visible = np.arange(D) < 4
     x0 = X0.copy()
     x0[~visible] = 0.0
-    out = retrieve(rbf_energy, jnp.asarray(x0), (jnp.asarray(MEM), 30.0), step_size=0.5, clamp=jnp.asarray(visible),
-                   max_steps=40, tol=None)
+    out = retrieve(
+        rbf_energy,
+        jnp.asarray(x0),
+        (jnp.asarray(MEM), 30.0),
+        step_size=0.5,
+        clamp=jnp.asarray(visible),
+        max_steps=40,
+        tol=None,
+    )
     x_ref, _, _ = numpy_descent(x0, 30.0, 0.5, 40, free=(~visible).astype(float))
     np.testing.assert_array_equal(np.asarray(out.x)[visible], x0[visible])
     np.testing.assert_allclose(np.asarray(out.x), x_ref, rtol=1e-10, atol=1e-12)
-    fp = retrieve(rbf_energy, jnp.asarray(x0), (jnp.asarray(MEM), 30.0), update=rbf_update,
-                  clamp=jnp.asarray(visible), max_steps=10)
+    fp = retrieve(
+        rbf_energy,
+        jnp.asarray(x0),
+        (jnp.asarray(MEM), 30.0),
+        update=rbf_update,
+        clamp=jnp.asarray(visible),
+        max_steps=10,
+    )
     np.testing.assert_array_equal(np.asarray(fp.x)[visible], x0[visible])
 
 
@@ -85,15 +100,23 @@ def test_fixed_point_dynamics_descend_the_energy(alpha):
     energy = partial(sparse_hopfield_energy, similarity="dot")
     update = partial(sparse_hopfield_update, similarity="dot")
     mem = jnp.asarray(RNG.standard_normal((7, D)), jnp.float32)
-    out = retrieve(energy, jnp.asarray(RNG.standard_normal(D), jnp.float32), (mem, 3.0, alpha), update=update,
-                   max_steps=15, tol=None, trace=True)
+    out = retrieve(
+        energy,
+        jnp.asarray(RNG.standard_normal(D), jnp.float32),
+        (mem, 3.0, alpha),
+        update=update,
+        max_steps=15,
+        tol=None,
+        trace=True,
+    )
     assert np.all(np.diff(np.asarray(out.trace)) <= 1e-5)
 
 
 def test_scan_is_differentiable_end_to_end(x64):
     def loss(beta, memories):
-        out = retrieve(rbf_energy, jnp.asarray(X0), (memories, beta), step_size=0.2, max_steps=15, tol=None,
-                       loop="scan")
+        out = retrieve(
+            rbf_energy, jnp.asarray(X0), (memories, beta), step_size=0.2, max_steps=15, tol=None, loop="scan"
+        )
         return jnp.sum(out.x**2)
 
     g_beta, g_mem = jax.grad(loss, argnums=(0, 1))(10.0, jnp.asarray(MEM))
@@ -101,7 +124,9 @@ def test_scan_is_differentiable_end_to_end(x64):
     fd = (loss(10.0 + eps, jnp.asarray(MEM)) - loss(10.0 - eps, jnp.asarray(MEM))) / (2 * eps)
     np.testing.assert_allclose(float(g_beta), float(fd), rtol=1e-6, atol=1e-10)
     direction = jnp.asarray(RNG.standard_normal(MEM.shape))
-    fd_mem = (loss(10.0, jnp.asarray(MEM) + eps * direction) - loss(10.0, jnp.asarray(MEM) - eps * direction)) / (2 * eps)
+    fd_mem = (loss(10.0, jnp.asarray(MEM) + eps * direction) - loss(10.0, jnp.asarray(MEM) - eps * direction)) / (
+        2 * eps
+    )
     np.testing.assert_allclose(float(jnp.sum(g_mem * direction)), float(fd_mem), rtol=1e-6, atol=1e-10)
 
 

@@ -5,11 +5,11 @@
 - :mod:`.classical`: Hebbian Hopfield networks and the one-step memories (seed 003).
 """
 
+from dammem.energies.classical import ClassicalRetrieval as ClassicalRetrieval
 from dammem.energies.classical import async_sweep as async_sweep
 from dammem.energies.classical import bipolar_sign as bipolar_sign
 from dammem.energies.classical import classical_energy as classical_energy
 from dammem.energies.classical import classical_retrieve as classical_retrieve
-from dammem.energies.classical import ClassicalRetrieval as ClassicalRetrieval
 from dammem.energies.classical import hebbian_weights as hebbian_weights
 from dammem.energies.classical import hetero_weights as hetero_weights
 from dammem.energies.classical import one_step_hetero as one_step_hetero

@@ -201,6 +201,8 @@ def one_step_modern(
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_ or mask.shape != (keys.shape[0],):
-            raise ValueError(f"one_step_modern: mask must be booleans of shape ({keys.shape[0]},), got "
-                             f"{mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"one_step_modern: mask must be booleans of shape ({keys.shape[0]},), got "
+                f"{mask.dtype} {tuple(mask.shape)}"
+            )
     return bipolar_sign(softmax(beta * (keys @ x), where=mask) @ values)

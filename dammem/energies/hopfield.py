@@ -7,6 +7,7 @@ Shape legend: ``K`` memories, ``D`` pattern dimension. Functions of ONE query ``
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_int
@@ -17,7 +18,7 @@ from dammem.similarities import Similarity, get_similarity
 __all__ = ["modern_hopfield_energy", "sparse_hopfield_energy", "sparse_hopfield_update", "polynomial_energy"]
 
 
-def modern_hopfield_energy(x: Array, memories: Array, beta: ArrayLike) -> Array:
+def modern_hopfield_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
     """Modern Hopfield energy, seed 002 eq. (1.1): ``E(x) = -lse(beta, Xi^T x) + 1/2 <x, x>``.
 
     ``lse(beta, z) = (1/beta) log sum_mu exp(beta z_mu)``; constants of Ramsauer et al. are omitted. Equal to
@@ -36,8 +37,13 @@ def modern_hopfield_energy(x: Array, memories: Array, beta: ArrayLike) -> Array:
 
 
 def sparse_hopfield_energy(
-    x: Array, memories: Array, beta: ArrayLike, alpha: ArrayLike, *, similarity: str | Similarity = "dot"
-) -> Array:
+    x: Float[Array, " D"],
+    memories: Float[Array, "K D"],
+    beta: ArrayLike,
+    alpha: ArrayLike,
+    *,
+    similarity: str | Similarity = "dot",
+) -> Float[Array, ""]:
     """Generalized sparse Hopfield energy ``E(x) = 1/2 <x, x> - Psi*_alpha(beta, sim(Xi, x))`` (seed 002 eq. 2.2).
 
     ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` is the convex conjugate of the Tsallis entropy (eq. 2.3):
@@ -61,8 +67,13 @@ def sparse_hopfield_energy(
 
 
 def sparse_hopfield_update(
-    x: Array, memories: Array, beta: ArrayLike, alpha: ArrayLike, *, similarity: str | Similarity = "dot"
-) -> Array:
+    x: Float[Array, " D"],
+    memories: Float[Array, "K D"],
+    beta: ArrayLike,
+    alpha: ArrayLike,
+    *,
+    similarity: str | Similarity = "dot",
+) -> Float[Array, " D"]:
     """Retrieval dynamics ``x <- Xi Sep_alpha(beta sim(Xi, x))`` (seed 002 eq. 2.4).
 
     Sep_1 = softmax, Sep_2 = sparsemax, alpha-entmax between.
@@ -82,7 +93,9 @@ def sparse_hopfield_update(
     return tsallis_separation(beta * scores, alpha) @ memories
 
 
-def polynomial_energy(x: Array, memories: Array, power: int, *, rectified: bool = False) -> Array:
+def polynomial_energy(
+    x: Float[Array, " D"], memories: Float[Array, "K D"], power: int, *, rectified: bool = False
+) -> Float[Array, ""]:
     """Krotov-Hopfield dense associative memory energy ``E(x) = -sum_mu F(<xi_mu, x>)``, ``F(s) = s^n``.
 
     ``rectified=True`` uses ``F(s) = max(s, 0)^n`` (the rectified polynomial of Krotov & Hopfield 2016). Seed 002

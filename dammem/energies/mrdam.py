@@ -7,6 +7,7 @@ Shape legend: ``K`` memories, ``D`` pattern dimension. Every energy is a functio
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
 from dammem.energies._common import check_query, scaled_conjugate
@@ -15,7 +16,7 @@ from dammem.separations import softmax
 __all__ = ["rbf_energy", "rbf_update", "edp_energy"]
 
 
-def rbf_energy(x: Array, memories: Array, beta: ArrayLike) -> Array:
+def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
     """RBF (log-sum-exp of negative squared distances) energy, seed 001 eq. (11).
 
     ``E(x) = -(1/beta) log sum_mu exp(-beta/2 ||xi_mu - x||^2)``; its gradient is eq. (18):
@@ -37,7 +38,7 @@ def rbf_energy(x: Array, memories: Array, beta: ArrayLike) -> Array:
     return -scaled_conjugate(beta, scores, 1.0, "rbf_energy")
 
 
-def rbf_update(x: Array, memories: Array, beta: ArrayLike) -> Array:
+def rbf_update(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, " D"]:
     """The fixed point map of eq. (18): ``x <- softmax(-beta/2 ||x - Xi||^2) Xi`` (a CCCP step on eq. 11).
 
     Args:
@@ -53,7 +54,7 @@ def rbf_update(x: Array, memories: Array, beta: ArrayLike) -> Array:
     return softmax(beta * scores) @ memories
 
 
-def edp_energy(x: Array, memories: Array, beta: ArrayLike) -> Array:
+def edp_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
     """Exponential dot-product energy with ``g(x) = x / ||x||``, seed 001 eq. (7).
 
     ``E(x) = -(1/beta) log sum_mu exp(beta <xi_mu, x / ||x||>)``. At ``x = 0`` the norm is clamped to the smallest

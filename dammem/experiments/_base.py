@@ -16,8 +16,9 @@ import sys
 import time
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -323,6 +324,8 @@ def run_experiment(doc: dict, out_dir: str | Path, *, progress: bool = True) -> 
     (out_dir / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     body = module.report(config, record["metrics"], out_dir)
     title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
-    header = f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on {record['environment']['devices'][0]}\n\n"
+    header = (
+        f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on {record['environment']['devices'][0]}\n\n"
+    )
     (out_dir / "summary.md").write_text(header + body.rstrip() + "\n")
     return record

@@ -204,10 +204,20 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     cap_c = [results["memories"]["classical"][str(d)]["capacity"] for d in dims]
     cap_m = [results["memories"]["modern"][str(d)]["capacity"] for d in dims]
     ax_cap.plot(d_arr, cap_c, "o-", label="classical, measured")
-    ax_cap.plot(fine, results["classical_fit_constant"] * fine / np.log(fine), ":",
-                label=f"{results['classical_fit_constant']:.2f} d / log d")
-    ax_cap.plot(fine, classical_theory_capacity(fine, config.threshold), "-.", color="C0", lw=0.8,
-                label="classical, Gaussian theory")
+    ax_cap.plot(
+        fine,
+        results["classical_fit_constant"] * fine / np.log(fine),
+        ":",
+        label=f"{results['classical_fit_constant']:.2f} d / log d",
+    )
+    ax_cap.plot(
+        fine,
+        classical_theory_capacity(fine, config.threshold),
+        "-.",
+        color="C0",
+        lw=0.8,
+        label="classical, Gaussian theory",
+    )
     saturated = [c >= results["grid_max"] for c in cap_m]
     ax_cap.plot(d_arr, cap_m, "s-", label="modern, measured (open: reached grid max)")
     ax_cap.plot(d_arr[saturated], np.asarray(cap_m)[saturated], "s", mfc="white", color="C1")
@@ -226,19 +236,36 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     for k, d in enumerate(dims):
         c = results["memories"]["classical"][str(d)]["capacity"]
         m = results["memories"]["modern"][str(d)]["capacity"]
-        rows.append([d, c, f"{results['classical_theory_capacity'][k]:.1f}", f"{d / math.log(d):.2f}",
-                     f"{results['classical_capacity_over_d_log_d'][k]:.2f}",
-                     f"{m}{'+' if m >= results['grid_max'] else ''}",
-                     f"{results['modern_theory_capacity'][k]:.3g}", f"{m / d:.1f}{'+' if m >= results['grid_max'] else ''}"])
+        rows.append(
+            [
+                d,
+                c,
+                f"{results['classical_theory_capacity'][k]:.1f}",
+                f"{d / math.log(d):.2f}",
+                f"{results['classical_capacity_over_d_log_d'][k]:.2f}",
+                f"{m}{'+' if m >= results['grid_max'] else ''}",
+                f"{results['modern_theory_capacity'][k]:.3g}",
+                f"{m / d:.1f}{'+' if m >= results['grid_max'] else ''}",
+            ]
+        )
     table = markdown_table(
-        ["d", "classical capacity", "Gaussian theory", "d / log d", "ratio", "modern capacity", "exp(0.566 d)",
-         "modern / d"],
+        [
+            "d",
+            "classical capacity",
+            "Gaussian theory",
+            "d / log d",
+            "ratio",
+            "modern capacity",
+            "exp(0.566 d)",
+            "modern / d",
+        ],
         rows,
     )
     return (
         f"{config.num_trials} trials per point; capacity = largest n with exact-recall rate >= {config.threshold} "
         f"(`+`: every n on the modern grid, up to {results['grid_max']}, was recalled).\n\n{table}\n\n"
-        f"The classical capacity follows the d / log d law (least-squares constant {results['classical_fit_constant']:.2f};"
+        "The classical capacity follows the d / log d law (least-squares constant "
+        f"{results['classical_fit_constant']:.2f};"
         " the slow drift of the ratio is the log factor of the union bound, matched by the Gaussian theory column); "
         "the modern memory stores far more pairs than d at the same d.\n\n![capacity](capacity.png)\n"
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ class Config:
     num_queries: int = 16
     num_trials: int = 4
     occlusion: Occlusion = "bottom"
-    visible_fraction: Optional[float] = None
+    visible_fraction: float | None = None
     beta_rbf: float = 0.5
     step_size: float = 1.0
     max_steps: int = 300
@@ -60,7 +60,7 @@ class Config:
     alpha: float = 2.0
     similarity: Literal["dot", "neg_sq_l2", "neg_l1", "cosine"] = "neg_sq_l2"
     sparse_steps: int = 50
-    data_path: Optional[str] = None
+    data_path: str | None = None
 
     def __post_init__(self):
         for name in ("num_memories", "num_queries", "num_trials", "max_steps", "sparse_steps"):
@@ -101,8 +101,13 @@ def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], key: j
 
     def mrdam(q, vis):
         return retrieve(
-            rbf_energy, q, (memories, config.beta_rbf), step_size=config.step_size, clamp=vis,
-            max_steps=config.max_steps, tol=config.tol,
+            rbf_energy,
+            q,
+            (memories, config.beta_rbf),
+            step_size=config.step_size,
+            clamp=vis,
+            max_steps=config.max_steps,
+            tol=config.tol,
         )
 
     energy = partial(sparse_hopfield_energy, similarity=config.similarity)
@@ -110,8 +115,13 @@ def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], key: j
 
     def sparse(q, vis):
         return retrieve(
-            energy, q, (memories, config.beta_sparse, config.alpha), update=update, clamp=vis,
-            max_steps=config.sparse_steps, tol=config.tol,
+            energy,
+            q,
+            (memories, config.beta_sparse, config.alpha),
+            update=update,
+            clamp=vis,
+            max_steps=config.sparse_steps,
+            tol=config.tol,
         )
 
     hidden = (~visible).astype(truth.dtype)
@@ -126,7 +136,13 @@ def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], key: j
     for name, method in (("mrdam", mrdam), ("sparse_hopfield", sparse)):
         result = jax.vmap(method)(queries, visible)
         mse, correct = scores(result.x)
-        out[name] = {"x": result.x, "mse": mse, "correct": correct, "steps": result.steps, "converged": result.converged}
+        out[name] = {
+            "x": result.x,
+            "mse": mse,
+            "correct": correct,
+            "steps": result.steps,
+            "converged": result.converged,
+        }
     query_mse, _ = scores(queries)
     visible_dist = jnp.sum(jnp.square((queries[:, None] - memories[None]) * visible[:, None]), -1)
     out["occluded_mse"] = query_mse
@@ -178,15 +194,23 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     import matplotlib.pyplot as plt
 
     ex = results["examples"]
-    rows = [("query", ex["query"]), ("MrDAM", ex["mrdam"]), ("sparse Hopfield", ex["sparse_hopfield"]),
-            ("truth", ex["truth"])]
+    rows = [
+        ("query", ex["query"]),
+        ("MrDAM", ex["mrdam"]),
+        ("sparse Hopfield", ex["sparse_hopfield"]),
+        ("truth", ex["truth"]),
+    ]
     cols = len(ex["truth"])
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.4 * len(rows)), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(cols):
             ax = axes[r][c]
-            ax.imshow(np.clip(np.asarray(images[c], dtype=float).reshape(ex["image_shape"]), 0, 1), cmap="gray",
-                      vmin=0, vmax=1)
+            ax.imshow(
+                np.clip(np.asarray(images[c], dtype=float).reshape(ex["image_shape"]), 0, 1),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -202,8 +226,10 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             [name, m["hidden_mse"], m["recall_accuracy"], m["mean_steps"], m["converged_fraction"]]
             for name, m in results["methods"].items()
         ]
-        + [["occluded query (no retrieval)", results["occluded_query_mse"], "-", "-", "-"],
-           ["nearest memory on visible pixels", "-", results["visible_nearest_neighbour_accuracy"], "-", "-"]],
+        + [
+            ["occluded query (no retrieval)", results["occluded_query_mse"], "-", "-", "-"],
+            ["nearest memory on visible pixels", "-", results["visible_nearest_neighbour_accuracy"], "-", "-"],
+        ],
     )
     return (
         f"{config.num_trials} trials x {config.num_queries} queries, K = {config.num_memories} memories, "

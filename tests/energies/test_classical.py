@@ -28,8 +28,10 @@ def test_hebbian_and_hetero_weights_match_outer_product_sums():
     w0 = np.asarray(hebbian_weights(jnp.asarray(p), zero_diagonal=True))
     assert np.all(np.diag(w0) == 0)
     keys, values = bipolar((5, 8)), bipolar((5, 3))
-    np.testing.assert_allclose(np.asarray(hetero_weights(jnp.asarray(keys), jnp.asarray(values))),
-                               sum(np.outer(y, x) for x, y in zip(keys, values)))
+    np.testing.assert_allclose(
+        np.asarray(hetero_weights(jnp.asarray(keys), jnp.asarray(values))),
+        sum(np.outer(y, x) for x, y in zip(keys, values)),
+    )
 
 
 def test_sign_of_zero_is_plus_one():

@@ -1,5 +1,3 @@
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dammem.energies import modern_hopfield_energy, polynomial_energy, sparse_hopfield_energy, sparse_hopfield_update
-from dammem.separations import tsallis_separation
 from dammem.similarities import kernelized
 from tests.reference import entmax_bisect, tsallis_conjugate
 
@@ -31,8 +28,7 @@ def test_modern_hopfield_is_alpha_one_and_matches_eq11(x64):
     a = beta * MEM @ X
     want = -(a.max() + np.log(np.exp(a - a.max()).sum())) / beta + 0.5 * X @ X
     np.testing.assert_allclose(e, want, rtol=1e-12)
-    np.testing.assert_allclose(e, float(sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), beta, 1.0)),
-                               rtol=1e-9)
+    np.testing.assert_allclose(e, float(sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), beta, 1.0)), rtol=1e-9)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 1.3, 1.5, 2.0])
@@ -48,7 +44,9 @@ def test_gradient_is_x_minus_retrieval(x64, alpha):
 
 def test_kernelized_energy_uses_the_feature_map(x64):
     w = RNG.standard_normal((4, 6))
-    got = float(sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.5, similarity=kernelized(jnp.asarray(w))))
+    got = float(
+        sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.5, similarity=kernelized(jnp.asarray(w)))
+    )
     want = 0.5 * X @ X - tsallis_conjugate((MEM @ w.T) @ (w @ X), 1.5)
     np.testing.assert_allclose(got, want, rtol=1e-7)
 
@@ -99,8 +97,10 @@ def test_alpha_and_beta_are_traced_no_retrace():
 def test_learnable_alpha_gets_a_gradient(x64):
     g = jax.grad(sparse_hopfield_energy, argnums=3)(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.4)
     eps = 1e-5
-    fd = (sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.4 + eps)
-          - sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.4 - eps)) / (2 * eps)
+    fd = (
+        sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.4 + eps)
+        - sparse_hopfield_energy(jnp.asarray(X), jnp.asarray(MEM), 1.0, 1.4 - eps)
+    ) / (2 * eps)
     np.testing.assert_allclose(float(g), float(fd), rtol=1e-5, atol=1e-8)
 
 
@@ -108,8 +108,9 @@ def test_learnable_alpha_gets_a_gradient(x64):
 def test_polynomial_energy(x64, power):
     mem = np.sign(RNG.standard_normal((4, 6)))
     x = np.sign(RNG.standard_normal(6))
-    np.testing.assert_allclose(float(polynomial_energy(jnp.asarray(x), jnp.asarray(mem), power)),
-                               -((mem @ x) ** power).sum())
+    np.testing.assert_allclose(
+        float(polynomial_energy(jnp.asarray(x), jnp.asarray(mem), power)), -((mem @ x) ** power).sum()
+    )
     rect = float(polynomial_energy(jnp.asarray(x), jnp.asarray(mem), power, rectified=True))
     np.testing.assert_allclose(rect, -(np.maximum(mem @ x, 0) ** power).sum())
 
@@ -119,7 +120,10 @@ def test_polynomial_energy(x64, power):
     [
         (lambda: sparse_hopfield_energy(jnp.ones(3), jnp.ones((2, 3)), 1.0, 2.5), r"alpha must lie in \[1, 2\]"),
         (lambda: sparse_hopfield_energy(jnp.ones(3), jnp.ones((2, 3)), 1.0, 0.9), r"alpha must lie in \[1, 2\]"),
-        (lambda: sparse_hopfield_update(jnp.ones(3), jnp.ones((2, 3)), 1.0, 1.5, similarity="l2"), "unknown similarity"),
+        (
+            lambda: sparse_hopfield_update(jnp.ones(3), jnp.ones((2, 3)), 1.0, 1.5, similarity="l2"),
+            "unknown similarity",
+        ),
         (lambda: modern_hopfield_energy(jnp.ones(3), jnp.ones((2, 3)), 0.0), "beta must be finite and > 0"),
         (lambda: polynomial_energy(jnp.ones(3), jnp.ones((2, 3)), 0), "power must be >= 1"),
         (lambda: polynomial_energy(jnp.ones(3), jnp.ones((2, 3)), 2.5), "power must be an int"),

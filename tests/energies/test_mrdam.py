@@ -53,8 +53,9 @@ def test_rbf_energy_gradient_in_beta_and_memories_matches_finite_differences(x64
 
 @pytest.mark.parametrize("beta", [1.0, 25.0])
 def test_edp_energy_matches_eq7(x64, beta):
-    np.testing.assert_allclose(float(edp_energy(jnp.asarray(X), jnp.asarray(MEM), beta)), ref_edp(X, MEM, beta),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        float(edp_energy(jnp.asarray(X), jnp.asarray(MEM), beta)), ref_edp(X, MEM, beta), rtol=1e-10
+    )
 
 
 def test_edp_energy_is_scale_invariant_and_finite_at_zero(x64):

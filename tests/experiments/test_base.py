@@ -1,6 +1,6 @@
 import dataclasses
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +24,7 @@ class Cfg:
     rate: float = 0.5
     mode: Literal["a", "b"] = "a"
     sizes: tuple[int, ...] = (1, 2)
-    path: Optional[str] = None
+    path: str | None = None
     flag: bool = False
 
     def __post_init__(self):
@@ -63,8 +63,12 @@ def test_overrides():
     out = apply_overrides(doc, ["seed=3", "config.beta=2.5", "config.sizes=[1, 2]", "config.name=abc"])
     assert out == {"experiment": "quickstart", "seed": 3, "config": {"beta": 2.5, "sizes": [1, 2], "name": "abc"}}
     assert doc["config"]["beta"] == 1.0  # not mutated
-    for bad, match in [("seed", "must look like key=value"), ("model.beta=1", "is not allowed"),
-                       ("seed.x=1", "is not allowed"), ("config..x=1", "is not allowed")]:
+    for bad, match in [
+        ("seed", "must look like key=value"),
+        ("model.beta=1", "is not allowed"),
+        ("seed.x=1", "is not allowed"),
+        ("config..x=1", "is not allowed"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             apply_overrides(doc, [bad])
 
@@ -72,8 +76,13 @@ def test_overrides():
 def test_to_jsonable_and_markdown():
     obj = {"a": jnp.arange(3), "b": np.float32(1.5), "c": (1, np.int64(2)), "d": float("nan"), "e": Cfg()}
     out = to_jsonable(obj)
-    assert out == {"a": [0, 1, 2], "b": 1.5, "c": [1, 2], "d": "nan",
-                   "e": {"n": 3, "rate": 0.5, "mode": "a", "sizes": [1, 2], "path": None, "flag": False}}
+    assert out == {
+        "a": [0, 1, 2],
+        "b": 1.5,
+        "c": [1, 2],
+        "d": "nan",
+        "e": {"n": 3, "rate": 0.5, "mode": "a", "sizes": [1, 2], "path": None, "flag": False},
+    }
     json.dumps(out, allow_nan=False)
     table = markdown_table(["x", "y"], [[1, 0.123456], ["a", 2.0]])
     assert table.splitlines() == ["| x | y |", "|---|---|", "| 1 | 0.1235 |", "| a | 2 |"]

@@ -6,10 +6,15 @@ from dammem.experiments.capacity import Config, _capacity, classical_theory_capa
 
 
 def test_capacity_law_on_a_small_sweep(tmp_path):
-    config = {"dims": [16, 64], "classical_pairs": [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32],
-              "modern_pairs": [4, 16, 64, 256], "num_trials": 8}
+    config = {
+        "dims": [16, 64],
+        "classical_pairs": [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32],
+        "modern_pairs": [4, 16, 64, 256],
+        "num_trials": 8,
+    }
     metrics = run_experiment({"experiment": "capacity", "seed": 0, "config": config}, tmp_path, progress=False)[
-        "metrics"]
+        "metrics"
+    ]
     classical = {d: metrics["memories"]["classical"][str(d)]["capacity"] for d in (16, 64)}
     modern = {d: metrics["memories"]["modern"][str(d)]["capacity"] for d in (16, 64)}
     # classical: a handful of pairs, growing with d like the Gaussian (union-bound) theory
