@@ -60,8 +60,9 @@ _MAX_ITERS = 64  # safety cap; the monotone secant converges in far fewer steps 
 _MIN_A = 1e-6  # alpha - 1 is clamped here in the general kernel (alpha = 1 exactly uses the softmax kernel)
 
 # The element maps below avoid compare/select on purpose: XLA:CPU fuses max/min/ceil/exp into its reduction
-# kernels but runs compare+select reductions 2-3x slower. Row constants are folded into one column ``c`` so the
-# shifted scores ``z - max`` are never materialised.
+# kernels but runs compare+select reductions 2-3x slower. The scores are shifted by their row max once
+# (``z - max`` is exact near the top, Sterbenz) and the threshold is one column ``c = v`` on the shifted scores:
+# folding ``max + v`` into one column would round it to the ulp of ``max`` (5e-4 absolute error at |z| ~ 1e4).
 
 
 class _RowView:
@@ -88,12 +89,21 @@ class _RowView:
 
 
 def _base(kind: str, z: Array, c: Array, a: Array) -> Array:
-    """The map's base x >= 0 with p = x^(1/a), for threshold column ``c = max z + v``."""
+    """The map's base x >= 0 with p = x^(1/a), for shifted scores ``z - max`` and threshold column ``c = v - 1/a``.
+
+    x = 1 + a (z - v) = a (z - c): carrying ``c`` rather than ``v`` keeps the threshold exact to float32 when the
+    support is broad (c ~ -p_max^a is then near 0, while v ~ 1/a sits on a coarse grid and k of its ulps move the mass).
+    """
     if kind == _SPARSEMAX:
-        return jnp.maximum(z - (c - 1.0), 0.0)
+        return jnp.maximum(z - c, 0.0)
     if kind == _ENTMAX15:
-        return jnp.maximum(0.5 * z - 0.5 * (c - 2.0), 0.0)
+        return jnp.maximum(0.5 * z - 0.5 * c, 0.0)
     raise AssertionError(kind)
+
+
+def _origin(kind: str) -> float:
+    """The search variable at v = 0: ``-1/a`` for the closed-form sparse kernels (see :func:`_base`), else 0."""
+    return {_SPARSEMAX: -1.0, _ENTMAX15: -2.0}.get(kind, 0.0)
 
 
 def _log_base_over_a(z: Array, c: Array, a: Array) -> Array:
@@ -134,37 +144,48 @@ def _objective(kind: str, s: Array, a: Array) -> Array:
     return jnp.expm1(a * jnp.log(s)) / a
 
 
+def _row_max(z: Array, keepdims: bool = False) -> tuple[Array, Array]:
+    """Last-axis maxima and the live rows (not all -inf): 0 in rows of all -inf; NaN in rows with +inf or NaN.
+
+    A NaN maximum (not 0) is what makes a +inf or NaN score poison its whole row instead of being read as a dead row.
+    """
+    zmax = jnp.max(z, axis=-1, keepdims=keepdims)
+    live = zmax != -jnp.inf
+    return jnp.where(live, jnp.where(zmax < jnp.inf, zmax, jnp.nan), 0.0), live
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Threshold search
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _solve_threshold(kind: str, zv: Array, zmax: Array, a: Array, rv: _RowView, live: Array, tol: float):
+def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, tol: float):
     """Monotone Newton-then-secant search for ``v`` with ``sum_i p_i(v) = 1`` (see the module docstring).
+
+    The search variable is ``v + origin`` (``origin = _origin(kind)``, the column that :func:`_probs` takes).
 
     Args:
       kind: element map.
-      zv: (R * P, C) scores in the blocked view of ``rv``.
-      zmax: (R,) row maxima (0 in dead rows).
+      zv: (R * P, C) scores minus their row max, in the blocked view of ``rv``.
       a: (R,) ``alpha - 1``.
       rv: the row view.
       live: (R,) rows with at least one finite score.
       tol: stop once ``F(v) <= tol`` (or the step underflows).
 
     Returns:
-      (R,) ``v`` on the left of the threshold and (R,) ``F(v)``.
+      (R,) ``v + origin`` on the left of the threshold and (R,) ``F(v)``.
     """
     dtype = zv.dtype
-    eps = jnp.finfo(dtype).eps
+    origin = _origin(kind)
     av = rv.col(a)
 
     def objective(v):
-        return _objective(kind, rv.sum(_probs(kind, zv, rv.col(zmax + v), av)), a)
+        return _objective(kind, rv.sum(_probs(kind, zv, rv.col(v), av)), a)
 
     # First step from v = 0: Newton, F'(v) = -S^(a - 1) * sum_i s_i. For general alpha the weights
     # s = x^(1/a - 1) would cost a pow per element, so their sum is bounded without one (x <= 1): by sum_i x_i when
     # 1/a - 1 >= 1 (exact at alpha = 1.5) and by the support size otherwise. A shorter step stays on the left.
-    c0 = rv.col(zmax)
+    c0 = jnp.full((), origin, dtype)
     s0 = rv.sum(_probs(kind, zv, c0, av))
     f0 = _objective(kind, s0, a)
     if kind == _GENERAL:
@@ -174,7 +195,7 @@ def _solve_threshold(kind: str, zv: Array, zmax: Array, a: Array, rv: _RowView, 
     else:  # written apart from s0's expression so that XLA fuses each sum into its own reduction
         wsum = rv.sum(_weights(kind, zv + 0.0, c0, av))
     slope0 = wsum * jnp.exp((a - 1.0) * jnp.log(s0))
-    v1 = jnp.where(live & (slope0 > 0), f0 / jnp.where(slope0 > 0, slope0, 1.0), 0.0)
+    v1 = origin + jnp.where(live & (slope0 > 0), f0 / jnp.where(slope0 > 0, slope0, 1.0), 0.0)
     if kind == _SOFTMAX:  # F = log S(0) - v is linear: the Newton step is exact
         return v1, jnp.zeros_like(v1)
     done0 = ~live | ~(f0 > tol)
@@ -190,7 +211,8 @@ def _solve_threshold(kind: str, zv: Array, zmax: Array, a: Array, rv: _RowView, 
         slope = (f_prev - f_new) / (v_cur - v_prev)
         good = left & (slope > 0)
         step = jnp.where(good, f_new / jnp.where(good, slope, 1.0), 0.0)
-        converged = ~good | (f_new <= tol) | (step <= 4 * eps * (1.0 + v_cur))
+        # stop when the step no longer moves v: a step of a few ulps of v still moves the mass by k ulps
+        converged = ~good | (f_new <= tol) | (v_cur + step <= v_cur)
         # a rounding overshoot past the root: keep whichever point is closer to it
         back = ~left & ~(jnp.abs(f_new) <= f_prev)
         v_next = jnp.where(converged, jnp.where(back, v_prev, v_cur), v_cur + step)
@@ -204,7 +226,7 @@ def _solve_threshold(kind: str, zv: Array, zmax: Array, a: Array, rv: _RowView, 
             it + 1,
         )
 
-    init = (jnp.zeros_like(a), f0, jnp.where(done0, 0.0, v1), f0, done0, jnp.int32(0))
+    init = (jnp.full_like(a, origin), f0, jnp.where(done0, origin, v1), f0, done0, jnp.int32(0))
     _, _, v, f, _, _ = lax.while_loop(cond, body, init)
     return v, f
 
@@ -222,31 +244,35 @@ class _Solution:
     def __init__(self, kind: str, z2: Array, a: Array):
         rows, n = z2.shape
         rv = _RowView(n)
-        zv = rv.view(z2)
-        zmax = jnp.max(z2, axis=-1)
-        live = zmax > -jnp.inf
-        zmax = jnp.where(live, zmax, 0.0)
+        zmax, live = _row_max(z2)
+        zv = rv.view(z2 - zmax[:, None])
         if kind == _GENERAL:
             a = jnp.maximum(a, _MIN_A)  # NaN (invalid traced alpha) propagates through maximum
         eps = float(jnp.finfo(zv.dtype).eps)
-        v, f = _solve_threshold(kind, zv, zmax, a, rv, live, 1e-3 if kind == _ENTMAX15 else 16 * eps)
+        v, f = _solve_threshold(kind, zv, a, rv, live, 1e-3 if kind == _ENTMAX15 else 16 * eps)
         av = rv.col(a)
         self.ssum = None
         if kind == _ENTMAX15:  # sum_{i in S}(x_i - d)^2 = 1 on the found support: the smaller root
-            x = _base(kind, zv, rv.col(zmax + v), av)
+            x = _base(kind, zv, rv.col(v), av)
             k = jnp.maximum(rv.sum(jnp.minimum(jnp.ceil(x), 1.0)), 1.0)
             s1 = rv.sum(x)
             s2 = jnp.square(1.0 + 0.5 * f)  # S(v) from the search's last evaluation
             d = (s2 - 1.0) / (s1 + jnp.sqrt(jnp.maximum(s1 * s1 - k * (s2 - 1.0), 0.0)))
-            v = jnp.where(live, v + 2.0 * d, 0.0)
+            v = jnp.where(live, v + 2.0 * d, _origin(kind))
             self.ssum = s1 - k * d  # = sum_i sqrt(p_i), what the Jacobian needs
-        c = rv.col(zmax + v)
+        c = rv.col(v)
         p = _probs(kind, zv, c, av)
         if kind in (_SOFTMAX, _GENERAL):  # no closed form: renormalise (a rounding-level correction)
             total = rv.sum(p)
             p = p / rv.col(jnp.where(total > 0, total, 1.0))
+        self.zv, self.zmax, self.a, self.c, self.av, self.pv = zv, zmax, a, c, av, p
         self.kind, self.rv, self.rows, self.live = kind, rv, rows, live
-        self.zv, self.zmax, self.v, self.a, self.c, self.av, self.pv = zv, zmax, v, a, c, av, p
+        if kind == _GENERAL:  # renormalising fixes p but not v (the conjugate's input): one Newton step with the
+            # exact slope F' = -S^a sum(s) (normalised s). The search's secant can end a few 1e-4 past the root
+            # when alpha -> 1 (a tiny first step makes its slope ill-conditioned). Unused v is dead code under jit.
+            _, ssum = self.weights()
+            v = v + f / ((1.0 + a * f) * ssum)
+        self.v = v - _origin(kind)  # the threshold offset from the max (the conjugate needs it)
 
     @property
     def p(self) -> Array:
@@ -314,7 +340,7 @@ def _conjugate_rows(kind: str, z2: Array, a: Array) -> Array:
 def _conjugate_value(sol: _Solution) -> Array:
     """Psi*(z) = <p, z> + H_alpha(p) = max + v / alpha + (1 - 1 / alpha) <p, z - max>  (no logs; alpha -> 1: lse)."""
     alpha = 1.0 + sol.a
-    pz = sol.rv.sum(jnp.where(sol.pv > 0, sol.pv * (sol.zv - sol.rv.col(sol.zmax)), 0.0))
+    pz = sol.rv.sum(jnp.where(sol.pv > 0, sol.pv * sol.zv, 0.0))
     value = sol.zmax + sol.v / alpha + (1.0 - 1.0 / alpha) * pz
     return jnp.where(sol.live, value, -jnp.inf)
 
@@ -377,7 +403,10 @@ def _prepare(z: ArrayLike, axis: int, where: ArrayLike | None, name: str):
 
 def _alpha_rows(alpha: ArrayLike, shape: tuple, axis: int, name: str, allow_one: bool) -> Array:
     """Validate alpha against scores of ``shape`` and return ``alpha - 1`` per row of the moved-axis scores."""
-    alpha_arr = jnp.asarray(alpha)
+    try:
+        alpha_arr = jnp.asarray(alpha)
+    except TypeError as err:
+        raise TypeError(f"{name}: alpha must be a real number or array, got {type(alpha).__name__}") from err
     if not (jnp.issubdtype(alpha_arr.dtype, jnp.floating) or jnp.issubdtype(alpha_arr.dtype, jnp.integer)):
         raise TypeError(f"{name}: alpha must be a real number or array, got dtype {alpha_arr.dtype}")
     ndim = len(shape)
@@ -411,7 +440,10 @@ def _fixed_kind(alpha: ArrayLike) -> str:
     """The kernel for alpha: a concrete alpha of 1, 1.5 or 2 everywhere has an exact closed-form kernel."""
     if not is_concrete(alpha):
         return _GENERAL
-    values = np.unique(np.asarray(alpha, dtype=np.float64))
+    arr = np.asarray(alpha)
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        return _GENERAL  # not a real number: _alpha_rows raises the error that names alpha
+    values = np.unique(arr.astype(np.float64))
     if values.size != 1:
         return _GENERAL
     return {1.0: _SOFTMAX, 1.5: _ENTMAX15, 2.0: _SPARSEMAX}.get(float(values[0]), _GENERAL)
@@ -455,8 +487,7 @@ def softmax(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> 
       >>> softmax(jnp.array([0.0, jnp.log(3.0)]))  # [0.25, 0.75]
     """
     dtype, axis, zt = _prepare(z, axis, where, "softmax")
-    zmax = jnp.max(zt, axis=-1, keepdims=True)
-    zmax = lax.stop_gradient(jnp.where(zmax > -jnp.inf, zmax, 0.0))
+    zmax = lax.stop_gradient(_row_max(zt, keepdims=True)[0])
     e = jnp.exp(zt - zmax)
     total = jnp.sum(e, axis=-1, keepdims=True)
     p = e / jnp.where(total > 0, total, 1.0)

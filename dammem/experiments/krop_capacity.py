@@ -1,0 +1,200 @@
+"""Capacity of an HRR key-value memory per value codebook kind, and capacity vs N (seed 000, "Memory capacity").
+
+For each codebook kind and dimension ``N``, ``M`` pairs are stored in one trace ``M = sum_m a_m (*) v_m`` with
+Gaussian keys ``a_m ~ N(0, I/N)`` and values ``v_m = C_{j_m}`` (rows of the codebook at uniform random indices). The
+success rate is seed 000's ``(1/M) sum_m 1[clean-up(a_m # M) = v_m]``, averaged over trials (each trial draws its
+own codebook, keys and indices; trials are vectorised). All grid sizes ``M`` of one trial share the same draws: the
+memory holding the first ``M`` pairs is a prefix sum of the bound pairs.
+
+The capacity is the number of items at which the success rate falls to ``threshold``, read off by linear
+interpolation between the last grid point at or above the threshold and the next one. KROP's rows have peaky
+Fourier spectra, which costs capacity; the signed KROP codebook ``C = H D`` restores it (see
+:mod:`dammem.vsa.krop`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dammem.experiments._base import Progress, markdown_table
+from dammem.vsa import CODEBOOK_KINDS, KEY_KINDS, make_codebook, random_keys
+from dammem.vsa.hrr import _bind, _correlate
+
+__all__ = ["Config", "run", "report", "item_grid", "interpolated_capacity"]
+
+
+def item_grid(n: int, max_fraction: float, ratio: float) -> tuple[int, ...]:
+    """Geometric grid of item counts ``2, ..., max_fraction * n`` (distinct integers, ratio ``ratio``)."""
+    stop = max(2, int(max_fraction * n))
+    values, m = [], 2.0
+    while round(m) <= stop:
+        if not values or round(m) > values[-1]:
+            values.append(int(round(m)))
+        m *= ratio
+    return tuple(values)
+
+
+def interpolated_capacity(items, rates, threshold: float) -> float:
+    """Items at which the success rate crosses ``threshold`` (linear interpolation on the grid).
+
+    Returns 0.0 if the first grid point is already below the threshold, and the last grid point if the rate never
+    falls below it (then a lower bound: the grid was too short).
+    """
+    items = np.asarray(items, dtype=np.float64)
+    rates = np.asarray(rates, dtype=np.float64)
+    below = np.flatnonzero(rates < threshold)
+    if below.size == 0:
+        return float(items[-1])
+    j = int(below[0])
+    if j == 0:
+        return 0.0
+    m0, m1, r0, r1 = items[j - 1], items[j], rates[j - 1], rates[j]
+    return float(m0 + (r0 - threshold) / (r0 - r1) * (m1 - m0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Capacity sweep over codebook kinds and dimensions.
+
+    Attributes:
+      kinds: value codebook kinds (from ``dammem.vsa.CODEBOOK_KINDS``); ``gaussian`` is the reference for ratios.
+      dims: vector dimensions N (powers of two).
+      max_fraction: the item grid runs from 2 to ``max_fraction * N``.
+      grid_ratio: geometric ratio of the item grid (> 1).
+      num_trials: independent draws (codebook, keys, values), vectorised.
+      threshold: success rate that defines the capacity.
+      key_kind: HRR key distribution (``gaussian`` as in seed 000, or ``unitary``).
+    """
+
+    kinds: tuple[str, ...] = ("gaussian", "bipolar", "hadamard", "krop", "krop_signed", "unitary_shift")
+    dims: tuple[int, ...] = (256, 512, 1024, 2048)
+    max_fraction: float = 0.125
+    grid_ratio: float = 1.25
+    num_trials: int = 30
+    threshold: float = 0.9
+    key_kind: str = "gaussian"
+
+    def __post_init__(self):
+        kinds = list(self.kinds)
+        if not kinds or any(k not in CODEBOOK_KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"kinds must be distinct names from {CODEBOOK_KINDS}, got {list(self.kinds)}")
+        if not self.dims or any(d < 16 or d & (d - 1) for d in self.dims) or list(self.dims) != sorted(set(self.dims)):
+            raise ValueError(f"dims must be increasing powers of two >= 16, got {list(self.dims)}")
+        if not 0 < self.max_fraction <= 1:
+            raise ValueError(f"max_fraction must lie in (0, 1], got {self.max_fraction}")
+        if not self.grid_ratio > 1:
+            raise ValueError(f"grid_ratio must be > 1, got {self.grid_ratio}")
+        if self.num_trials < 1:
+            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
+        if self.key_kind not in KEY_KINDS:
+            raise ValueError(f"key_kind must be one of {KEY_KINDS}, got {self.key_kind!r}")
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _success_rates(kind: str, n: int, m_max: int, key_kind: str, trial_keys: jax.Array, items: jax.Array):
+    """(trials, len(items)) success rates; the memory of the first m pairs is a prefix sum of the bound pairs."""
+
+    def trial(key):
+        k_cb, k_keys, k_idx = jax.random.split(key, 3)
+        cb = make_codebook(kind, n, key=k_cb)
+        keys = random_keys(k_keys, (m_max,), n, kind=key_kind)
+        idx = jax.random.randint(k_idx, (m_max,), 0, n)
+        prefix = jnp.cumsum(_bind(keys, cb.rows(idx)), axis=0)  # prefix[m - 1] stores the first m pairs
+
+        def at(m):
+            reads = _correlate(keys, prefix[m - 1])  # a_j # M for every key (only j < m are scored)
+            ok = (cb.cleanup(reads) == idx) & (jnp.arange(m_max) < m)
+            return jnp.sum(ok) / m
+
+        return lax.map(at, items)
+
+    return jax.vmap(trial)(trial_keys)
+
+
+def run(config: Config, key: jax.Array, progress: Progress) -> dict:
+    progress.total(len(config.kinds) * len(config.dims))
+    grids = {n: item_grid(n, config.max_fraction, config.grid_ratio) for n in config.dims}
+    rates: dict[str, dict[str, list[float]]] = {kind: {} for kind in config.kinds}
+    capacity: dict[str, list[float]] = {kind: [] for kind in config.kinds}
+    for i, n in enumerate(config.dims):
+        items = grids[n]
+        # the same trial keys for every kind: the keys/indices differ only through the codebook kind
+        trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
+        for kind in config.kinds:
+            r = np.asarray(
+                _success_rates(kind, n, items[-1], config.key_kind, trial_keys, jnp.asarray(items, jnp.int32))
+            ).mean(0)
+            rates[kind][str(n)] = r.tolist()
+            capacity[kind].append(interpolated_capacity(items, r, config.threshold))
+            progress.update(1)
+    ref = "gaussian" if "gaussian" in config.kinds else None
+    ratio = {}
+    if ref:
+        for kind in config.kinds:
+            ratio[kind] = [c / g if g > 0 else float("nan") for c, g in zip(capacity[kind], capacity[ref])]
+    return {
+        "dims": list(config.dims),
+        "items": {str(n): list(g) for n, g in grids.items()},
+        "success_rate": rates,
+        "capacity": capacity,
+        "capacity_over_gaussian": ratio,
+        "capacity_over_n": {kind: [c / n for c, n in zip(capacity[kind], config.dims)] for kind in config.kinds},
+        "threshold": config.threshold,
+    }
+
+
+def report(config: Config, results: dict, out_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds, dims = list(results["capacity"]), results["dims"]
+    fig, (ax_rate, ax_cap) = plt.subplots(1, 2, figsize=(11, 4.2))
+    n_show = dims[-1]
+    for kind in kinds:
+        rate = results["success_rate"][kind][str(n_show)]
+        ax_rate.plot(results["items"][str(n_show)], rate, marker="o", ms=3, label=kind)
+        ax_cap.plot(dims, results["capacity"][kind], marker="o", label=kind)
+    ax_rate.axhline(results["threshold"], color="gray", lw=0.8, ls=":")
+    ax_rate.set_xlabel("stored items M")
+    ax_rate.set_ylabel("success rate")
+    ax_rate.set_title(f"clean-up(a_m # M) = v_m, N = {n_show}")
+    ax_rate.legend(fontsize=7)
+    ax_cap.set_xscale("log", base=2)
+    ax_cap.set_xlabel("N")
+    ax_cap.set_ylabel(f"capacity (items at success {results['threshold']})")
+    ax_cap.set_title("capacity vs N")
+    ax_cap.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "krop_capacity.png", dpi=120)
+    plt.close(fig)
+
+    headers = ["kind"] + [f"N={n}" for n in dims]
+    cap_rows = [[kind] + [float(c) for c in results["capacity"][kind]] for kind in kinds]
+    lines = [
+        f"Capacity (items at success rate {results['threshold']}, interpolated), {config.num_trials} trials, "
+        f"{config.key_kind} keys:",
+        "",
+        markdown_table(headers, cap_rows, floatfmt=".1f"),
+    ]
+    if results["capacity_over_gaussian"]:
+        lines += [
+            "",
+            "Capacity relative to the Gaussian codebook:",
+            "",
+            markdown_table(
+                headers, [[k] + [float(v) for v in results["capacity_over_gaussian"][k]] for k in kinds], floatfmt=".3f"
+            ),
+        ]
+    lines += ["", "![capacity](krop_capacity.png)"]
+    return "\n".join(lines)

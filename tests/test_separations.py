@@ -1,0 +1,870 @@
+"""Tests for dammem.separations: float64 NumPy references, custom derivatives, invariants, edge cases, errors.
+
+References (all float64 NumPy, written here): a sort-based simplex projection (sparsemax), a 200-step bisection on the
+threshold for alpha-entmax at any alpha (renormalised), a max-shifted softmax and the Tsallis conjugate
+``<p, z> + (1 - sum p^alpha) / (alpha (alpha - 1))`` (alpha = 1: logsumexp) evaluated at the reference p.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+from dammem import separations as S
+
+TOL = 1e-5  # absolute tolerance on probabilities (float32 results vs float64 references)
+NINF = -np.inf
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Float64 references
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _rows(z, axis=-1):
+    """(R, N) float64 rows of ``z`` with ``axis`` moved last, and the moved shape."""
+    zt = np.moveaxis(np.asarray(z, np.float64), axis, -1)
+    return zt.reshape(-1, zt.shape[-1]), zt.shape
+
+
+def _unrows(p2, moved_shape, axis=-1):
+    return np.moveaxis(p2.reshape(moved_shape), -1, axis)
+
+
+def _alpha_per_row(alpha, shape, axis=-1):
+    """alpha broadcast like dammem does (size 1 along ``axis``), flattened to one value per row."""
+    al = np.asarray(alpha, np.float64)
+    al = al.reshape((1,) * (len(shape) - al.ndim) + al.shape)
+    target = list(shape)
+    target[axis] = 1
+    return np.moveaxis(np.broadcast_to(al, target), axis, -1).reshape(-1)
+
+
+def ref_softmax(z, axis=-1):
+    z2, shape = _rows(z, axis)
+    m = z2.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(z2 - m)
+    total = e.sum(-1, keepdims=True)
+    return _unrows(e / np.where(total > 0, total, 1.0), shape, axis)
+
+
+def ref_sparsemax(z, axis=-1):
+    """Sort-based Euclidean projection onto the simplex (Martins & Astudillo 2016, Alg. 1); -inf entries get 0."""
+    z2, shape = _rows(z, axis)
+    out = np.zeros_like(z2)
+    for r, row in enumerate(z2):
+        fin = np.isfinite(row)
+        if not fin.any():
+            continue
+        u = np.sort(row[fin])[::-1]
+        css = np.cumsum(u)
+        k = np.arange(1, u.size + 1)
+        kk = k[1.0 + k * u > css][-1]
+        tau = (css[kk - 1] - 1.0) / kk
+        out[r, fin] = np.maximum(row[fin] - tau, 0.0)
+    return _unrows(out, shape, axis)
+
+
+def ref_entmax_base(z, alpha, axis=-1, iters=200):
+    """alpha-entmax by bisection on tau: ``p = [a (z - max) - tau]_+^(1/a)``, a = alpha - 1 (scalar or per row).
+
+    Returns (p, base) with ``base = a (z - max) - tau`` (p > 0 exactly where base > 0), both shaped like ``z``.
+    """
+    z2, shape = _rows(z, axis)
+    a = _alpha_per_row(alpha, np.shape(z), axis)[:, None] - 1.0
+    assert np.all((a > 0) & (a <= 1)), "reference needs alpha in (1, 2]"
+    finite = np.isfinite(z2)
+    live = finite.any(-1, keepdims=True)
+    m = np.where(live, np.where(finite, z2, NINF).max(-1, keepdims=True), 0.0)
+    x = np.where(live, a * (z2 - m), 0.0)  # <= 0, max 0; -inf entries stay -inf
+    n = np.maximum(finite.sum(-1, keepdims=True), 1)
+    lo, hi = -np.ones_like(m), -((1.0 / n) ** a)  # S(lo) >= 1 >= S(hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        big = (np.maximum(x - mid, 0.0) ** (1.0 / a)).sum(-1, keepdims=True) >= 1.0
+        lo, hi = np.where(big, mid, lo), np.where(big, hi, mid)
+    base = x - lo
+    p = np.maximum(base, 0.0) ** (1.0 / a)
+    p = np.where(live, p / np.where(live, p.sum(-1, keepdims=True), 1.0), 0.0)
+    return _unrows(p, shape, axis), _unrows(np.where(live, base, NINF), shape, axis)
+
+
+def ref_entmax(z, alpha, axis=-1):
+    return ref_entmax_base(z, alpha, axis)[0]
+
+
+def ref_separation(z, alpha, axis=-1):
+    if np.ndim(alpha) == 0 and alpha == 1.0:
+        return ref_softmax(z, axis)
+    if np.ndim(alpha) == 0 and alpha == 2.0:
+        return ref_sparsemax(z, axis)
+    return ref_entmax(z, alpha, axis)
+
+
+def ref_conjugate(z, alpha, axis=-1):
+    """Psi*_alpha(z) = <p, z> + (1 - sum p^alpha) / (alpha (alpha - 1)) at the reference p; alpha = 1: logsumexp."""
+    z2, shape = _rows(z, axis)
+    live = np.isfinite(z2).any(-1)
+    if np.ndim(alpha) == 0 and alpha == 1.0:
+        m = np.where(live, np.where(np.isfinite(z2), z2, NINF).max(-1), 0.0)
+        val = m + np.log(np.exp(z2 - m[:, None]).sum(-1))
+    else:
+        p2 = _rows(ref_separation(z, alpha, axis), axis)[0]
+        al = _alpha_per_row(alpha, np.shape(z), axis)
+        pz = np.where(p2 > 0, p2 * np.where(np.isfinite(z2), z2, 0.0), 0.0).sum(-1)
+        val = pz + (1.0 - (p2 ** al[:, None]).sum(-1)) / (al * (al - 1.0))
+    return np.where(live, val, NINF).reshape(shape[:-1])
+
+
+def ref_jvp(p, alpha, dz):
+    """The closed-form Jacobian of a Tsallis separation applied to dz: ``s dz - s <s, dz> / sum s``, s = p^(2-alpha)."""
+    s = np.where(p > 0, p ** (2.0 - alpha), 0.0)
+    return s * dz - s * (s * dz).sum(-1, keepdims=True) / s.sum(-1, keepdims=True)
+
+
+def test_references_agree_with_each_other():
+    """The bisection reference reproduces the sort-based sparsemax at alpha = 2 and softmax as alpha -> 1."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 9)) * 2
+    z[1, :4] = NINF
+    np.testing.assert_allclose(ref_entmax(z, 2.0), ref_sparsemax(z), atol=1e-12)
+    np.testing.assert_allclose(ref_entmax(z, 1 + 1e-7), ref_softmax(z), atol=1e-6)
+    np.testing.assert_allclose(ref_sparsemax(z).sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(ref_sparsemax([[1.0, 0.8, -1.0]]), [[0.6, 0.4, 0.0]], atol=1e-12)
+    # Psi*_2 = <p, z> + (1 - ||p||^2) / 2
+    p = ref_sparsemax(z)
+    zf = np.where(np.isfinite(z), z, 0.0)
+    np.testing.assert_allclose(ref_conjugate(z, 2.0), (p * zf).sum(-1) + (1 - (p**2).sum(-1)) / 2, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The separations under test, jitted once per (function, fixed arguments): eager calls re-trace the threshold loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def jit_of(fn, **fixed):
+    """``fn`` jitted with the keyword arguments ``fixed`` (alpha, axis) held static: an alpha given here is concrete."""
+    return jax.jit(functools.partial(fn, **fixed))
+
+
+_FN = {"softmax": S.softmax, "sparsemax": S.sparsemax, "entmax15": S.entmax15, "entmax": S.entmax}
+_FN["tsallis"] = S.tsallis_separation
+SEP_ALPHA = {  # name -> the alpha of its reference; "_traced_" names pass alpha as a jit argument (general kernel)
+    "softmax": 1.0,
+    "sparsemax": 2.0,
+    "entmax15": 1.5,
+    "entmax_1.25": 1.25,
+    "entmax_1.75": 1.75,
+    "entmax_traced_1.25": 1.25,
+    "entmax_traced_1.5": 1.5,
+    "entmax_traced_2.0": 2.0,
+    "tsallis_1.0": 1.0,
+    "tsallis_traced_1.0": 1.0,
+    "tsallis_traced_1.3": 1.3,
+}
+
+
+def sep(name: str, axis: int = -1):
+    """The separation ``name`` as ``f(z, where=None)``, jitted."""
+    alpha = SEP_ALPHA[name]
+    base = name.split("_")[0]
+    fn = _FN[base]
+    if "_traced_" in name:
+        traced = jit_of(fn, axis=axis)
+        return lambda z, where=None: traced(z, jnp.float32(alpha), where=where)
+    fixed = jit_of(fn, alpha=alpha, axis=axis) if base in ("entmax", "tsallis") else jit_of(fn, axis=axis)
+    return lambda z, where=None: fixed(z, where=where)
+
+
+REF_SEPS = [n for n in SEP_ALPHA if n not in ("entmax_traced_1.25", "tsallis_traced_1.0")]
+SPARSE = [n for n in REF_SEPS if SEP_ALPHA[n] > 1.0]
+EDGE_SEPS = ["softmax", "sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.25", "tsallis_traced_1.0"]
+
+
+def _input_families(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Float32 (4, n) inputs per family; every row keeps at least one finite score."""
+    rng = np.random.default_rng(seed + n)
+    g = lambda: rng.standard_normal((4, n))  # noqa: E731
+    ties = rng.integers(-2, 3, (4, n)) * 0.5
+    ties[0] = 0.7  # an all-equal row
+    ties[1, : n // 2] = 1.5  # many equal top scores
+    neg_inf = g()
+    neg_inf[rng.random((4, n)) < 0.5] = NINF
+    neg_inf[:, 0] = rng.standard_normal(4)
+    fam = {
+        "normal_0.1": 0.1 * g(),
+        "normal_1": g(),
+        "normal_10": 10.0 * g(),
+        "offset_1e4_scale_1e3": 1e4 + 1e3 * g(),
+        "offset_1e4_scale_1": 1e4 + g(),  # top scores closer than 1 at |z| ~ 1e4: needs an exact z - max
+        "offset_-300_scale_0.1": -300.0 + 0.1 * g(),
+        "ties": ties,
+        "partly_neg_inf": neg_inf,
+        "beta_1e4": 1e4 * g(),
+    }
+    return {k: v.astype(np.float32) for k, v in fam.items()}
+
+
+@functools.cache
+def _families_and_ref(n: int, seed: int, alpha: float):
+    fams = _input_families(n, seed)
+    z = np.concatenate(list(fams.values()))
+    return fams, z, ref_separation(z.astype(np.float64), alpha)
+
+
+# 2048 > 1024 and divisible by 256: the blocked row view; 1024 is the largest unblocked size
+SIZES = [1, 3, 257, 2048, pytest.param(1024, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", REF_SEPS)
+def test_matches_float64_reference(name, n):
+    fams, z, ref = _families_and_ref(n, 0, SEP_ALPHA[name])
+    got = np.asarray(sep(name)(z), np.float64)
+    assert got.shape == z.shape
+    for i, fam in enumerate(fams):
+        rows = slice(4 * i, 4 * i + 4)
+        np.testing.assert_allclose(got[rows], ref[rows], atol=TOL, rtol=0, err_msg=f"{name}, N={n}, inputs {fam}")
+    assert np.all(got[np.isneginf(z)] == 0.0), f"{name}: -inf scores must get exactly 0"
+    np.testing.assert_allclose(got.sum(-1), 1.0, atol=TOL)
+
+
+@pytest.mark.parametrize("n", [3, 257, 2048])
+@pytest.mark.parametrize("name", SPARSE)
+def test_exact_zeros_where_reference_is_zero(name, n):
+    """Every score clearly below the threshold (reference base < -margin) gets exactly 0, not a tiny value."""
+    alpha = SEP_ALPHA[name]
+    _, z, _ = _families_and_ref(n, 1, alpha)
+    got = np.asarray(sep(name)(z))
+    _, base = ref_entmax_base(z.astype(np.float64), alpha)
+    x = (alpha - 1.0) * (z.astype(np.float64) - z.max(-1, keepdims=True))
+    outside = base < -1e-5 * (1.0 + np.abs(x))
+    inside = base > 1e-5 * (1.0 + np.abs(x))
+    assert outside.any() and inside.any()  # not vacuous
+    assert np.all(got[outside] == 0.0), f"{name}: {np.count_nonzero(got[outside])} nonzero entries off the support"
+    assert np.all(got[inside] > 0.0), f"{name}: entries clearly inside the support must be positive"
+
+
+def test_documented_examples_eager():
+    """The docstring examples, called eagerly (the rest of the file calls the functions under jit)."""
+    np.testing.assert_allclose(np.asarray(S.sparsemax(jnp.array([1.0, 0.8, -1.0]))), [0.6, 0.4, 0.0], atol=1e-7)
+    out = np.asarray(S.entmax15(jnp.array([2.0, 1.0, -3.0])))
+    assert out[2] == 0.0 and out[0] > out[1] > 0
+    np.testing.assert_allclose(out, ref_entmax([2.0, 1.0, -3.0], 1.5), atol=TOL)
+    out = np.asarray(S.entmax(jnp.array([2.0, 1.0, -3.0]), alpha=1.25))
+    np.testing.assert_allclose(out, ref_entmax([2.0, 1.0, -3.0], 1.25), atol=TOL)
+    np.testing.assert_allclose(np.asarray(S.softmax(jnp.array([0.0, np.log(3.0)]))), [0.25, 0.75], atol=1e-7)
+    np.testing.assert_allclose(float(S.conjugate(jnp.zeros(4), 1.0)), np.log(4.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.5"])
+def test_axis_of_3d_input(name, axis):
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((5, 6, 7)) * 2).astype(np.float32)
+    got = np.asarray(sep(name, axis)(z))
+    np.testing.assert_allclose(got, ref_separation(z.astype(np.float64), SEP_ALPHA[name], axis), atol=TOL)
+    np.testing.assert_allclose(got.sum(axis), 1.0, atol=TOL)
+
+
+def test_negative_axis_equals_positive_axis():
+    z = jnp.asarray(np.random.default_rng(3).standard_normal((5, 6, 7)), jnp.float32)
+    assert np.array_equal(np.asarray(jit_of(S.entmax15, axis=-3)(z)), np.asarray(jit_of(S.entmax15, axis=0)(z)))
+
+
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_1.25", "tsallis_traced_1.3"])
+def test_where_mask_equals_neg_inf_scores(name):
+    alpha = SEP_ALPHA[name]
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((4, 6, 9)).astype(np.float32)
+    mask = rng.random((4, 6, 9)) < 0.6
+    mask[..., 0] = mask[0] = True  # every row along either axis keeps one score
+    got = np.asarray(sep(name)(z, where=jnp.asarray(mask)))
+    ref = ref_separation(np.where(mask, z, NINF).astype(np.float64), alpha)
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    assert np.all(got[~mask] == 0.0)
+    # along axis 0 the mask must move with the scores
+    got0 = np.asarray(sep(name, axis=0)(z, where=jnp.asarray(mask)))
+    ref0 = ref_separation(np.where(mask, z, NINF).astype(np.float64), alpha, axis=0)
+    np.testing.assert_allclose(got0, ref0, atol=TOL)
+    assert np.all(got0[~mask] == 0.0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax_traced_1.5"])
+def test_where_mask_broadcasts(name):
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((4, 6, 9)).astype(np.float32)
+    cols = rng.random(9) < 0.5
+    cols[0] = True
+    got = np.asarray(sep(name)(z, where=jnp.asarray(cols)))  # (N,) mask broadcast over the batch
+    ref = ref_separation(np.where(cols, z, NINF).astype(np.float64), SEP_ALPHA[name])
+    np.testing.assert_allclose(got, ref, atol=TOL)
+    assert np.all(got[..., ~cols] == 0.0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.25, 1.5, 1.75, 2.0])
+@pytest.mark.parametrize("n", [3, 2048])
+def test_conjugate_matches_reference(alpha, n):
+    fams = _input_families(n, seed=2)
+    z = np.concatenate(list(fams.values()))
+    got = np.asarray(jit_of(S.conjugate, alpha=alpha)(z), np.float64)
+    got_traced = np.asarray(jit_of(S.conjugate)(z, jnp.float32(alpha)), np.float64)
+    ref = ref_conjugate(z.astype(np.float64), alpha)
+    # float32 resolves Psi* (~ max z + log N) only to a few ulps of its magnitude: relative error ~1e-7
+    scale = 1.0 + np.abs(np.where(np.isfinite(z), z, 0.0)).max(-1) + np.abs(ref)
+    # a traced alpha of exactly 1 runs as 1 + 1e-6 (documented): Psi* moves by ~1e-6 * (1 + log N)^2
+    shift = 1e-6 * (1.0 + np.log(n)) ** 2 if alpha == 1.0 else 0.0
+    for i, fam in enumerate(fams):
+        rows = slice(4 * i, 4 * i + 4)
+        atol = 1e-6 * scale[rows].max()
+        np.testing.assert_allclose(got[rows], ref[rows], rtol=0, atol=atol, err_msg=fam)
+        np.testing.assert_allclose(got_traced[rows], ref[rows], rtol=0, atol=atol + shift, err_msg=f"traced {fam}")
+
+
+def test_conjugate_axis_where_and_per_row_alpha():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    alpha = np.array([1.2, 1.5, 2.0])[:, None, None]  # (3, 1, 1): per leading index, size 1 on axis 1
+    mask = rng.random((3, 4, 5)) < 0.7
+    mask[:, 0, :] = True
+    got = np.asarray(jit_of(S.conjugate, axis=1)(z, jnp.asarray(alpha), where=jnp.asarray(mask)))
+    ref = ref_conjugate(np.where(mask, z, NINF).astype(np.float64), alpha, axis=1)
+    assert got.shape == (3, 5)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Derivatives: check_grads in float64, and the closed-form Jacobian on long (blocked) rows
+# ----------------------------------------------------------------------------------------------------------------
+
+# Distinct scores, every element at least 0.02 away from the support boundary at the alphas used (checked below).
+Z_GRAD = np.array(
+    [
+        [1.30, 0.10, -0.40, 0.90, -2.00, 0.55, 1.05],
+        [0.20, 0.35, -0.15, 0.00, 0.60, -1.10, 0.45],
+        [-0.30, 2.10, 1.20, -0.80, 1.75, 0.15, -1.60],
+    ]
+)
+MASK_GRAD = Z_GRAD > -1.5
+# eps = 1e-4: at 1e-3 the central difference itself is off by ~2e-5 (p = base^(1/(alpha-1)) curves sharply near
+# the support edge); the derivatives agree with a 1e-6 difference of the float64 reference to 1e-10.
+GRAD_KW = dict(order=1, modes=("fwd", "rev"), eps=1e-4, atol=1e-5, rtol=1e-5)
+
+
+def _assert_away_from_kinks(z, alpha, margin=0.02):
+    _, base = ref_entmax_base(z, alpha)
+    finite = np.isfinite(base)
+    assert np.all(np.abs(base[finite]) > margin), "test inputs must not sit on a support boundary"
+
+
+def test_grad_inputs_are_away_from_kinks():
+    for alpha in (1.3, 1.5, 1.6, 1.7, 1.9, 2.0):
+        _assert_away_from_kinks(Z_GRAD, alpha)
+    _assert_away_from_kinks(Z_GRAD.T, 2.0)  # sparsemax along axis 0
+    _assert_away_from_kinks(np.where(MASK_GRAD, Z_GRAD, NINF), 1.5)  # the masked entmax15
+
+
+@pytest.mark.parametrize(
+    "fn, kw",
+    [
+        (S.softmax, {}),
+        (S.sparsemax, {}),
+        (S.entmax15, {}),
+        (S.tsallis_separation, {"alpha": 1.0}),
+        (S.conjugate, {"alpha": 1.0}),
+        (S.conjugate, {"alpha": 1.5}),
+        (S.conjugate, {"alpha": 2.0}),
+        (S.sparsemax, {"axis": 0}),
+    ],
+    ids=lambda x: getattr(x, "__name__", None) or "-".join(f"{k}={v}" for k, v in x.items()) or "default",
+)
+def test_check_grads_in_z(x64, fn, kw):
+    z = jnp.asarray(Z_GRAD)
+    f = jit_of(fn, **kw)
+    assert f(z).dtype == jnp.float64  # float64 in, float64 computation
+    check_grads(f, (z,), **GRAD_KW)
+
+
+def test_check_grads_masked(x64):
+    f = jit_of(S.entmax15)
+    mask = jnp.asarray(MASK_GRAD)
+    check_grads(lambda z: f(z, where=mask), (jnp.asarray(Z_GRAD),), **GRAD_KW)
+
+
+@pytest.mark.parametrize("alpha", [1.3, 1.7])
+@pytest.mark.parametrize("fn", [S.entmax, S.tsallis_separation, S.conjugate], ids=lambda f: f.__name__)
+def test_check_grads_in_z_and_alpha(x64, fn, alpha):
+    z, al = jnp.asarray(Z_GRAD), jnp.asarray(alpha, jnp.float64)
+    check_grads(jit_of(fn), (z, al), **GRAD_KW)
+
+
+@pytest.mark.parametrize("fn", [S.entmax, S.conjugate], ids=lambda f: f.__name__)
+def test_check_grads_per_row_alpha(x64, fn):
+    z, al = jnp.asarray(Z_GRAD), jnp.asarray([[1.3], [1.6], [1.9]], jnp.float64)
+    check_grads(jit_of(fn), (z, al), **GRAD_KW)
+
+
+def test_alpha_derivative_matches_reference_finite_difference(x64):
+    """d p / d alpha against a central difference of the float64 bisection reference (per-row alpha)."""
+    z, alpha = jnp.asarray(Z_GRAD), jnp.asarray([[1.25], [1.5], [1.8]])
+    _, dp = jax.jvp(lambda a: jit_of(S.entmax)(z, a), (alpha,), (jnp.ones_like(alpha),))
+    h, al = 1e-5, np.asarray(alpha)
+    fd = (ref_entmax(Z_GRAD, al + h) - ref_entmax(Z_GRAD, al - h)) / (2 * h)
+    assert np.abs(fd).max() > 1e-2  # the comparison is not vacuous
+    np.testing.assert_allclose(np.asarray(dp), fd, atol=1e-7)
+    # conjugate: d Psi* / d alpha = d H_alpha(p) / d alpha at fixed p (envelope theorem)
+    dc = jax.grad(lambda a: jit_of(S.conjugate)(z, a).sum())(alpha)
+    fdc = (ref_conjugate(Z_GRAD, al + h) - ref_conjugate(Z_GRAD, al - h)) / (2 * h)
+    np.testing.assert_allclose(np.asarray(dc).ravel(), fdc, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [7, 2048])
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.5"])
+def test_jvp_and_vjp_match_closed_form_jacobian(name, n):
+    """Float32 JVP/VJP on short and blocked rows against J = diag(s) - s s^T / sum s from the reference p."""
+    fn, alpha = sep(name), SEP_ALPHA[name]
+    rng = np.random.default_rng(6)
+    z = (rng.standard_normal((3, n)) * 2).astype(np.float32)
+    z[1, ::3] = NINF
+    dz = rng.standard_normal((3, n)).astype(np.float32)
+    want = ref_jvp(ref_separation(z.astype(np.float64), alpha), alpha, dz.astype(np.float64))
+    _, tangent = jax.jvp(fn, (jnp.asarray(z),), (jnp.asarray(dz),))
+    _, vjp = jax.vjp(fn, jnp.asarray(z))
+    (cot,) = vjp(jnp.asarray(dz))  # J is symmetric
+    np.testing.assert_allclose(np.asarray(tangent), want, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cot), want, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(tangent).sum(-1), 0.0, atol=1e-5)  # the mass stays 1
+    assert np.all(np.asarray(cot)[np.isneginf(z)] == 0.0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_1.25"])
+def test_masked_gradient_equals_gradient_of_the_compact_problem(name):
+    fn = sep(name)
+    rng = np.random.default_rng(7)
+    z = (0.3 * rng.standard_normal(8)).astype(np.float32)  # a support of several scores: J != 0
+    w = rng.standard_normal(8).astype(np.float32)
+    mask = np.array([1, 0, 1, 1, 0, 1, 0, 1], bool)
+    g_masked = jax.grad(lambda z: jnp.vdot(fn(z, where=jnp.asarray(mask)), w))(jnp.asarray(z))
+    g_compact = jax.grad(lambda zc: jnp.vdot(fn(zc), w[mask]))(jnp.asarray(z[mask]))
+    np.testing.assert_allclose(np.asarray(g_masked)[mask], np.asarray(g_compact), atol=1e-6)
+    assert np.all(np.asarray(g_masked)[~mask] == 0.0) and np.any(np.asarray(g_compact) != 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Properties (hypothesis)
+# ----------------------------------------------------------------------------------------------------------------
+
+PROP_SEPS = ["softmax", "sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.5", "tsallis_traced_1.3"]
+
+
+@st.composite
+def score_rows(draw, grid=False):
+    """(2, n) float32 scores with n from a few sizes (to bound compiles); ties are likely (values from a small set)."""
+    n = draw(st.sampled_from([1, 3, 8, 17]))
+    if grid:  # multiples of 2^-8 in [-8, 8]: adding an integer up to 1e4 stays exact in float32
+        elems = st.integers(-(2**11), 2**11).map(lambda k: k / 256.0)
+    else:
+        elems = st.one_of(
+            st.floats(-20, 20, width=32, allow_subnormal=False),
+            st.sampled_from([0.0, 1.0, -1.0, 0.5, 3.0]),
+            st.just(NINF),
+        )
+    vals = draw(st.lists(elems, min_size=2 * n, max_size=2 * n))
+    z = np.array(vals, np.float32).reshape(2, n)
+    z[:, 0] = np.where(np.isfinite(z[:, 0]), z[:, 0], 0.25)  # every row keeps one finite score
+    return z
+
+
+PROPS = settings(max_examples=25, deadline=None)
+
+
+@PROPS
+@given(z=score_rows(), name=st.sampled_from(PROP_SEPS))
+def test_property_simplex_and_reference_zeros(z, name):
+    alpha = SEP_ALPHA[name]
+    p = np.asarray(sep(name)(z))
+    assert np.all(p >= 0.0)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=TOL)
+    assert np.all(p[np.isneginf(z)] == 0.0)
+    np.testing.assert_allclose(p, ref_separation(z.astype(np.float64), alpha), atol=TOL)
+    if alpha > 1.0:
+        _, base = ref_entmax_base(z.astype(np.float64), alpha)
+        x = (alpha - 1.0) * (z.astype(np.float64) - z.max(-1, keepdims=True))
+        assert np.all(p[base < -1e-5 * (1.0 + np.abs(x))] == 0.0)
+
+
+@PROPS
+@given(z=score_rows(grid=True), shift=st.integers(-10_000, 10_000), name=st.sampled_from(PROP_SEPS))
+def test_property_shift_invariance(z, shift, name):
+    """Adding a constant to a row changes nothing (the shift is exact in float32 here, so the outputs must agree)."""
+    fn = sep(name)
+    shifted = z + np.float32(shift)
+    assert np.array_equal(shifted - np.float32(shift), z)  # the shift itself is exact
+    np.testing.assert_allclose(np.asarray(fn(shifted)), np.asarray(fn(z)), atol=TOL)
+
+
+@PROPS
+@given(z=score_rows(), seed=st.integers(0, 2**16), name=st.sampled_from(PROP_SEPS))
+def test_property_permutation_equivariance(z, seed, name):
+    fn = sep(name)
+    perm = np.random.default_rng(seed).permutation(z.shape[-1])
+    np.testing.assert_allclose(np.asarray(fn(z[:, perm])), np.asarray(fn(z))[:, perm], atol=1e-6)
+
+
+@PROPS
+@given(z=score_rows(), name=st.sampled_from(["sparsemax", "entmax15", "entmax_1.25", "entmax_traced_2.0"]))
+def test_property_support_contains_argmax(z, name):
+    p = np.asarray(sep(name)(z))
+    top = z == z.max(-1, keepdims=True)
+    assert np.all(p[top] > 0.0)  # every maximiser (ties included) is in the support
+    np.testing.assert_allclose(p[top], np.broadcast_to(p.max(-1, keepdims=True), p.shape)[top], rtol=1e-6)
+    for row_p, row_z in zip(p, z):  # probabilities are ordered like the scores
+        order = np.argsort(row_z, kind="stable")
+        assert np.all(np.diff(row_p[order]) >= -1e-7)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Consistency between the kernels
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _z(seed=8, shape=(6, 33), scale=2.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def test_fixed_alphas_dispatch_to_the_closed_forms():
+    z = _z()
+    same = lambda a, b: np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+    assert same(jit_of(S.entmax, alpha=2.0)(z), jit_of(S.sparsemax)(z))
+    assert same(jit_of(S.entmax, alpha=1.5)(z), jit_of(S.entmax15)(z))
+    assert same(jit_of(S.tsallis_separation, alpha=2.0)(z), jit_of(S.sparsemax)(z))
+    uniform = jax.jit(lambda z: S.entmax(z, np.full((6, 1), 1.5)))  # a concrete, uniform array alpha
+    assert same(uniform(z), jit_of(S.entmax15)(z))
+    # alpha = 1 runs the softmax kernel of the threshold machinery; the public softmax is the direct formula
+    np.testing.assert_allclose(
+        np.asarray(jit_of(S.tsallis_separation, alpha=1.0)(z)), np.asarray(jit_of(S.softmax)(z)), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(np.asarray(jit_of(S.softmax)(z)), np.asarray(jax.nn.softmax(z)), rtol=1e-6, atol=1e-9)
+
+
+def test_traced_alpha_matches_closed_form_kernels():
+    z = _z()
+    np.testing.assert_allclose(np.asarray(sep("entmax_traced_1.5")(z)), np.asarray(sep("entmax15")(z)), atol=TOL)
+    np.testing.assert_allclose(np.asarray(sep("entmax_traced_2.0")(z)), np.asarray(sep("sparsemax")(z)), atol=TOL)
+    # a traced alpha = 1 runs as 1 + 1e-6 (documented)
+    np.testing.assert_allclose(np.asarray(sep("tsallis_traced_1.0")(z)), np.asarray(sep("softmax")(z)), atol=TOL)
+
+
+def test_alpha_to_one_approaches_softmax():
+    z = _z(scale=3.0)
+    sm = ref_softmax(z.astype(np.float64))
+    errors = []
+    for eps in (1e-2, 1e-3, 1e-4):
+        got = np.asarray(jit_of(S.entmax)(z, 1.0 + eps), np.float64)
+        np.testing.assert_allclose(got, ref_entmax(z.astype(np.float64), 1.0 + eps), atol=1e-6)
+        errors.append(np.abs(got - sm).max())
+    assert errors[0] > 5 * errors[1] > 25 * errors[2] > 0, errors  # ~linear in alpha - 1
+    assert errors[2] < 1e-3
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.3, 1.5, 2.0])
+def test_conjugate_gradient_is_the_separation(alpha):
+    z = _z(shape=(4, 19))
+    z[2, :5] = NINF
+    want = np.asarray(jit_of(S.tsallis_separation, alpha=alpha)(z))
+    grad = jax.grad(lambda z: jit_of(S.conjugate, alpha=alpha)(z).sum())(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(grad), want, atol=1e-6)
+    grad_t = jax.grad(lambda z, a: jit_of(S.conjugate)(z, a).sum())(jnp.asarray(z), jnp.float32(alpha))
+    np.testing.assert_allclose(np.asarray(grad_t), want, atol=TOL)
+
+
+def test_conjugate_closed_forms():
+    z = _z(shape=(5, 12))
+    conj = jit_of(S.conjugate)
+    p = np.asarray(jit_of(S.sparsemax)(z), np.float64)
+    want = (p * z).sum(-1) + (1.0 - (p**2).sum(-1)) / 2.0
+    np.testing.assert_allclose(np.asarray(jit_of(S.conjugate, alpha=2.0)(z)), want, rtol=1e-6, atol=1e-6)
+    lse = np.asarray(jax.scipy.special.logsumexp(jnp.asarray(z), axis=-1))
+    np.testing.assert_allclose(np.asarray(jit_of(S.conjugate, alpha=1.0)(z)), lse, rtol=1e-6)
+    # Psi*(z + c) = Psi*(z) + c, and Psi* >= max z (Tsallis entropy >= 0) with equality for one-hot rows
+    np.testing.assert_allclose(np.asarray(conj(z + 3.0, 1.7)), np.asarray(conj(z, 1.7)) + 3.0, atol=1e-5)
+    assert np.all(np.asarray(conj(z, 1.7)) >= z.max(-1) - 1e-6)
+    one_hot = jnp.asarray([[5.0, -20.0, -30.0, 1.0] + [-40.0] * 8])
+    np.testing.assert_allclose(np.asarray(conj(one_hot, 1.5)), [5.0], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Edge cases (module docstring policy)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EDGE_SEPS)
+def test_dead_rows_give_zeros_and_zero_gradient(name):
+    fn = sep(name)
+    z = _z(shape=(3, 6))
+    clean = np.asarray(fn(z))
+    z[1] = NINF
+    w = jnp.asarray(_z(seed=9, shape=(3, 6)))
+    p = np.asarray(fn(z))
+    assert np.all(p[1] == 0.0)
+    assert np.array_equal(p[[0, 2]], clean[[0, 2]])
+    g = np.asarray(jax.grad(lambda z: jnp.vdot(fn(z), w))(jnp.asarray(z)))
+    assert np.all(np.isfinite(g)) and np.all(g[1] == 0.0) and np.any(g[0] != 0.0)
+    # the same through where=False
+    mask = np.ones((3, 6), bool)
+    mask[1] = False
+    zf = _z(shape=(3, 6))
+    pm = np.asarray(fn(zf, where=jnp.asarray(mask)))
+    assert np.all(pm[1] == 0.0)
+    np.testing.assert_allclose(pm[[0, 2]], clean[[0, 2]], atol=1e-7)
+    gm = np.asarray(jax.grad(lambda z: jnp.vdot(fn(z, where=jnp.asarray(mask)), w))(jnp.asarray(zf)))
+    assert np.all(np.isfinite(gm)) and np.all(gm[1] == 0.0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.25, 1.5, 2.0])
+def test_dead_row_conjugate_is_neg_inf_with_zero_gradient(alpha):
+    z = _z(shape=(3, 6))
+    z[1] = NINF
+    for c in (jit_of(S.conjugate, alpha=alpha)(z), jit_of(S.conjugate)(z, alpha)):
+        c = np.asarray(c)
+        assert c[1] == NINF and np.all(np.isfinite(c[[0, 2]]))
+    g = np.asarray(jax.grad(lambda z: jit_of(S.conjugate, alpha=alpha)(z)[1])(jnp.asarray(z)))
+    assert np.all(g == 0.0)
+    mask = np.ones((3, 6), bool)
+    mask[2] = False
+    assert float(jit_of(S.conjugate, alpha=alpha)(_z(shape=(3, 6)), where=jnp.asarray(mask))[2]) == NINF
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("name", EDGE_SEPS)
+def test_inf_or_nan_poisons_only_its_row(name, bad):
+    fn = sep(name)
+    z = _z(shape=(3, 300))
+    clean = np.asarray(fn(z))
+    z[1, 5] = bad
+    p = np.asarray(fn(z))
+    assert np.all(np.isnan(p[1])), "a +inf/NaN score gives NaN in its whole row"
+    np.testing.assert_array_equal(p[[0, 2]], clean[[0, 2]])
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.3, 1.5, 2.0])
+def test_inf_or_nan_conjugate_is_nan_in_its_row(alpha):
+    z = _z(shape=(3, 6))
+    z[0, 2], z[2, 4] = np.inf, np.nan
+    for c in (jit_of(S.conjugate, alpha=alpha)(z), jit_of(S.conjugate)(z, alpha)):
+        c = np.asarray(c)
+        assert np.isnan(c[0]) and np.isnan(c[2]) and np.isfinite(c[1])
+
+
+@pytest.mark.parametrize("dtype, atol", [(jnp.bfloat16, 2.0**-8), (jnp.float16, 2.0**-11)])
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_traced_1.25"])
+def test_low_precision_inputs(name, dtype, atol):
+    """bf16/fp16 in, same dtype out, computed in float32: the float32 result of the same scores, rounded once."""
+    fn = sep(name)
+    z = jnp.asarray(_z(shape=(4, 50))).astype(dtype)
+    p = fn(z)
+    assert p.dtype == dtype
+    p32 = fn(z.astype(jnp.float32))
+    np.testing.assert_array_equal(np.asarray(p, np.float32), np.asarray(p32.astype(dtype), np.float32))
+    np.testing.assert_allclose(np.asarray(p, np.float32), np.asarray(p32), atol=atol)
+    np.testing.assert_allclose(np.asarray(p, np.float32).sum(-1), 1.0, atol=atol)  # each p_i rounded relatively
+    # large scores and -inf in low precision: no NaN, no inf; the dead row gives zeros
+    big = jnp.asarray([[60000.0, 59990.0, -60000.0, NINF], [NINF] * 4]).astype(dtype)
+    pb = np.asarray(fn(big), np.float32)
+    assert np.all(np.isfinite(pb)) and np.all(pb[1] == 0.0) and abs(pb[0].sum() - 1.0) <= atol
+    w = jnp.asarray(_z(seed=11, shape=(4, 50)))
+    g = jax.grad(lambda z: jnp.vdot(fn(z).astype(jnp.float32), w))(z)
+    assert g.dtype == dtype and np.all(np.isfinite(np.asarray(g, np.float32))) and np.any(np.asarray(g) != 0)
+
+
+@pytest.mark.parametrize("name", EDGE_SEPS)
+def test_large_beta_scaling_stays_finite_and_exact(name):
+    fn = sep(name)
+    z = _z(shape=(4, 64), scale=1.0) * np.float32(1e4)
+    top2 = np.sort(z, -1)[:, -2:]
+    assert np.all(top2[:, 1] - top2[:, 0] > 200.0)  # precondition: exp(-gap) underflows, entmax gaps exceed 1
+    p = np.asarray(fn(z))
+    assert np.array_equal(p, (z == z.max(-1, keepdims=True)).astype(np.float32))  # exactly one-hot
+    g = np.asarray(jax.grad(lambda z: fn(z)[:, 0].sum())(jnp.asarray(z)))
+    assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.5, np.nan])
+def test_traced_out_of_range_alpha_gives_nan(alpha):
+    z = _z(shape=(2, 5))
+    assert np.all(np.isnan(np.asarray(jit_of(S.entmax)(z, alpha))))
+    if 1.0 <= alpha <= 2.0:  # alpha = 1 lies inside [1, 2] for the conjugate and tsallis_separation
+        assert np.all(np.isfinite(np.asarray(jit_of(S.conjugate)(z, alpha))))
+    else:
+        assert np.all(np.isnan(np.asarray(jit_of(S.conjugate)(z, alpha))))
+        assert np.all(np.isnan(np.asarray(jit_of(S.tsallis_separation)(z, alpha))))
+    out = np.asarray(jit_of(S.entmax)(z, jnp.asarray([[1.5], [alpha]])))  # only the offending row of a per-row alpha
+    assert np.all(np.isnan(out[1])) and np.all(np.isfinite(out[0]))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.5, np.nan, np.inf])
+def test_concrete_out_of_range_alpha_raises(alpha):
+    with pytest.raises(ValueError, match=r"entmax: alpha must lie in \(1, 2\]"):
+        S.entmax(jnp.ones(3), alpha)
+    if alpha != 1.0:
+        with pytest.raises(ValueError, match=r"conjugate: alpha must lie in \[1, 2\]"):
+            S.conjugate(jnp.ones(3), alpha)
+        with pytest.raises(ValueError, match=r"tsallis_separation: alpha must lie in \[1, 2\]"):
+            S.tsallis_separation(jnp.ones(3), alpha)
+
+
+@pytest.mark.parametrize("name", EDGE_SEPS)
+def test_single_score_rows(name):
+    fn = sep(name)
+    z = jnp.asarray([[3.0], [-1e4]])
+    assert np.array_equal(np.asarray(fn(z)), [[1.0], [1.0]])
+    assert np.all(np.asarray(jax.grad(lambda z: jnp.vdot(fn(z), jnp.asarray([[2.0], [3.0]])))(z)) == 0.0)
+
+
+def test_single_score_conjugate():
+    z = jnp.asarray([[3.0], [-1e4]])
+    np.testing.assert_allclose(np.asarray(jit_of(S.conjugate, alpha=1.5)(z)), [3.0, -1e4])
+    np.testing.assert_allclose(np.asarray(jit_of(S.conjugate)(z, 1.3)), [3.0, -1e4])
+
+
+def test_vmap_matches_batched_call():
+    z = _z(shape=(5, 4, 9))
+    for name in ("sparsemax", "entmax_traced_1.25"):
+        fn = sep(name)
+        np.testing.assert_allclose(np.asarray(jax.vmap(fn)(z)), np.asarray(fn(z)), atol=1e-7, err_msg=name)
+    alphas = np.linspace(1.1, 2.0, 5)
+    per = jax.jit(jax.vmap(lambda z, a: S.entmax(z, a)))(z, jnp.asarray(alphas, jnp.float32))
+    for i, a in enumerate(alphas.astype(np.float32)):
+        np.testing.assert_allclose(np.asarray(per[i]), ref_entmax(z[i].astype(np.float64), float(a)), atol=TOL)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Static vs traced
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_alpha_and_scores_do_not_retrace():
+    traces = []
+
+    @jax.jit
+    def step(z, alpha):
+        traces.append(None)
+        p, vjp = jax.vjp(lambda z, a: S.entmax(z, a), z, alpha)
+        return p, vjp(jnp.ones_like(p)), S.conjugate(z, alpha)
+
+    z = jnp.asarray(_z(shape=(3, 10)))
+    outs = [step(z * k, jnp.float32(a)) for k, a in [(1.0, 1.1), (2.0, 1.5), (0.5, 2.0), (3.0, 1.9)]]
+    assert len(traces) == 1
+    np.testing.assert_allclose(np.asarray(outs[1][0]), ref_entmax(np.asarray(z * 2.0, np.float64), 1.5), atol=TOL)
+    np.testing.assert_allclose(np.asarray(outs[2][0]), ref_sparsemax(np.asarray(z * 0.5, np.float64)), atol=TOL)
+    # a per-head alpha array of fixed shape is traced too
+    per_head = []
+
+    @jax.jit
+    def heads(z, alpha):
+        per_head.append(None)
+        return S.entmax(z, alpha)
+
+    zh = jnp.asarray(_z(shape=(2, 3, 8)))
+    for vals in ([1.2, 1.5, 1.9], [1.9, 1.01, 2.0], [1.5, 1.5, 1.5]):
+        heads(zh, jnp.asarray(vals, jnp.float32)[:, None])
+    assert len(per_head) == 1
+
+
+def test_per_head_alpha_matches_loop_over_heads():
+    z = _z(shape=(2, 3, 16))  # (B, H, N)
+    alpha = np.array([[1.2], [1.5], [1.9]], np.float32)  # (H, 1)
+    head = jit_of(S.entmax)  # one head at a time: (B, N) scores, scalar alpha
+    for got in (np.asarray(S.entmax(z, alpha)), np.asarray(jit_of(S.entmax)(z, alpha))):
+        for h in range(3):
+            np.testing.assert_allclose(got[:, h], np.asarray(head(z[:, h], alpha[h, 0])), atol=TOL)
+        np.testing.assert_allclose(got, ref_entmax(z.astype(np.float64), alpha), atol=TOL)
+    # gradients in the per-head alpha equal the per-head gradients of the loop
+    w = jnp.asarray(_z(seed=10, shape=(2, 3, 16)))
+    g = jax.grad(lambda a: jnp.vdot(jit_of(S.entmax)(z, a), w))(jnp.asarray(alpha))
+    for h in range(3):
+        gh = jax.grad(lambda a: jnp.vdot(head(z[:, h], a), w[:, h]))(jnp.float32(alpha[h, 0]))
+        np.testing.assert_allclose(float(g[h, 0]), float(gh), rtol=1e-4, atol=1e-6)
+    cj = np.asarray(jit_of(S.conjugate)(z, alpha))
+    for h in range(3):
+        np.testing.assert_allclose(cj[:, h], np.asarray(jit_of(S.conjugate)(z[:, h], alpha[h, 0])), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Registry and argument errors
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_registry():
+    z = jnp.asarray(_z(shape=(2, 7)))
+    assert set(S.SEPARATIONS) == {"softmax", "sparsemax", "entmax15", "entmax"}
+    assert S.get_separation("sparsemax") is S.sparsemax
+    assert S.get_separation("softmax") is S.softmax
+    assert S.get_separation(S.entmax15) is S.entmax15
+    ent = S.get_separation("entmax", 1.3)
+    np.testing.assert_allclose(np.asarray(ent(z)), ref_entmax(np.asarray(z, np.float64), 1.3), atol=TOL)
+    np.testing.assert_array_equal(np.asarray(ent(z.T, axis=0)), np.asarray(ent(z)).T)
+    assert S.separation_alpha("softmax") == 1.0 and S.separation_alpha("entmax15") == 1.5
+    assert S.separation_alpha("sparsemax") == 2.0 and S.separation_alpha("entmax", 1.3) == 1.3
+
+
+Z2 = jnp.ones((2, 3))
+
+
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda: S.sparsemax(jnp.float32(1.0)), ValueError, "sparsemax: z must have at least one axis"),
+        (lambda: S.entmax(jnp.ones((2, 0)), 1.5), ValueError, "entmax: z has size 0 along axis 1"),
+        (lambda: S.softmax(Z2, axis=2), ValueError, "softmax: axis 2 is out of range"),
+        (lambda: S.entmax15(Z2, axis=-3), ValueError, "entmax15: axis -3 is out of range"),
+        (lambda: S.sparsemax(Z2, axis=1.0), TypeError, "sparsemax: axis must be an int"),
+        (lambda: S.sparsemax(Z2, axis=None), TypeError, "sparsemax: axis must be an int"),
+        (lambda: S.conjugate(Z2, 1.5, axis=True), TypeError, "conjugate: axis must be an int"),
+        (lambda: S.sparsemax(jnp.ones(3, jnp.complex64)), TypeError, "sparsemax: z must be real"),
+        (lambda: S.sparsemax("abc"), TypeError, "sparsemax: z must be an array of real numbers"),
+        (lambda: S.entmax15(Z2, where=jnp.ones((2, 3), jnp.int32)), TypeError, "entmax15: where must be a boolean"),
+        (lambda: S.softmax(Z2, where=jnp.ones((4,), bool)), ValueError, r"softmax: where of shape \(4,\)"),
+        (lambda: S.entmax(Z2, 1.0), ValueError, r"entmax: alpha must lie in \(1, 2\], got \[1.0\]"),
+        (lambda: S.entmax(Z2, 0.5), ValueError, r"entmax: alpha must lie in \(1, 2\], got \[0.5\]"),
+        (lambda: S.entmax(Z2, 2.5), ValueError, r"entmax: alpha must lie in \(1, 2\], got \[2.5\]"),
+        (lambda: S.entmax(Z2, float("nan")), ValueError, r"entmax: alpha must lie in \(1, 2\], got \[nan\]"),
+        (lambda: S.entmax(Z2, jnp.array([[1.5], [2.5]])), ValueError, r"entmax: alpha must lie in \(1, 2\]"),
+        (lambda: S.conjugate(Z2, 0.9), ValueError, r"conjugate: alpha must lie in \[1, 2\]"),
+        (lambda: S.conjugate(Z2, 2.1), ValueError, r"conjugate: alpha must lie in \[1, 2\]"),
+        (lambda: S.tsallis_separation(Z2, 0.0), ValueError, r"tsallis_separation: alpha must lie in \[1, 2\]"),
+        (lambda: S.entmax(Z2, jnp.full((2, 3), 1.5)), ValueError, "entmax: alpha of shape .* varies along the sep"),
+        (lambda: S.conjugate(Z2, jnp.full((1, 3), 1.5)), ValueError, "conjugate: alpha of shape .* varies along"),
+        (lambda: S.entmax(Z2, jnp.full((1, 1, 1), 1.5)), ValueError, "entmax: alpha has 3 dims but z has only 2"),
+        (lambda: S.entmax(Z2, jnp.full((3, 1), 1.5)), ValueError, r"entmax: alpha of shape \(3, 1\) does not broad"),
+        (lambda: S.entmax(Z2, 1.5 + 0.5j), TypeError, "entmax: alpha must be a real number"),
+        (lambda: S.entmax(Z2, "1.5"), TypeError, "entmax: alpha must be a real number"),
+        (lambda: S.entmax(Z2, True), TypeError, "entmax: alpha must be a real number"),
+        (lambda: S.get_separation("sparsemaxx"), ValueError, "unknown separation 'sparsemaxx'"),
+        (lambda: S.get_separation("entmax"), ValueError, "separation='entmax' needs alpha"),
+        (lambda: S.get_separation("softmax", 1.5), ValueError, "separation='softmax' has a fixed alpha"),
+        (lambda: S.get_separation(S.softmax, 1.5), ValueError, "get_separation: alpha is only used with separ"),
+        (lambda: S.separation_alpha(S.softmax), ValueError, "separation_alpha: a callable separation"),
+        (lambda: S.separation_alpha("entmax"), ValueError, "separation='entmax' needs alpha"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_alpha_shape_errors_under_jit_are_raised_at_trace_time():
+    """Shape errors of a traced alpha surface as ValueError at the Python boundary, not as XLA errors."""
+    with pytest.raises(ValueError, match="entmax: alpha of shape .* varies along the separation axis"):
+        jax.jit(S.entmax)(Z2, jnp.full((2, 3), 1.5))
+    with pytest.raises(ValueError, match="entmax: alpha has 2 dims but z has only 1"):
+        jax.jit(S.entmax)(jnp.ones(3), jnp.full((1, 1), 1.5))

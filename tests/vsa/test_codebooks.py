@@ -1,0 +1,190 @@
+"""Codebooks: every kind against an independently built float64 matrix; one interface; pytree behaviour; errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dammem.vsa import codebooks as cbm
+from dammem.vsa.codebooks import CODEBOOK_KINDS, Codebook, make_codebook
+
+from .test_krop import ref_recursion, ref_softmax, ref_sylvester
+
+D = 256
+K = 8
+
+
+def reference_matrix(cb: Codebook) -> np.ndarray:
+    """Rebuild the codebook from its stored arrays with NumPy only (independent of the library's row code)."""
+    if cb.kind in ("gaussian", "bipolar"):
+        return np.asarray(cb.params["matrix"], np.float64)
+    if cb.kind == "one_hot":
+        return np.eye(cb.dim)
+    if cb.kind == "hadamard":
+        return ref_sylvester(cb.dim)
+    if cb.kind == "krop":
+        return ref_recursion(cb.params["theta"])
+    if cb.kind == "krop_signed":
+        return ref_recursion(cb.params["theta"]) * np.asarray(cb.params["signs"], np.float64)[None, :]
+    if cb.kind == "unitary_shift":
+        u = np.asarray(cb.params["base"], np.float64)
+        return np.stack([np.roll(u, j) for j in range(cb.dim)])
+    raise AssertionError(cb.kind)
+
+
+@pytest.fixture(scope="module", params=CODEBOOK_KINDS)
+def codebook(request):
+    return make_codebook(request.param, D, key=jax.random.key(11))
+
+
+def test_rows_scores_cleanup_soft_match_reference(codebook):
+    c = reference_matrix(codebook)
+    np.testing.assert_allclose(np.asarray(codebook.matrix()), c, atol=2e-6)
+    idx = jnp.array([[0, 7, 255], [128, 3, 3]])
+    np.testing.assert_allclose(np.asarray(codebook.rows(idx)), c[np.asarray(idx)], atol=2e-6)
+
+    x = jax.random.normal(jax.random.key(1), (2, 5, D)) / np.sqrt(D)
+    scores = np.asarray(x, np.float64) @ c.T
+    np.testing.assert_allclose(np.asarray(codebook.scores(x)), scores, atol=2e-6)
+    top2 = np.sort(scores, -1)[..., -2:]
+    assert np.all(top2[..., 1] - top2[..., 0] > 1e-5)
+    np.testing.assert_array_equal(np.asarray(codebook.cleanup(x)), scores.argmax(-1))
+    beta = 5.0
+    np.testing.assert_allclose(
+        np.asarray(codebook.soft_cleanup(x, beta)), ref_softmax(beta * scores) @ c, atol=2e-6
+    )
+
+
+def test_unit_norm_rows_and_orthogonality(codebook):
+    c = reference_matrix(codebook)
+    norms = np.linalg.norm(c, axis=1)
+    if codebook.kind == "gaussian":
+        assert abs(norms.mean() - 1.0) < 0.02
+    else:
+        np.testing.assert_allclose(norms, 1.0, atol=1e-6)
+    if codebook.kind not in ("gaussian", "bipolar"):
+        np.testing.assert_allclose(c @ c.T, np.eye(D), atol=1e-5)
+
+
+def test_cleanup_recovers_noisy_codewords(codebook):
+    idx = jax.random.randint(jax.random.key(3), (40,), 0, D)
+    noise = 0.3 / np.sqrt(D) * jax.random.normal(jax.random.key(4), (40, D))
+    np.testing.assert_array_equal(np.asarray(codebook.cleanup(codebook.rows(idx) + noise)), np.asarray(idx))
+
+
+def test_storage_sizes():
+    expected = {
+        "gaussian": D * D,
+        "bipolar": D * D,
+        "one_hot": 0,
+        "hadamard": 0,
+        "krop": K,
+        "krop_signed": K + D,
+        "unitary_shift": D,
+    }
+    for kind, size in expected.items():
+        assert make_codebook(kind, D, key=jax.random.key(0)).storage_size == size
+    assert make_codebook("gaussian", 64, key=jax.random.key(0), size=10).storage_size == 640
+
+
+def test_dense_codebook_with_fewer_rows_than_dim():
+    cb = make_codebook("bipolar", 64, key=jax.random.key(0), size=10)
+    assert cb.matrix().shape == (10, 64) and cb.scores(jnp.ones(64)).shape == (10,)
+    np.testing.assert_array_equal(np.asarray(cb.cleanup(cb.rows(jnp.arange(10)))), np.arange(10))
+    np.testing.assert_allclose(np.abs(np.asarray(cb.matrix())), 1 / 8)
+
+
+def test_same_key_same_codebook_and_kinds_differ():
+    for kind in ("gaussian", "bipolar", "krop", "krop_signed", "unitary_shift"):
+        a = make_codebook(kind, 64, key=jax.random.key(5))
+        b = make_codebook(kind, 64, key=jax.random.key(5))
+        c = make_codebook(kind, 64, key=jax.random.key(6))
+        np.testing.assert_array_equal(np.asarray(a.matrix()), np.asarray(b.matrix()))
+        assert not np.array_equal(np.asarray(a.matrix()), np.asarray(c.matrix()))
+
+
+def test_signed_krop_flattens_the_row_spectra():
+    # The reason for the signs: unsigned KROP rows concentrate their energy on few frequencies.
+    def peakiness(cb):
+        spec = np.abs(np.fft.rfft(np.asarray(cb.matrix(), np.float64), axis=-1)) ** 2
+        return np.mean(spec.max(-1) / spec.mean(-1))
+
+    plain = np.mean([peakiness(make_codebook("krop", 512, key=jax.random.key(s))) for s in range(4)])
+    signed = np.mean([peakiness(make_codebook("krop_signed", 512, key=jax.random.key(s))) for s in range(4)])
+    gauss = peakiness(make_codebook("gaussian", 512, key=jax.random.key(0)))
+    assert plain > 2 * signed
+    assert signed < 1.5 * gauss
+
+
+def test_angles_options():
+    explicit = jnp.linspace(0.1, 1.0, 6)
+    cb = make_codebook("krop", 64, angles=explicit)
+    np.testing.assert_array_equal(np.asarray(cb.params["theta"]), np.asarray(explicit))
+    even = make_codebook("krop", 16, angles="even")  # K = 4, K + 1 = 5: no warning
+    np.testing.assert_allclose(np.asarray(even.params["theta"]), 2 * np.pi * np.arange(1, 5) / 5, atol=1e-6)
+    with pytest.warns(UserWarning, match="signed permutations"):
+        make_codebook("krop_signed", 8, key=jax.random.key(0), angles="even")
+    np.testing.assert_allclose(np.asarray(make_codebook("hadamard", 16).matrix()), ref_sylvester(16), atol=1e-6)
+
+
+def test_codebook_is_a_pytree_traced_under_jit():
+    traces = []
+
+    @jax.jit
+    def f(cb, x):
+        traces.append(1)
+        return cb.cleanup(x), cb.soft_cleanup(x, 2.0), cb.rows(jnp.array([1, 2]))
+
+    x = jax.random.normal(jax.random.key(0), (3, 128))
+    outs = [f(make_codebook("krop_signed", 128, key=jax.random.key(s)), x) for s in range(3)]
+    assert len(traces) == 1
+    assert not np.array_equal(np.asarray(outs[0][1]), np.asarray(outs[1][1]))
+    leaves, treedef = jax.tree_util.tree_flatten(make_codebook("krop_signed", 128, key=jax.random.key(0)))
+    assert len(leaves) == 2
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert rebuilt.kind == "krop_signed" and rebuilt.dim == 128
+
+
+def test_vmap_over_codebooks():
+    cbs = jax.vmap(lambda kk: make_codebook("krop_signed", 64, key=kk))(jax.random.split(jax.random.key(0), 3))
+    x = jax.random.normal(jax.random.key(1), (3, 5, 64))
+    got = jax.vmap(lambda cb, x: cb.cleanup(x))(cbs, x)
+    keys = jax.random.split(jax.random.key(0), 3)
+    for i in range(3):
+        c = reference_matrix(make_codebook("krop_signed", 64, key=keys[i]))
+        np.testing.assert_array_equal(np.asarray(got[i]), (np.asarray(x[i], np.float64) @ c.T).argmax(-1))
+
+
+def test_fast_last_axis_argmax_takes_first_maximum():
+    rng = np.random.default_rng(0)
+    for n in [7, 512, 2048]:
+        s = rng.integers(0, 4, size=(3, 9, n)).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(cbm._argmax_last(jnp.asarray(s))), s.argmax(-1))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="kind must be one of .*got 'sparse'"):
+        make_codebook("sparse", 64, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="needs key="):
+        make_codebook("gaussian", 64)
+    with pytest.raises(ValueError, match="dim must be a power of two.*got 100"):
+        make_codebook("krop", 100, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="exactly dim = 64 codewords; got size = 10"):
+        make_codebook("hadamard", 64, size=10)
+    with pytest.raises(ValueError, match="angles applies to the kinds 'krop' and 'krop_signed' only"):
+        make_codebook("gaussian", 64, key=jax.random.key(0), angles="even")
+    with pytest.raises(ValueError, match="angles must have length log2\\(dim\\) = 6"):
+        make_codebook("krop", 64, angles=jnp.ones(5))
+    with pytest.raises(ValueError, match="angles must be 'uniform', 'even' or an array"):
+        make_codebook("krop", 64, angles="random")
+    cb = make_codebook("krop", 64, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="x must have shape \\(..., D\\) with D = 64.*\\(3, 32\\)"):
+        cb.cleanup(jnp.ones((3, 32)))
+    with pytest.raises(ValueError, match="idx must lie in \\[0, N\\) = \\[0, 64\\)"):
+        cb.rows(jnp.array([64]))
+    with pytest.raises(ValueError, match="beta must be finite and > 0"):
+        make_codebook("gaussian", 64, key=jax.random.key(0)).soft_cleanup(jnp.ones(64), 0.0)
+    with pytest.raises(ValueError, match="beta must be finite and > 0"):
+        cb.soft_cleanup(jnp.ones(64), -2.0)

@@ -1,0 +1,147 @@
+"""Key-value memory and the store/erase overwrite rule: references, scan vs loop, batching, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dammem.vsa import memory as mem_mod
+from dammem.vsa.codebooks import make_codebook
+from dammem.vsa.hrr import bind, random_keys
+from dammem.vsa.memory import erase_estimate, overwrite, overwrite_scan, read, recall, store, write
+
+from .test_hrr import ref_convolve, ref_correlate
+
+
+def _setup(n=256, m=8, kind="krop_signed", seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    cb = make_codebook(kind, n, key=k1)
+    keys = random_keys(k2, (m,), n)
+    idx = jax.random.randint(k3, (m,), 0, n)
+    return cb, keys, idx
+
+
+def test_store_write_read_match_direct_sums():
+    rng = np.random.default_rng(0)
+    keys, vals = rng.normal(size=(2, 3, 16)), rng.normal(size=(2, 3, 16))
+    with jax.enable_x64(True):
+        m = np.asarray(store(jnp.asarray(keys), jnp.asarray(vals)))
+        np.testing.assert_allclose(m, ref_convolve(keys, vals).sum(-2), atol=1e-12)
+        r = np.asarray(read(jnp.asarray(m), jnp.asarray(keys[:, 1])))
+        np.testing.assert_allclose(r, ref_correlate(keys[:, 1], m), atol=1e-12)
+        w = np.asarray(write(jnp.asarray(m), jnp.asarray(keys[:, 0]), jnp.asarray(vals[:, 2])))
+        np.testing.assert_allclose(w, m + ref_convolve(keys[:, 0], vals[:, 2]), atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "bipolar", "krop", "krop_signed", "one_hot", "unitary_shift"])
+def test_recall_few_items(kind):
+    cb, keys, idx = _setup(n=512, m=6, kind=kind)
+    m = store(keys, cb.rows(idx))
+    np.testing.assert_array_equal(np.asarray(recall(m, keys, cb)), np.asarray(idx))
+
+
+def test_overwrite_with_correct_cleanup_equals_restoring():
+    cb, keys, idx = _setup()
+    m = store(keys, cb.rows(idx))
+    new = (idx[3] + 17) % 256
+    m2 = overwrite(m, keys[3], cb.rows(new), cb)
+    expected = store(keys, cb.rows(idx.at[3].set(new)))
+    np.testing.assert_allclose(np.asarray(m2), np.asarray(expected), atol=1e-5)  # old pair removed exactly
+    assert int(recall(m2, keys[3], cb)) == int(new)
+
+
+def test_erase_modes():
+    cb, keys, idx = _setup()
+    m = store(keys, cb.rows(idx))
+    r = np.asarray(read(m, keys[2]), np.float64)
+    np.testing.assert_allclose(np.asarray(erase_estimate(m, keys[2], cb, erase="raw")), r, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(erase_estimate(m, keys[2], cb, erase="sign")), np.abs(r).mean() * np.sign(r), atol=1e-6
+    )
+    cleaned = erase_estimate(m, keys[2], cb, erase="cleanup")
+    np.testing.assert_allclose(np.asarray(cleaned), np.asarray(cb.rows(idx[2])), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(erase_estimate(m, keys[2], cb, erase="none")), 0.0)
+    v = cb.rows(jnp.array(5))
+    plain = overwrite(m, keys[2], v, cb, erase="none")
+    np.testing.assert_allclose(np.asarray(plain), np.asarray(m + bind(keys[2], v)), atol=1e-6)
+
+
+def test_overwrite_scan_equals_python_loop_and_batches_memories():
+    cb, keys, idx = _setup(n=128, m=4)
+    steps = 6
+    slots = jax.random.randint(jax.random.key(1), (2, steps), 0, 4)  # 2 independent memories
+    new_idx = jax.random.randint(jax.random.key(2), (2, steps), 0, 128)
+    mem0 = jnp.stack([store(keys, cb.rows(idx)), store(keys, cb.rows((idx + 1) % 128))])
+    step_keys = jnp.swapaxes(keys[slots], 0, 1)  # (T, 2, N)
+    step_vals = jnp.swapaxes(cb.rows(new_idx), 0, 1)
+    for erase in ("cleanup", "sign", "raw"):
+        final, hist = overwrite_scan(mem0, step_keys, step_vals, cb, erase=erase)
+        assert hist.shape == (steps, 2, 128)
+        for b in range(2):
+            m = mem0[b]
+            for t in range(steps):
+                m = overwrite(m, step_keys[t, b], step_vals[t, b], cb, erase=erase)
+                np.testing.assert_allclose(np.asarray(hist[t, b]), np.asarray(m), atol=2e-5)
+        np.testing.assert_allclose(np.asarray(final), np.asarray(hist[-1]), atol=0)
+
+
+def test_mutable_memory_cleanup_erase_keeps_retrieval_while_baselines_degrade():
+    n, m, steps = 512, 8, 30
+    cb, keys, idx = _setup(n=n, m=m, seed=3)
+    slots = jax.random.randint(jax.random.key(5), (steps,), 0, m)
+    new_idx = jax.random.randint(jax.random.key(6), (steps,), 0, n)
+    current = np.tile(np.asarray(idx), (steps, 1))
+    for t in range(steps):
+        if t:
+            current[t] = current[t - 1]
+        current[t, int(slots[t])] = int(new_idx[t])
+    rates = {}
+    for erase in ("cleanup", "none", "raw"):
+        _, hist = overwrite_scan(store(keys, cb.rows(idx)), keys[slots], cb.rows(new_idx), cb, erase=erase)
+        got = recall(hist[:, None, :], keys[None], cb)  # (T, M)
+        rates[erase] = (np.asarray(got) == current).mean(-1)
+    assert rates["cleanup"].mean() >= 0.97 and rates["cleanup"][-5:].mean() >= 0.95
+    assert rates["none"][-5:].mean() < 0.75  # old values pile up
+    assert rates["raw"][-5:].mean() < 0.2  # a (*) (a # M) erases (a filtered copy of) the whole memory
+
+
+def test_no_retrace_for_new_codebook_or_contents():
+    cb, keys, idx = _setup(n=64, m=3)
+    mem0 = store(keys, cb.rows(idx))
+    overwrite_scan(mem0, keys[jnp.array([0, 1])], cb.rows(jnp.array([1, 2])), cb)
+    before = mem_mod._overwrite_scan._cache_size()
+    for s in range(1, 3):
+        cb2, keys2, idx2 = _setup(n=64, m=3, seed=s)
+        overwrite_scan(store(keys2, cb2.rows(idx2)), keys2[jnp.array([2, 0])], cb2.rows(jnp.array([5, 6])), cb2)
+    assert mem_mod._overwrite_scan._cache_size() == before
+
+
+def test_bad_inputs():
+    cb, keys, idx = _setup(n=64, m=3)
+    vals = cb.rows(idx)
+    with pytest.raises(ValueError, match="same vector size N.*got 64 and 32"):
+        store(keys, vals[:, :32])
+    with pytest.raises(ValueError, match="same number of items M"):
+        store(keys, vals[:2])
+    with pytest.raises(ValueError, match="keys and values must have shape \\(..., M, N\\)"):
+        store(keys[0], vals[0])
+    m = store(keys, vals)
+    other = make_codebook("krop", 128, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="codebook.dim = 128 must equal the vector size N = 64"):
+        recall(m, keys, other)
+    with pytest.raises(ValueError, match="codebook.dim = 128"):
+        overwrite(m, keys[0], vals[1], other)
+    with pytest.raises(TypeError, match="codebook must be a dammem.vsa.Codebook"):
+        overwrite(m, keys[0], vals[1], np.eye(64))
+    with pytest.raises(ValueError, match="erase must be one of \\('cleanup', 'sign', 'raw', 'none'\\), got 'zero'"):
+        overwrite(m, keys[0], vals[1], cb, erase="zero")
+    with pytest.raises(ValueError, match="memory and value must have the same vector size N"):
+        overwrite(m, keys[0], vals[1, :16], cb)
+    with pytest.raises(ValueError, match="keys and values must both have shape \\(T, ..., N\\)"):
+        overwrite_scan(m, keys, vals[:2], cb)
+    with pytest.raises(ValueError, match="memory must have shape \\(..., N\\) with N = 64"):
+        overwrite_scan(m[:32], keys, vals, cb)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        overwrite_scan(jnp.stack([m, m, m]), jnp.stack([keys[:2]] * 2), jnp.stack([vals[:2]] * 2), cb)
