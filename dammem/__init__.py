@@ -8,6 +8,7 @@ papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.vsa`, :mod:`dammem.exp
 __version__ = "0.1.0"
 
 from dammem import energies as energies
+from dammem import vsa as vsa
 from dammem.dynamics import Retrieval as Retrieval
 from dammem.dynamics import retrieve as retrieve
 from dammem.separations import SEPARATIONS as SEPARATIONS

@@ -12,6 +12,9 @@ from types import ModuleType
 EXPERIMENTS: dict[str, str] = {
     "quickstart": "dammem.experiments.quickstart",
     "capacity": "dammem.experiments.capacity",
+    "krop_timing": "dammem.experiments.krop_timing",
+    "krop_capacity": "dammem.experiments.krop_capacity",
+    "krop_mutable": "dammem.experiments.krop_mutable",
 }
 
 

@@ -107,7 +107,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}: {value!r}")
-            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(args, value)))
+            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (t, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:

@@ -26,6 +26,7 @@ class Cfg:
     sizes: tuple[int, ...] = (1, 2)
     path: str | None = None
     flag: bool = False
+    pairs: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):
         if self.n < 1:
@@ -33,15 +34,17 @@ class Cfg:
 
 
 def test_config_from_mapping_coerces_and_validates():
-    cfg = config_from_mapping(Cfg, {"n": 5, "rate": 2, "sizes": [4, 5, 6], "mode": "b", "flag": True})
-    assert cfg == Cfg(n=5, rate=2.0, mode="b", sizes=(4, 5, 6), flag=True)
+    cfg = config_from_mapping(
+        Cfg, {"n": 5, "rate": 2, "sizes": [4, 5, 6], "mode": "b", "flag": True, "pairs": [[1, "a"], [2, "b"]]}
+    )
+    assert cfg == Cfg(n=5, rate=2.0, mode="b", sizes=(4, 5, 6), flag=True, pairs=((1, "a"), (2, "b")))
     assert config_from_mapping(Cfg, None) == Cfg()
 
 
 @pytest.mark.parametrize(
     "mapping, match",
     [
-        ({"nn": 1}, r"unknown key\(s\) \['nn'\]; allowed keys are \['flag', 'mode', 'n', 'path', 'rate', 'sizes'\]"),
+        ({"nn": 1}, r"unknown key\(s\) \['nn'\]; allowed keys are \['flag', 'mode', 'n', 'pairs', 'path', 'rate', 'sizes'\]"),
         ({"n": 1.5}, "config.n: expected an integer, got 1.5"),
         ({"n": True}, "config.n: expected an integer"),
         ({"rate": "fast"}, "config.rate: expected a number"),
@@ -51,6 +54,8 @@ def test_config_from_mapping_coerces_and_validates():
         ({"flag": "yes"}, "config.flag: expected true or false"),
         ({"n": 0}, "n must be >= 1, got 0"),
         ({"path": 3}, "config.path: 3 matches none of"),
+        ({"pairs": [[1, 2]]}, r"config.pairs\[0\]\[1\]: expected a string"),
+        ({"pairs": [[1]]}, r"config.pairs\[0\]: expected 2 items"),
     ],
 )
 def test_config_errors_name_the_key(mapping, match):
@@ -81,7 +86,7 @@ def test_to_jsonable_and_markdown():
         "b": 1.5,
         "c": [1, 2],
         "d": "nan",
-        "e": {"n": 3, "rate": 0.5, "mode": "a", "sizes": [1, 2], "path": None, "flag": False},
+        "e": {"n": 3, "rate": 0.5, "mode": "a", "sizes": [1, 2], "path": None, "flag": False, "pairs": []},
     }
     json.dumps(out, allow_nan=False)
     table = markdown_table(["x", "y"], [[1, 0.123456], ["a", 2.0]])
