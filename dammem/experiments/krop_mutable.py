@@ -68,8 +68,12 @@ class Config:
             raise ValueError(f"dims must be increasing powers of two >= 16, got {list(self.dims)}")
         for pair in self.curves:
             parts = pair.split("x")
-            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) not in self.items \
-                    or int(parts[1]) not in self.dims:
+            if (
+                len(parts) != 2
+                or not all(p.isdigit() for p in parts)
+                or int(parts[0]) not in self.items
+                or int(parts[1]) not in self.dims
+            ):
                 raise ValueError(f"curves must be 'MxN' strings with M in items and N in dims, got {pair!r}")
         if not self.codebooks or any(k not in CODEBOOK_KINDS for k in self.codebooks):
             raise ValueError(f"codebooks must be names from {CODEBOOK_KINDS}, got {list(self.codebooks)}")
@@ -128,8 +132,16 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
         for kind in config.codebooks:
             rates = np.asarray(
-                _rates(kind, n, max(config.items), config.steps, config.key_kind, modes, trial_keys,
-                       jnp.asarray(config.items, jnp.int32))
+                _rates(
+                    kind,
+                    n,
+                    max(config.items),
+                    config.steps,
+                    config.key_kind,
+                    modes,
+                    trial_keys,
+                    jnp.asarray(config.items, jnp.int32),
+                )
             ).mean(axis=2)  # (items, modes, T + 1), averaged over trials
             for a, m in enumerate(config.items):
                 for b, erase in enumerate(modes):

@@ -22,6 +22,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike, PRNGKey
 from dammem._validate import check_floating, check_int
@@ -60,7 +61,7 @@ def _irfft(f: Array, n: int, dtype) -> Array:
     return jnp.fft.irfft(f, n=n, axis=-1).astype(dtype)
 
 
-def bind(a: ArrayLike, b: ArrayLike) -> Array:
+def bind(a: Float[Array, "*#ba N"], b: Float[Array, "*#bb N"]) -> Float[Array, "*batch N"]:
     """Circular convolution ``(a (*) b)_j = sum_k a_k b_{(j-k) mod N}`` (HRR binding; seed 000 write ``a (*) v``).
 
     Args:
@@ -82,7 +83,7 @@ def _bind(a, b):
     return _irfft(_rfft(a) * _rfft(b), a.shape[-1], a.dtype)
 
 
-def correlate(a: ArrayLike, b: ArrayLike) -> Array:
+def correlate(a: Float[Array, "*#ba N"], b: Float[Array, "*#bb N"]) -> Float[Array, "*batch N"]:
     """Circular correlation ``(a # b)_j = sum_k a_k b_{(k+j) mod N} = (a^* (*) b)_j`` (seed 000 read ``M # a``).
 
     Args:
@@ -101,7 +102,7 @@ def _correlate(a, b):
     return _irfft(jnp.conj(_rfft(a)) * _rfft(b), a.shape[-1], a.dtype)
 
 
-def involution(a: ArrayLike) -> Array:
+def involution(a: Float[Array, "*batch N"]) -> Float[Array, "*batch N"]:
     """Plate's approximate inverse ``a^*_k = a_{-k mod N}`` (``a^* (*) b = a # b``).
 
     Args:
@@ -116,7 +117,9 @@ def involution(a: ArrayLike) -> Array:
     return jnp.roll(jnp.flip(a, axis=-1), 1, axis=-1)
 
 
-def unbind(memory: ArrayLike, key: ArrayLike, *, exact: bool = False, eps: float = 1e-6) -> Array:
+def unbind(
+    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], *, exact: bool = False, eps: float = 1e-6
+) -> Float[Array, "*batch N"]:
     """Retrieve what ``key`` was bound to: ``key # memory`` (default) or the exact inverse ``F^-1[F m / F a]``.
 
     The default correlation (Plate 1995; seed 000's read ``v'_k = M # a_k``) is the approximate inverse: for one

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jaxtyping import Float, Int
 
 from dammem._types import Array, ArrayLike, PRNGKey
 from dammem._validate import check_floating, check_int, check_positive, is_concrete
@@ -68,7 +69,7 @@ __all__ = [
 # Largest Kronecker block (2^g x 2^g) per backend. CPU: measured on a 2-core Sapphire Rapids (XLA:CPU, float32,
 # batch 64, N = 2^10..2^14): g = 4 is fastest or within noise of the best (g = 3..6 span about 1.3x; g = 1, the
 # stage-by-stage butterfly, is 3-4x slower). GPU/TPU: wider blocks keep the matrix units busy while the data still
-# makes only 2-3 passes; g = 6 is the default there.
+# makes only 2-3 passes; g = 6 is the default there (a design choice, not yet measured on an accelerator).
 _DEFAULT_GROUP = {"cpu": 4}
 _DEFAULT_GROUP_ACCEL = 6
 _MAX_GROUP = 10  # 1024 x 1024 blocks: beyond that a block costs more than the dense product it replaces
@@ -121,7 +122,8 @@ def _check_signs(signs: ArrayLike | None, n: int, where: str) -> Array | None:
     signs = check_floating(signs, "signs", where)
     if signs.shape != (n,):
         raise ValueError(f"{where}: signs must have shape (N,) = ({n},) to match the codebook, got {signs.shape}")
-    if is_concrete(signs) and not np.all(np.abs(np.asarray(signs)) == 1):
+    on_host = is_concrete(signs) and all(d.platform == "cpu" for d in signs.devices())  # no device sync per call
+    if on_host and not np.all(np.abs(np.asarray(signs)) == 1):
         raise ValueError(f"{where}: signs must contain only +1 and -1 (see krop_signs), got other values")
     return signs
 
@@ -179,7 +181,7 @@ def _forward_chain(blocks: list[Array], x2: Array) -> Array:
     for block in reversed(blocks):
         s = block.shape[0]
         y = lax.dot_general(block.astype(y.dtype), y.reshape(-1, s), (((1,), (1,)), ((), ())), precision=_HIGHEST)
-    return y.reshape(-1, x2.shape[0])
+    return y.reshape(x2.shape[1], x2.shape[0])
 
 
 def _backward_chain(blocks: list[Array], y_t: Array) -> Array:
@@ -188,7 +190,7 @@ def _backward_chain(blocks: list[Array], y_t: Array) -> Array:
     for block in blocks:
         s = block.shape[0]
         y = lax.dot_general(y.reshape(s, -1), block.astype(y.dtype), (((0,), (1,)), ((), ())), precision=_HIGHEST)
-    return y.reshape(y_t.shape[1], -1)
+    return y.reshape(y_t.shape[1], y_t.shape[0])
 
 
 def _argmax_cols(s_t: Array) -> Array:
@@ -201,7 +203,9 @@ def _argmax_cols(s_t: Array) -> Array:
     return (best_block * c + jnp.argmax(inside, axis=0)).astype(jnp.int32)
 
 
-def butterfly_apply(factors: ArrayLike, x: ArrayLike, *, group: int | None = None) -> Array:
+def butterfly_apply(
+    factors: Float[Array, "K 2 2"], x: Float[Array, "*batch N"], *, group: int | None = None
+) -> Float[Array, "*batch N"]:
     """Apply a Kronecker product of 2x2 factors along the last axis: ``y = (F_0 (x) F_1 (x) ... (x) F_{K-1}) x``.
 
     ``F_0`` acts on the most significant bit of the index (row-major order, as ``np.kron``). Groups of ``group``
@@ -251,7 +255,7 @@ def butterfly_matrix(factors: ArrayLike) -> Array:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def krop_factors(theta: ArrayLike) -> Array:
+def krop_factors(theta: Float[Array, " K"]) -> Float[Array, "K 2 2"]:
     """The butterfly factors of ``H^(K)``: ``[R(theta_{K-1}), ..., R(theta_0)]``, ``R(t) = [[c, s], [s, -c]]``.
 
     Seed 000: ``H^(K) = kron_{k=1..K} R(theta_{K-k})``, so the first (most significant) factor holds the last angle.
@@ -281,7 +285,9 @@ def _prepare(theta, x, signs, group, where):
     return theta, x, signs, sizes
 
 
-def krop_apply(theta: ArrayLike, x: ArrayLike, *, group: int | None = None) -> Array:
+def krop_apply(
+    theta: Float[Array, " K"], x: Float[Array, "*batch N"], *, group: int | None = None
+) -> Float[Array, "*batch N"]:
     """``H x`` along the last axis in O(N log N), ``H = H^(K)`` of seed 000's recursion.
 
     Args:
@@ -300,7 +306,13 @@ def krop_apply(theta: ArrayLike, x: ArrayLike, *, group: int | None = None) -> A
     return _butterfly_kernel(_factors(theta), x, sizes)
 
 
-def krop_scores(theta: ArrayLike, x: ArrayLike, *, signs: ArrayLike | None = None, group: int | None = None) -> Array:
+def krop_scores(
+    theta: Float[Array, " K"],
+    x: Float[Array, "*batch N"],
+    *,
+    signs: Float[Array, " N"] | None = None,
+    group: int | None = None,
+) -> Float[Array, "*batch N"]:
     """Clean-up scores ``<C_j, x>`` for all rows of the codebook ``C = H D``: ``C x = H (d * x)``.
 
     Args:
@@ -324,7 +336,13 @@ def _scores_kernel(theta, x, signs, sizes):
     return _forward_chain(_kron_blocks(_factors(theta), sizes), x2).T.reshape(x.shape)
 
 
-def krop_cleanup(theta: ArrayLike, x: ArrayLike, *, signs: ArrayLike | None = None, group: int | None = None) -> Array:
+def krop_cleanup(
+    theta: Float[Array, " K"],
+    x: Float[Array, "*batch N"],
+    *,
+    signs: Float[Array, " N"] | None = None,
+    group: int | None = None,
+) -> Int[Array, "*batch"]:
     """Hard clean-up ``argmax_j <C_j, x>`` in O(N log N): ``argmax H (d * x)`` (seed 000, "argmax H v'_k").
 
     One butterfly whose last pass leaves the scores as ``(N, B)`` columns, then a two-level argmax; ties go to the
@@ -357,13 +375,13 @@ def _cleanup_kernel(theta, x, signs, sizes):
 
 
 def krop_soft_cleanup(
-    theta: ArrayLike,
-    x: ArrayLike,
-    beta: ArrayLike = 1.0,
+    theta: Float[Array, " K"],
+    x: Float[Array, "*batch N"],
+    beta: float | Float[Array, ...] = 1.0,
     *,
-    signs: ArrayLike | None = None,
+    signs: Float[Array, " N"] | None = None,
     group: int | None = None,
-) -> Array:
+) -> Float[Array, "*batch N"]:
     """Soft clean-up ``C^T softmax(beta C x)`` with ``C = H D``: ``d * H softmax(beta H (d * x))``.
 
     ``H`` is symmetric (seed 000), so the read-out through ``C^T`` is a second butterfly: O(N log N) in all and
@@ -408,7 +426,9 @@ def _soft_kernel(theta, x, beta, signs, sizes):
     return y.reshape(x.shape)
 
 
-def krop_row(theta: ArrayLike, idx: ArrayLike, *, signs: ArrayLike | None = None) -> Array:
+def krop_row(
+    theta: Float[Array, " K"], idx: int | Int[Array, "*idx"], *, signs: Float[Array, " N"] | None = None
+) -> Float[Array, "*idx N"]:
     """Codebook rows ``C_j = H_j * d`` in O(N) each, from the bits of ``j`` (seed 000, "linear time reconstruction").
 
     ``H_j = R(theta_{K-1})[j_{K-1}, :] (x) ... (x) R(theta_0)[j_0, :]`` where ``j_{K-1}`` is the most significant bit;
@@ -465,7 +485,7 @@ def _row_kernel(theta, idx, signs):
     return row
 
 
-def krop_matrix(theta: ArrayLike, *, signs: ArrayLike | None = None) -> Array:
+def krop_matrix(theta: Float[Array, " K"], *, signs: Float[Array, " N"] | None = None) -> Float[Array, "N N"]:
     """Dense codebook ``C = H D`` (``(N, N)``), ``H = kron_{k=1..K} R(theta_{K-k})`` (seed 000). For tests / small N.
 
     Args:

@@ -21,6 +21,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Float, Int
 
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_floating
@@ -48,7 +49,7 @@ def _check_codebook(codebook, n: int, where: str) -> Codebook:
     return codebook
 
 
-def store(keys: ArrayLike, values: ArrayLike) -> Array:
+def store(keys: Float[Array, "*#bk M N"], values: Float[Array, "*#bv M N"]) -> Float[Array, "*batch N"]:
     """Superpose ``M`` key-value pairs: ``M = sum_m a_m (*) v_m`` (seed 000, "Memory M = sum_i a_i (*) v_i").
 
     Args:
@@ -77,7 +78,9 @@ def write(memory: ArrayLike, key: ArrayLike, value: ArrayLike) -> Array:
     return memory + _bind(key, value)
 
 
-def read(memory: ArrayLike, key: ArrayLike, *, exact: bool = False) -> Array:
+def read(
+    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], *, exact: bool = False
+) -> Float[Array, "*batch N"]:
     """Noisy read-out ``v' = M # a`` (seed 000, "Read M # a_k = v'_k"); ``exact`` uses the exact inverse of ``a``.
 
     Args:
@@ -91,7 +94,9 @@ def read(memory: ArrayLike, key: ArrayLike, *, exact: bool = False) -> Array:
     return unbind(memory, key, exact=exact)
 
 
-def recall(memory: ArrayLike, key: ArrayLike, codebook: Codebook, *, exact: bool = False) -> Array:
+def recall(
+    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], codebook: Codebook, *, exact: bool = False
+) -> Int[Array, "*batch"]:
     """Clean-up of the read: ``argmax_j <C_j, M # a>`` (seed 000, "v_k^cleaned = argmax H v'_k").
 
     Args:

@@ -49,8 +49,18 @@ def test_timing_small(tmp_path):
 
 
 def test_timing_without_dense_beyond_dense_max(tmp_path):
-    _, res, _ = _run(krop_timing, {"sizes": [32, 128], "batches": [1], "methods": ["krop", "dense"],
-                                   "dense_max_size": 32, "repeats": 1, "warmup": 1}, tmp_path)
+    _, res, _ = _run(
+        krop_timing,
+        {
+            "sizes": [32, 128],
+            "batches": [1],
+            "methods": ["krop", "dense"],
+            "dense_max_size": 32,
+            "repeats": 1,
+            "warmup": 1,
+        },
+        tmp_path,
+    )
     assert res["time_ms"]["dense"]["1"][1] is None and res["dense_build_ms"][1] is None
     assert res["storage"]["dense"] == [1024, None]
 

@@ -52,9 +52,7 @@ def test_rows_scores_cleanup_soft_match_reference(codebook):
     assert np.all(top2[..., 1] - top2[..., 0] > 1e-5)
     np.testing.assert_array_equal(np.asarray(codebook.cleanup(x)), scores.argmax(-1))
     beta = 5.0
-    np.testing.assert_allclose(
-        np.asarray(codebook.soft_cleanup(x, beta)), ref_softmax(beta * scores) @ c, atol=2e-6
-    )
+    np.testing.assert_allclose(np.asarray(codebook.soft_cleanup(x, beta)), ref_softmax(beta * scores) @ c, atol=2e-6)
 
 
 def test_unit_norm_rows_and_orthogonality(codebook):

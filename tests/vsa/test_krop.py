@@ -28,7 +28,6 @@ from dammem.vsa.krop import (
     uniform_angles,
 )
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Independent float64 references
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,6 +139,14 @@ def test_krop_apply_single_vector_and_float64():
         y = krop_apply(theta, x)
         assert y.dtype == jnp.float64 and y.shape == (128,)
         np.testing.assert_allclose(np.asarray(y), ref_recursion(theta) @ np.asarray(x), atol=1e-12)
+
+
+def test_empty_batch():
+    theta = _theta(5)
+    x = jnp.ones((0, 3, 32))
+    assert krop_apply(theta, x).shape == (0, 3, 32)
+    assert krop_cleanup(theta, x).shape == (0, 3)
+    assert krop_soft_cleanup(theta, x, 1.0).shape == (0, 3, 32)
 
 
 @pytest.mark.parametrize("group", [1, 3, 4])
@@ -411,3 +418,29 @@ def test_bad_inputs_raise_clear_errors():
         uniform_angles(jax.random.key(0), 2.0)
     with pytest.raises(ValueError, match="n must be a power of two.*got 100"):
         krop_signs(jax.random.key(0), 100)
+
+
+def test_jaxtyping_annotations_hold():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    from dammem.vsa import bind, read, recall, store
+    from dammem.vsa.codebooks import make_codebook
+
+    def checked(fn):
+        return jaxtyped(typechecker=beartype)(fn)
+
+    theta, x = _theta(5), jnp.ones((2, 3, 32))
+    assert checked(krop_apply)(theta, x).shape == (2, 3, 32)
+    assert checked(krop_cleanup)(theta, x, signs=krop_signs(jax.random.key(0), 32)).shape == (2, 3)
+    assert checked(krop_soft_cleanup)(theta, x, 2.0).shape == (2, 3, 32)
+    assert checked(krop_row)(theta, jnp.array([[1, 2]])).shape == (1, 2, 32)
+    assert checked(krop_matrix)(theta).shape == (32, 32)
+    with pytest.raises(TypeCheckError):
+        checked(krop_cleanup)(theta, x, signs=jnp.ones(16))
+    keys = jnp.ones((4, 32))
+    mem = checked(store)(keys, keys)
+    assert checked(bind)(keys, mem).shape == (4, 32) and checked(read)(mem, keys).shape == (4, 32)
+    assert checked(recall)(mem, keys, make_codebook("krop", 32, key=jax.random.key(0))).shape == (4,)
+    with pytest.raises(TypeCheckError):
+        checked(bind)(keys, jnp.ones(16))
