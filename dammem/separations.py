@@ -61,8 +61,8 @@ _MIN_A = 1e-6  # alpha - 1 is clamped here in the general kernel (alpha = 1 exac
 
 # The element maps below avoid compare/select on purpose: XLA:CPU fuses max/min/ceil/exp into its reduction
 # kernels but runs compare+select reductions 2-3x slower. The scores are shifted by their row max once
-# (``z - max`` is exact near the top, Sterbenz) and the threshold is one column ``c = v`` on the shifted scores:
-# folding ``max + v`` into one column would round it to the ulp of ``max`` (5e-4 absolute error at |z| ~ 1e4).
+# (``z - max`` is exact near the top, Sterbenz) and the threshold is one column ``c`` on the shifted scores (see
+# _base): folding ``max + v`` into one column would round it to the ulp of ``max`` (5e-4 error at |z| ~ 1e4).
 
 
 class _RowView:
