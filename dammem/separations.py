@@ -57,6 +57,7 @@ __all__ = [
 _SOFTMAX, _SPARSEMAX, _ENTMAX15, _GENERAL = "softmax", "sparsemax", "entmax15", "general"
 _CHUNK = 256  # long rows are reduced as (rows * N / _CHUNK, _CHUNK) blocks: XLA:CPU reduces those ~2x faster
 _MAX_ITERS = 64  # safety cap; the monotone secant converges in far fewer steps (typically 3-12)
+_COMPACT_FRACTION = 4  # unsettled rows are gathered and finished apart once at most 1/4 of them remain
 _MIN_A = 1e-6  # alpha - 1 is clamped here in the general kernel (alpha = 1 exactly uses the softmax kernel)
 
 # The element maps below avoid compare/select on purpose: XLA:CPU fuses max/min/ceil/exp into its reduction
@@ -126,8 +127,8 @@ def _weights(kind: str, z: Array, c: Array, a: Array) -> Array:
     """s = p^(2 - alpha): the diagonal of dp/dz (zero off the support), for the kernels with a closed form."""
     if kind == _SOFTMAX:
         return jnp.exp(z - c)
-    if kind == _SPARSEMAX:  # the support indicator; x lies in [0, 1] so ceil is 0 or 1
-        return jnp.minimum(jnp.ceil(_base(kind, z, c, a)), 1.0)
+    if kind == _SPARSEMAX:  # the support indicator: x lies in [0, 1] (c >= -1) so ceil is 0 or 1
+        return jnp.ceil(_base(kind, z, c, a))
     if kind == _ENTMAX15:
         return _base(kind, z, c, a)
     raise AssertionError(kind)  # general alpha: s = p / x, see _Solution.weights
@@ -191,44 +192,77 @@ def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, 
     if kind == _GENERAL:
         x0 = jnp.maximum(1.0 + av * (zv - c0), 0.0)
         linear = rv.col((a <= 0.5).astype(dtype))
-        wsum = rv.sum(linear * x0 + (1.0 - linear) * jnp.minimum(jnp.ceil(x0), 1.0))
-    else:  # written apart from s0's expression so that XLA fuses each sum into its own reduction
-        wsum = rv.sum(_weights(kind, zv + 0.0, c0, av))
+        wsum = rv.sum(linear * x0 + (1.0 - linear) * jnp.ceil(x0))  # x0 <= 1: ceil is the support indicator
+    else:
+        wsum = rv.sum(_weights(kind, zv, c0, av))
     slope0 = wsum * jnp.exp((a - 1.0) * jnp.log(s0))
     v1 = origin + jnp.where(live & (slope0 > 0), f0 / jnp.where(slope0 > 0, slope0, 1.0), 0.0)
     if kind == _SOFTMAX:  # F = log S(0) - v is linear: the Newton step is exact
         return v1, jnp.zeros_like(v1)
     done0 = ~live | ~(f0 > tol)
+    state = (jnp.full_like(a, origin), f0, jnp.where(done0, origin, v1), f0, done0)
+    step = partial(_secant_step, objective, tol)
+    rows = a.shape[0]
+    cap = rows // _COMPACT_FRACTION
+    if cap == 0:
+        v, f = _iterate(step, state, limit=0)[2:4]
+        return v, f
+    # Rows settle after different numbers of steps; the slowest would keep every step full width. So: full-width
+    # steps until at most ``cap`` rows are unsettled, then those rows are gathered and finished on their own.
+    state = _iterate(step, state, limit=cap)
+    unsettled = jnp.nonzero(~state[4], size=cap, fill_value=rows)[0]  # padded with an out-of-range row
+    take = jnp.minimum(unsettled, rows - 1)
+    blocks = (take[:, None] * rv.per + jnp.arange(rv.per)).reshape(-1)
+    sub_zv, sub_a = zv[blocks], a[take]
+
+    def sub_objective(v):
+        return _objective(kind, rv.sum(_probs(kind, sub_zv, rv.col(v), rv.col(sub_a))), sub_a)
+
+    sub = tuple(x[take] for x in state[:4]) + (state[4][take] | (unsettled == rows),)
+    sub = _iterate(partial(_secant_step, sub_objective, tol), sub, limit=0)
+    v = state[2].at[unsettled].set(sub[2], mode="drop")
+    f = state[3].at[unsettled].set(sub[3], mode="drop")
+    return v, f
+
+
+def _secant_step(objective, tol, state):
+    """One secant step for the unsettled rows of ``state = (v_prev, f_prev, v, f, done)`` (one pass over the data).
+
+    In exact arithmetic every point stays on the left of the root (F >= 0). In float32 the first Newton step, taken
+    where S ~ N, can land a rounding error past it (F < 0 by ~N eps); the secant then simply steps back, so a row
+    settles only once ``|F| <= tol`` or the step no longer moves ``v``.
+    """
+    v_prev, f_prev, v_cur, f_cur, done = state
+    f_new = objective(v_cur)
+    slope = (f_prev - f_new) / (v_cur - v_prev)
+    good = jnp.isfinite(f_new) & (slope > 0)
+    step = jnp.where(good, f_new / jnp.where(good, slope, 1.0), 0.0)
+    converged = ~good | (jnp.abs(f_new) <= tol) | (v_cur + step == v_cur)
+    # when stopping past the root, keep whichever of the two latest points is closer to it
+    back = converged & (f_new < 0) & (jnp.abs(f_prev) < jnp.abs(f_new))
+    v_next = jnp.where(converged, jnp.where(back, v_prev, v_cur), v_cur + step)
+    f_next = jnp.where(back, f_prev, f_new)
+    return (
+        jnp.where(done, v_prev, v_cur),
+        jnp.where(done, f_prev, f_new),
+        jnp.where(done, v_cur, v_next),
+        jnp.where(done, f_cur, f_next),
+        done | converged,
+    )
+
+
+def _iterate(step, state, limit: int):
+    """Apply ``step`` while more than ``limit`` rows are unsettled (at most ``_MAX_ITERS`` times)."""
 
     def cond(carry):
-        *_, done, it = carry
-        return (it < _MAX_ITERS) & ~jnp.all(done)
+        state, it = carry
+        return (it < _MAX_ITERS) & (jnp.sum(~state[4]) > limit)
 
     def body(carry):
-        v_prev, f_prev, v_cur, f_cur, done, it = carry
-        f_new = objective(v_cur)
-        left = f_new >= 0  # always true in exact arithmetic (the secant stays on the left); false for NaN
-        slope = (f_prev - f_new) / (v_cur - v_prev)
-        good = left & (slope > 0)
-        step = jnp.where(good, f_new / jnp.where(good, slope, 1.0), 0.0)
-        # stop when the step no longer moves v: a step of a few ulps of v still moves the mass by k ulps
-        converged = ~good | (f_new <= tol) | (v_cur + step <= v_cur)
-        # a rounding overshoot past the root: keep whichever point is closer to it
-        back = ~left & ~(jnp.abs(f_new) <= f_prev)
-        v_next = jnp.where(converged, jnp.where(back, v_prev, v_cur), v_cur + step)
-        f_next = jnp.where(converged & back, f_prev, f_new)
-        return (
-            jnp.where(done, v_prev, v_cur),
-            jnp.where(done, f_prev, f_new),
-            jnp.where(done, v_cur, v_next),
-            jnp.where(done, f_cur, f_next),
-            done | converged,
-            it + 1,
-        )
+        state, it = carry
+        return step(state), it + 1
 
-    init = (jnp.full_like(a, origin), f0, jnp.where(done0, origin, v1), f0, done0, jnp.int32(0))
-    _, _, v, f, _, _ = lax.while_loop(cond, body, init)
-    return v, f
+    return lax.while_loop(cond, body, (state, jnp.int32(0)))[0]
 
 
 class _Solution:
@@ -254,7 +288,7 @@ class _Solution:
         self.ssum = None
         if kind == _ENTMAX15:  # sum_{i in S}(x_i - d)^2 = 1 on the found support: the smaller root
             x = _base(kind, zv, rv.col(v), av)
-            k = jnp.maximum(rv.sum(jnp.minimum(jnp.ceil(x), 1.0)), 1.0)
+            k = jnp.maximum(rv.sum(jnp.ceil(x)), 1.0)  # x <= 1: ceil is the support indicator
             s1 = rv.sum(x)
             s2 = jnp.square(1.0 + 0.5 * f)  # S(v) from the search's last evaluation
             d = (s2 - 1.0) / (s1 + jnp.sqrt(jnp.maximum(s1 * s1 - k * (s2 - 1.0), 0.0)))

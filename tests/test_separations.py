@@ -880,3 +880,22 @@ def test_alpha_shape_errors_under_jit_are_raised_at_trace_time():
         jax.jit(S.entmax)(Z2, jnp.full((2, 3), 1.5))
     with pytest.raises(ValueError, match="entmax: alpha has 2 dims but z has only 1"):
         jax.jit(S.entmax)(jnp.ones(3), jnp.full((1, 1), 1.5))
+
+
+@pytest.mark.parametrize("kind", ["sparsemax", "entmax15", "entmax13"])
+def test_rows_of_mixed_difficulty_take_the_compacted_path(kind):
+    """Peaked rows settle in a step or two, flat rows need many: the slow quarter is gathered and finished apart."""
+    rng = np.random.default_rng(11)
+    rows = [10.0 * rng.standard_normal(300) for _ in range(48)]  # peaked: quick
+    rows += [1e-3 * rng.standard_normal(300) for _ in range(8)]  # nearly flat: broad support, many steps
+    rows += [rng.uniform(size=300) for _ in range(8)]
+    z = np.stack(rows)[rng.permutation(64)].astype(np.float32)
+    if kind == "sparsemax":
+        got, want = S.sparsemax(z), ref_sparsemax(z.astype(np.float64))
+    elif kind == "entmax15":
+        got, want = S.entmax15(z), ref_entmax(z.astype(np.float64), 1.5)
+    else:
+        got = jax.jit(S.entmax)(z, jnp.float32(1.3))
+        want = ref_entmax(z.astype(np.float64), 1.3)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got).sum(-1), 1.0, atol=1e-5)

@@ -3,8 +3,9 @@
 Shape legend: ``B`` rows, ``N`` scores per row (the last axis); ``B * N`` elements in all (2^20 by default).
 
 Every method computes the forward map and its VJP with one fixed random cotangent, in float32 on standard-normal
-scores from a fixed seed. JAX methods are jitted once (compile time reported apart), warmed up, then timed as the
-median of ``--repeats`` wall-clock runs with ``block_until_ready``; the peers run forward + ``backward`` through
+scores from a fixed seed. JAX methods are jitted once (compile time reported apart), warmed up, then timed with
+``block_until_ready`` in ``--rounds`` interleaved rounds of ``--repeats`` runs (the median of all runs is reported,
+the minimum is kept in the JSON); the peers, interleaved in the same rounds, run forward + ``backward`` through
 autograd with ``torch.set_num_threads(os.cpu_count())`` in the same process. The table gives milliseconds, the ratio
 to ``jax.nn.softmax`` and the speedup over the matching ``entmax`` peer, then pass/fail for the targets of issue #2:
 
@@ -95,19 +96,17 @@ def _inputs(rows: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return z, ct
 
 
-def _median_ms(run: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        run()
+def _time_runs(run: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return times
 
 
-def _time_jax(method: JaxMethod, z: np.ndarray, ct: np.ndarray, repeats: int, warmup: int):
-    """(median ms, compile s, (p, dz) as NumPy) for forward + VJP of ``method``."""
+def _prepare_jax(method: JaxMethod, z: np.ndarray, ct: np.ndarray):
+    """(run, compile s, (p, dz) as NumPy) for forward + VJP of ``method``, compiled ahead of time."""
     fn = method.fn
 
     def fwd_bwd(z, ct, alpha):
@@ -119,9 +118,8 @@ def _time_jax(method: JaxMethod, z: np.ndarray, ct: np.ndarray, repeats: int, wa
     t0 = time.perf_counter()
     compiled = jax.jit(fwd_bwd).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    ms = _median_ms(lambda: jax.block_until_ready(compiled(*args)), repeats, warmup)
     p, dz = compiled(*args)
-    return ms, compile_s, (np.asarray(p), np.asarray(dz))
+    return (lambda: jax.block_until_ready(compiled(*args))), compile_s, (np.asarray(p), np.asarray(dz))
 
 
 def _load_peers():
@@ -143,8 +141,8 @@ def _peer_methods(torch, entmax) -> dict[str, Callable]:
     }
 
 
-def _time_torch(torch, fn: Callable, z: np.ndarray, ct: np.ndarray, repeats: int, warmup: int):
-    """(median ms, (p, dz) as NumPy) for forward + autograd backward of a PyTorch map."""
+def _prepare_torch(torch, fn: Callable, z: np.ndarray, ct: np.ndarray):
+    """(run, (p, dz) as NumPy) for forward + autograd backward of a PyTorch map."""
     x = torch.from_numpy(z.copy()).requires_grad_(True)
     cot = torch.from_numpy(ct.copy())
 
@@ -153,9 +151,8 @@ def _time_torch(torch, fn: Callable, z: np.ndarray, ct: np.ndarray, repeats: int
         (g,) = torch.autograd.grad(y, x, cot)
         return y, g
 
-    ms = _median_ms(run, repeats, warmup)
     y, g = run()
-    return ms, (y.detach().numpy(), g.numpy())
+    return run, (y.detach().numpy(), g.numpy())
 
 
 def _environment(peers) -> dict:
@@ -232,18 +229,32 @@ def _print_targets(targets: list[dict]) -> None:
         print(f"  N={t['size']:<6d} {t['target']:44s} {value:>8s}  (threshold {t['threshold']:g})  {status}")
 
 
-def _run_size(n: int, total: int, seed: int, repeats: int, warmup: int, peers) -> dict[str, dict]:
-    """Time every method on (total / n, n) scores; returns {method: {ms, compile_s, ratios, ...}}."""
+def _run_size(n: int, total: int, seed: int, rounds: int, repeats: int, warmup: int, peers) -> dict[str, dict]:
+    """Time every method on (total / n, n) scores; returns {method: {ms, min_ms, compile_s, ratios, ...}}.
+
+    The methods are timed in ``rounds`` interleaved rounds of ``repeats`` runs each (so a burst of background load
+    or a PyTorch thread pool winding down spreads over all methods instead of landing on one), and the median of
+    all runs is reported.
+    """
     z, ct = _inputs(total // n, n, seed)
     res: dict[str, dict] = {}
-    outputs = {}
+    runs, outputs = {}, {}
     for method in JAX_METHODS:
-        ms, compile_s, outputs[method.name] = _time_jax(method, z, ct, repeats, warmup)
-        res[method.name] = {"ms": ms, "compile_s": compile_s, "alpha": method.alpha, "traced_alpha": method.traced}
+        runs[method.name], compile_s, outputs[method.name] = _prepare_jax(method, z, ct)
+        res[method.name] = {"compile_s": compile_s, "alpha": method.alpha, "traced_alpha": method.traced}
     if peers is not None:
         for name, fn in _peer_methods(*peers).items():
-            ms, outputs[name] = _time_torch(peers[0], fn, z, ct, repeats, warmup)
-            res[name] = {"ms": ms, "compile_s": None}
+            runs[name], outputs[name] = _prepare_torch(peers[0], fn, z, ct)
+            res[name] = {"compile_s": None}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for name, run in runs.items():
+        _time_runs(run, warmup)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name] += _time_runs(run, repeats)
+    for name, ts in times.items():
+        res[name]["ms"] = 1e3 * statistics.median(ts)
+        res[name]["min_ms"] = 1e3 * min(ts)
     base = res[JAX_BASELINE]["ms"]
     for method in JAX_METHODS:
         r = res[method.name]
@@ -263,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table and targets, write the JSON; returns 0 (targets never fail the run)."""
     parser = argparse.ArgumentParser(prog="dammem bench separations", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_separations.json", help="JSON output path")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per method (median reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds over all methods")
+    parser.add_argument("--repeats", type=int, default=8, help="timed runs per method and round (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="last-axis sizes N (default 256 4096 65536)")
     parser.add_argument("--total", type=int, default=None, help="elements per input, B * N (default 2^20)")
@@ -271,11 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (N = 256, 2^11 elements, 2 repeats)")
     args = parser.parse_args(argv)
     if args.quick:
-        sizes, total, repeats, warmup = args.sizes or [256], args.total or 2**11, min(args.repeats, 2), 1
+        sizes, total, rounds, repeats, warmup = args.sizes or [256], args.total or 2**11, 1, min(args.repeats, 2), 1
     else:
-        sizes, total, repeats, warmup = args.sizes or [256, 4096, 65536], args.total or 2**20, args.repeats, args.warmup
-    if repeats < 1 or warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+        sizes, total = args.sizes or [256, 4096, 65536], args.total or 2**20
+        rounds, repeats, warmup = args.rounds, args.repeats, args.warmup
+    if rounds < 1 or repeats < 1 or warmup < 0:
+        parser.error("--rounds and --repeats must be >= 1 and --warmup >= 0")
     bad = [n for n in sizes if n < 1 or total % n]
     if bad:
         parser.error(f"--sizes {bad}: every size must divide --total {total}")
@@ -286,12 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         peers[0].set_num_threads(os.cpu_count() or 1)
     load_before = _load()
-    print(f"dammem separations benchmark: sizes {sizes}, {total} elements, median of {repeats}; load {load_before}")
+    print(f"dammem separations benchmark: sizes {sizes}, {total} elements, median of {rounds} x {repeats}; load {load_before}")
 
     results: dict[str, dict] = {}
     with jax.default_device(jax.devices("cpu")[0]):
         for n in sizes:
-            results[str(n)] = _run_size(n, total, args.seed, repeats, warmup, peers)
+            results[str(n)] = _run_size(n, total, args.seed, rounds, repeats, warmup, peers)
             _print_table({str(n): results[str(n)]}, total)
 
     targets = _evaluate_targets(results)
@@ -302,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "sizes": sizes,
             "total": total,
+            "rounds": rounds,
             "repeats": repeats,
             "warmup": warmup,
             "seed": args.seed,
