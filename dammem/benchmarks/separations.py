@@ -232,9 +232,10 @@ def _print_targets(targets: list[dict]) -> None:
 def _run_size(n: int, total: int, seed: int, rounds: int, repeats: int, warmup: int, peers) -> dict[str, dict]:
     """Time every method on (total / n, n) scores; returns {method: {ms, min_ms, compile_s, ratios, ...}}.
 
-    The methods are timed in ``rounds`` interleaved rounds of ``repeats`` runs each (so a burst of background load
-    or a PyTorch thread pool winding down spreads over all methods instead of landing on one), and the median of
-    all runs is reported.
+    The JAX methods are timed in ``rounds`` interleaved rounds of ``repeats`` runs each (a burst of background load
+    spreads over all methods instead of landing on one), then the PyTorch peers the same way. The two frameworks are
+    not interleaved with each other: PyTorch's OpenMP workers keep spinning for a while after each call and would
+    slow whatever JAX call follows. The median of all runs is reported.
     """
     z, ct = _inputs(total // n, n, seed)
     res: dict[str, dict] = {}
@@ -247,11 +248,14 @@ def _run_size(n: int, total: int, seed: int, rounds: int, repeats: int, warmup: 
             runs[name], outputs[name] = _prepare_torch(peers[0], fn, z, ct)
             res[name] = {"compile_s": None}
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for name, run in runs.items():
-        _time_runs(run, warmup)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            times[name] += _time_runs(run, repeats)
+    jax_names = [m.name for m in JAX_METHODS]
+    for group in (jax_names, [name for name in runs if name not in jax_names]):
+        time.sleep(0.5)  # let the previous framework's worker threads go idle
+        for name in group:
+            _time_runs(runs[name], warmup)
+        for _ in range(rounds):
+            for name in group:
+                times[name] += _time_runs(runs[name], repeats)
     for name, ts in times.items():
         res[name]["ms"] = 1e3 * statistics.median(ts)
         res[name]["min_ms"] = 1e3 * min(ts)
