@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         peers[0].set_num_threads(os.cpu_count() or 1)
     load_before = _load()
-    print(f"dammem separations benchmark: sizes {sizes}, {total} elements, median of {rounds} x {repeats}; load {load_before}")
+    timing = f"median of {rounds} x {repeats}"
+    print(f"dammem separations benchmark: sizes {sizes}, {total} elements, {timing}; load {load_before}")
 
     results: dict[str, dict] = {}
     with jax.default_device(jax.devices("cpu")[0]):
