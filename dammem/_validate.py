@@ -65,3 +65,18 @@ def check_rank(x: Array, ndim: int, name: str, where: str, legend: str) -> Array
     if x.ndim != ndim:
         raise ValueError(f"{where}: {name} must have shape ({legend}), got shape {tuple(x.shape)}")
     return x
+
+
+def check_memories_query(memories, x, where: str, *, min_memories: int = 0) -> tuple[Array, Array]:
+    """Stored patterns (K, D) and ONE query (D,) with matching D; batches are refused (callers vmap)."""
+    memories = check_floating(memories, "memories", where)
+    x = check_floating(x, "x", where)
+    if memories.ndim != 2:
+        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
+    if x.ndim != 1:
+        raise ValueError(f"{where}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
+    if memories.shape[1] != x.shape[0]:
+        raise ValueError(f"{where}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
+    if memories.shape[0] < min_memories:
+        raise ValueError(f"{where}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
+    return memories, x

@@ -94,14 +94,16 @@ _CIFAR_BATCH_FORMAT = (
 # The unpickler for CIFAR batches resolves only these globals (numpy arrays, dtypes, scalars; bytes pickled by
 # Python 3 at protocol < 3). numpy 2 renamed numpy.core to numpy._core; both spellings map to the installed one.
 _NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
-_ALLOWED_GLOBALS = frozenset({
-    (f"{_NUMPY_CORE}.multiarray", "_reconstruct"),
-    (f"{_NUMPY_CORE}.multiarray", "scalar"),
-    (f"{_NUMPY_CORE}.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-})
+_ALLOWED_GLOBALS = frozenset(
+    {
+        (f"{_NUMPY_CORE}.multiarray", "_reconstruct"),
+        (f"{_NUMPY_CORE}.multiarray", "scalar"),
+        (f"{_NUMPY_CORE}.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,8 +144,9 @@ def _check_shape(shape, name: str, where: str) -> tuple[int, ...]:
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or len(shape) == 0:
         raise TypeError(f"{where}: {name} must be a non-empty tuple of ints, got {shape!r}")
-    return tuple(check_int(s, f"{name}[{i}]", where, minimum=1 if i == len(shape) - 1 else 0)
-                 for i, s in enumerate(shape))
+    return tuple(
+        check_int(s, f"{name}[{i}]", where, minimum=1 if i == len(shape) - 1 else 0) for i, s in enumerate(shape)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,15 +167,20 @@ def _check_arrays(x, y, image_shape: tuple[int, ...], source, names: tuple[str, 
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape[1:] != image_shape:
         got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         shape = ", ".join(map(str, image_shape))
-        raise ValueError(f"{where}: {source}: {names[0]} must be uint8 of shape (n, {shape}), got {got}; "
-                         f"expected {expected}")
+        raise ValueError(
+            f"{where}: {source}: {names[0]} must be uint8 of shape (n, {shape}), got {got}; expected {expected}"
+        )
     y = np.asarray(y)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{where}: {source}: {names[1]} must hold {len(x)} integer labels (one per image), "
-                         f"got {y.dtype} {y.shape}; expected {expected}")
+        raise ValueError(
+            f"{where}: {source}: {names[1]} must hold {len(x)} integer labels (one per image), "
+            f"got {y.dtype} {y.shape}; expected {expected}"
+        )
     if y.size and (y.min() < 0 or y.max() >= _NUM_CLASSES):
-        raise ValueError(f"{where}: {source}: {names[1]} must lie in 0-{_NUM_CLASSES - 1}, got values in "
-                         f"[{y.min()}, {y.max()}]; expected {expected}")
+        raise ValueError(
+            f"{where}: {source}: {names[1]} must lie in 0-{_NUM_CLASSES - 1}, got values in "
+            f"[{y.min()}, {y.max()}]; expected {expected}"
+        )
     return x, y.astype(np.uint8)
 
 
@@ -181,8 +189,10 @@ def _load_bundled(resource: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = ref.read_bytes()
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{where}: the bundled data file {ref} is missing from the installed package; "
-                                "reinstall dammem or pass path= to a downloaded copy") from err
+        raise FileNotFoundError(
+            f"{where}: the bundled data file {ref} is missing from the installed package; "
+            "reinstall dammem or pass path= to a downloaded copy"
+        ) from err
     with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
         return archive["x"], archive["y"]
 
@@ -190,8 +200,10 @@ def _load_bundled(resource: str, where: str) -> tuple[np.ndarray, np.ndarray]:
 def _bundled(spec: tuple[str, str, int], dataset: str, split: str, limit, where: str):
     resource, bundled_split, count = spec
     if split != bundled_split:
-        raise ValueError(f"{where}: the bundled {dataset} subset holds only split={bundled_split!r} (the first "
-                         f"{count} images); got split={split!r}: pass path= to the downloaded {dataset} files for it")
+        raise ValueError(
+            f"{where}: the bundled {dataset} subset holds only split={bundled_split!r} (the first "
+            f"{count} images); got split={split!r}: pass path= to the downloaded {dataset} files for it"
+        )
     x, y = _load_bundled(resource, where)
     return _take(x, y, limit, f"the bundled {dataset} subset", where)
 
@@ -201,15 +213,18 @@ def _read_npz_split(path: pathlib.Path, split: str, where: str) -> tuple[np.ndar
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{where}: {path} is not a readable .npz archive ({err}); "
-                         f"expected {_MNIST_NPZ_FORMAT}") from err
+        raise ValueError(
+            f"{where}: {path} is not a readable .npz archive ({err}); expected {_MNIST_NPZ_FORMAT}"
+        ) from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{where}: {path} holds a single .npy array, not an archive; expected {_MNIST_NPZ_FORMAT}")
     with archive:
         missing = [k for k in keys if k not in archive.files]
         if missing:
-            raise ValueError(f"{where}: {path} lacks the keys {missing} (it has {sorted(archive.files)}); "
-                             f"expected {_MNIST_NPZ_FORMAT}")
+            raise ValueError(
+                f"{where}: {path} lacks the keys {missing} (it has {sorted(archive.files)}); "
+                f"expected {_MNIST_NPZ_FORMAT}"
+            )
         try:
             x, y = archive[keys[0]], archive[keys[1]]
         except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
@@ -230,8 +245,10 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
     ``dims`` gives the expected sizes, None where any size is allowed (the item count).
     """
     kind = "image" if magic == _IDX_IMAGES_MAGIC else "label"
-    expected = (f"an MNIST idx {kind} file (magic number {magic}, then {len(dims)} big-endian uint32 sizes, "
-                "then unsigned bytes)")
+    expected = (
+        f"an MNIST idx {kind} file (magic number {magic}, then {len(dims)} big-endian uint32 sizes, "
+        "then unsigned bytes)"
+    )
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
@@ -239,8 +256,10 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
         else:
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{where}: {path} could not be read ({err}); expected {expected}"
-                         + (", gzip-compressed" if path.suffix == ".gz" else "")) from err
+        raise ValueError(
+            f"{where}: {path} could not be read ({err}); expected {expected}"
+            + (", gzip-compressed" if path.suffix == ".gz" else "")
+        ) from err
     header = 4 + 4 * len(dims)
     if len(raw) < header:
         raise ValueError(f"{where}: {path} is {len(raw)} bytes, too short for the idx header; expected {expected}")
@@ -253,8 +272,10 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
         raise ValueError(f"{where}: {path} declares sizes {shape}, expected {want}; expected {expected}")
     size = int(np.prod(shape))
     if len(raw) - header != size:
-        raise ValueError(f"{where}: {path} holds {len(raw) - header} data bytes but its header declares {shape} = "
-                         f"{size}; expected {expected}")
+        raise ValueError(
+            f"{where}: {path} holds {len(raw) - header} data bytes but its header declares {shape} = "
+            f"{size}; expected {expected}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
@@ -262,8 +283,9 @@ def _read_mnist_idx(images: pathlib.Path, labels: pathlib.Path, where: str) -> t
     x = _read_idx(images, _IDX_IMAGES_MAGIC, (None, *_MNIST_SHAPE), where)
     y = _read_idx(labels, _IDX_LABELS_MAGIC, (None,), where)
     if len(x) != len(y):
-        raise ValueError(f"{where}: {images} holds {len(x)} images but {labels} holds {len(y)} labels; "
-                         "expected one label per image")
+        raise ValueError(
+            f"{where}: {images} holds {len(x)} images but {labels} holds {len(y)} labels; expected one label per image"
+        )
     return _check_arrays(x, y, _MNIST_SHAPE, images.parent, (images.name, labels.name), _MNIST_FORMATS, where)
 
 
@@ -304,8 +326,10 @@ def load_mnist(
             x, y = _read_npz_split(path / "mnist.npz", split, where)
         else:
             names = " and ".join(f"{name}.gz" for name in _MNIST_IDX[split])
-            raise FileNotFoundError(f"{where}: directory {path} holds neither {names} (for split={split!r}) nor "
-                                    f"mnist.npz; expected {_MNIST_FORMATS}")
+            raise FileNotFoundError(
+                f"{where}: directory {path} holds neither {names} (for split={split!r}) nor "
+                f"mnist.npz; expected {_MNIST_FORMATS}"
+            )
     elif path.is_file():
         x, y = _read_npz_split(path, split, where)
     else:
@@ -319,7 +343,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         for old in ("numpy.core.", "numpy._core."):
             if module.startswith(old):
-                module = _NUMPY_CORE + "." + module[len(old):]
+                module = _NUMPY_CORE + "." + module[len(old) :]
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load the global {module}.{name}")
         return super().find_class(module, name)
@@ -331,30 +355,36 @@ def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.nd
         try:
             batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         except Exception as err:  # arbitrary bytes can fail in the unpickler in many ways (EOF, bad opcode, ...)
-            raise ValueError(f"{where}: {path} is not a readable pickle ({type(err).__name__}: {err}); "
-                             f"expected {_CIFAR_BATCH_FORMAT}") from err
+            raise ValueError(
+                f"{where}: {path} is not a readable pickle ({type(err).__name__}: {err}); "
+                f"expected {_CIFAR_BATCH_FORMAT}"
+            ) from err
     if not isinstance(batch, dict):
         raise ValueError(f"{where}: {path} holds a {type(batch).__name__}, not a dict; expected {_CIFAR_BATCH_FORMAT}")
     fields = {}
     for key in ("data", "labels"):  # the official files (Python 2 pickles) have bytes keys; re-pickled ones str keys
         value = batch.get(key.encode(), batch.get(key))
         if value is None:
-            raise ValueError(f"{where}: {path} has no {key!r} entry (keys {sorted(map(repr, batch))}); "
-                             f"expected {_CIFAR_BATCH_FORMAT}")
+            raise ValueError(
+                f"{where}: {path} has no {key!r} entry (keys {sorted(map(repr, batch))}); "
+                f"expected {_CIFAR_BATCH_FORMAT}"
+            )
         fields[key] = value
     data = fields["data"]
     row = int(np.prod(_CIFAR_SHAPE))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise ValueError(f"{where}: {path}: data must be a uint8 array (n, {row}), got {got}; "
-                         f"expected {_CIFAR_BATCH_FORMAT}")
+        raise ValueError(
+            f"{where}: {path}: data must be a uint8 array (n, {row}), got {got}; expected {_CIFAR_BATCH_FORMAT}"
+        )
     h, w, c = _CIFAR_SHAPE
     x = data.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
     try:
         labels = np.asarray(fields["labels"])
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {path}: labels are not a list of ints ({err}); "
-                         f"expected {_CIFAR_BATCH_FORMAT}") from err
+        raise ValueError(
+            f"{where}: {path}: labels are not a list of ints ({err}); expected {_CIFAR_BATCH_FORMAT}"
+        ) from err
     return _check_arrays(x, labels, _CIFAR_SHAPE, path, ("data", "labels"), _CIFAR_BATCH_FORMAT, where)
 
 
@@ -391,16 +421,20 @@ def load_cifar10(
         return _bundled(_BUNDLED_CIFAR10, "CIFAR-10", split, limit, where)
     path = _check_path(path, where)
     names = _CIFAR_BATCHES[split]
-    expected = (f"a directory holding the CIFAR-10 python batches {', '.join(names)} (the {_CIFAR_SUBDIR} folder "
-                f"from cifar-10-python.tar.gz) or the directory containing {_CIFAR_SUBDIR}")
+    expected = (
+        f"a directory holding the CIFAR-10 python batches {', '.join(names)} (the {_CIFAR_SUBDIR} folder "
+        f"from cifar-10-python.tar.gz) or the directory containing {_CIFAR_SUBDIR}"
+    )
     if not path.is_dir():
         state = "is a file, not a directory" if path.exists() else "does not exist"
         raise FileNotFoundError(f"{where}: {path} {state}; expected {expected}")
     folder = next((d for d in (path, path / _CIFAR_SUBDIR) if all((d / n).is_file() for n in names)), None)
     if folder is None:
         missing = [n for n in names if not (path / n).is_file()]
-        raise FileNotFoundError(f"{where}: {path} lacks {', '.join(missing)} (and has no complete {_CIFAR_SUBDIR} "
-                                f"folder); expected {expected}")
+        raise FileNotFoundError(
+            f"{where}: {path} lacks {', '.join(missing)} (and has no complete {_CIFAR_SUBDIR} "
+            f"folder); expected {expected}"
+        )
     xs, ys, count = [], [], 0
     for name in names:
         x, y = _read_cifar_batch(folder / name, where)
@@ -439,8 +473,10 @@ def to_patterns(x: ArrayLike, *, scale: str = "unit") -> Array:
         raise ValueError(f"{where}: scale must be one of {PATTERN_SCALES}, got {scale!r}")
     x = jnp.asarray(x)
     if x.dtype != jnp.uint8:
-        raise TypeError(f"{where}: x must be uint8 images with values 0-255 (as returned by the loaders), got dtype "
-                        f"{x.dtype}; convert with x.astype(np.uint8) if they are pixel values")
+        raise TypeError(
+            f"{where}: x must be uint8 images with values 0-255 (as returned by the loaders), got dtype "
+            f"{x.dtype}; convert with x.astype(np.uint8) if they are pixel values"
+        )
     if x.ndim < 2:
         raise ValueError(f"{where}: x must have shape (n, ...) with at least 2 dims, got shape {tuple(x.shape)}")
     flat = x.reshape(x.shape[0], -1).astype(jnp.float32)
@@ -542,8 +578,9 @@ def occlude(x: ArrayLike, mask: ArrayLike, fill: ArrayLike = 0.0) -> Array:
     try:
         np.broadcast_shapes(x.shape, mask.shape)
     except ValueError as err:
-        raise ValueError(f"{where}: mask shape {tuple(mask.shape)} does not broadcast with x shape "
-                         f"{tuple(x.shape)}") from err
+        raise ValueError(
+            f"{where}: mask shape {tuple(mask.shape)} does not broadcast with x shape {tuple(x.shape)}"
+        ) from err
     if jnp.ndim(fill) != 0:
         raise ValueError(f"{where}: fill must be a scalar, got shape {jnp.shape(fill)}")
     return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
@@ -577,8 +614,10 @@ def gaussian_noise(key: PRNGKey, x: ArrayLike, norm: ArrayLike) -> Array:
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"{where}: norm shape {jnp.shape(norm)} must broadcast to the leading shape {lead} of x "
-                         f"(shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{where}: norm shape {jnp.shape(norm)} must broadcast to the leading shape {lead} of x "
+            f"(shape {tuple(x.shape)})"
+        )
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     g = jax.random.normal(key, x.shape, dtype)
     direction = g / jnp.linalg.norm(g, axis=-1, keepdims=True)

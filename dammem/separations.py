@@ -31,8 +31,9 @@ Edge cases (all documented behaviour, tested):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, Union
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -429,7 +430,9 @@ def _prepare(z: ArrayLike, axis: int, where: ArrayLike | None, name: str):
         try:
             np.broadcast_shapes(where.shape, z.shape)
         except ValueError:
-            raise ValueError(f"{name}: where of shape {where.shape} does not broadcast to z of shape {z.shape}")
+            raise ValueError(
+                f"{name}: where of shape {where.shape} does not broadcast to z of shape {z.shape}"
+            ) from None
         z = jnp.where(where, z, -jnp.inf)
     compute = jnp.promote_types(z.dtype, jnp.float32)
     return z.dtype, axis, jnp.moveaxis(z.astype(compute), axis, -1)
@@ -455,7 +458,7 @@ def _alpha_rows(alpha: ArrayLike, shape: tuple, axis: int, name: str, allow_one:
     try:
         np.broadcast_shapes(full, shape)
     except ValueError:
-        raise ValueError(f"{name}: alpha of shape {alpha_arr.shape} does not broadcast to z of shape {shape}")
+        raise ValueError(f"{name}: alpha of shape {alpha_arr.shape} does not broadcast to z of shape {shape}") from None
     if is_concrete(alpha_arr):
         vals = np.asarray(alpha_arr, dtype=np.float64)
         ok = (vals >= 1.0) if allow_one else (vals > 1.0)

@@ -16,23 +16,11 @@ import jax.numpy as jnp
 from jaxtyping import Float
 
 from dammem._types import Array
-from dammem._validate import check_floating
+from dammem._validate import check_floating, check_memories_query
 
 __all__ = ["dot", "neg_sq_l2", "neg_l1", "cosine", "kernelized", "get_similarity", "SIMILARITIES"]
 
 Similarity = Callable[[Array, Array], Array]
-
-
-def _check(memories, x, name: str) -> tuple[Array, Array]:
-    memories = check_floating(memories, "memories", name)
-    x = check_floating(x, "x", name)
-    if memories.ndim != 2:
-        raise ValueError(f"{name}: memories must have shape (K, D), got {tuple(memories.shape)}")
-    if x.ndim != 1:
-        raise ValueError(f"{name}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
-    if memories.shape[1] != x.shape[0]:
-        raise ValueError(f"{name}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
-    return memories, x
 
 
 def dot(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
@@ -48,7 +36,7 @@ def dot(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " 
     Example:
       >>> dot(jnp.eye(2), jnp.array([1.0, 2.0]))  # [1, 2]
     """
-    memories, x = _check(memories, x, "dot")
+    memories, x = check_memories_query(memories, x, "dot")
     return memories @ x
 
 
@@ -64,7 +52,7 @@ def neg_sq_l2(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Arr
     Returns:
       (K,) scores (<= 0).
     """
-    memories, x = _check(memories, x, "neg_sq_l2")
+    memories, x = check_memories_query(memories, x, "neg_sq_l2")
     return -jnp.sum(jnp.square(memories - x), axis=-1)
 
 
@@ -78,7 +66,7 @@ def neg_l1(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array,
     Returns:
       (K,) scores (<= 0).
     """
-    memories, x = _check(memories, x, "neg_l1")
+    memories, x = check_memories_query(memories, x, "neg_l1")
     return -jnp.sum(jnp.abs(memories - x), axis=-1)
 
 
@@ -92,7 +80,7 @@ def cosine(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array,
     Returns:
       (K,) scores in [-1, 1].
     """
-    memories, x = _check(memories, x, "cosine")
+    memories, x = check_memories_query(memories, x, "cosine")
     tiny = jnp.finfo(jnp.result_type(memories.dtype, x.dtype)).tiny
     norms = jnp.linalg.norm(memories, axis=-1) * jnp.linalg.norm(x)
     return (memories @ x) / jnp.maximum(norms, tiny)
@@ -115,7 +103,7 @@ def kernelized(weight: Float[Array, "F D"]) -> Similarity:
         raise ValueError(f"kernelized: weight must have shape (F, D), got {tuple(weight.shape)}")
 
     def sim(memories: Array, x: Array) -> Array:
-        memories, x = _check(memories, x, "kernelized")
+        memories, x = check_memories_query(memories, x, "kernelized")
         if weight.shape[1] != x.shape[0]:
             raise ValueError(f"kernelized: weight has D={weight.shape[1]} but x has D={x.shape[0]}")
         return (memories @ weight.T) @ (weight @ x)

@@ -43,16 +43,22 @@ def write_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=pathlib.Path, default=ROOT.parent / "shared" / "data",
-                        help="folder holding mnist_test_2k.npz and cifar10_train_2k.npz")
+    parser.add_argument(
+        "--source",
+        type=pathlib.Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding mnist_test_2k.npz and cifar10_train_2k.npz",
+    )
     args = parser.parse_args()
     TARGET.mkdir(parents=True, exist_ok=True)
     for source_name, target_name, n, image_shape in SUBSETS:
         with np.load(args.source / source_name, allow_pickle=False) as source:
             x, y = source["x"][:n], source["y"][:n]
         if x.shape != (n, *image_shape) or x.dtype != np.uint8 or y.shape != (n,) or y.dtype != np.uint8:
-            raise ValueError(f"{args.source / source_name}: expected x uint8 {(n, *image_shape)} and y uint8 ({n},), "
-                             f"got x {x.dtype} {x.shape} and y {y.dtype} {y.shape}")
+            raise ValueError(
+                f"{args.source / source_name}: expected x uint8 {(n, *image_shape)} and y uint8 ({n},), "
+                f"got x {x.dtype} {x.shape} and y {y.dtype} {y.shape}"
+            )
         write_npz(TARGET / target_name, {"x": x, "y": y})
         print(f"{TARGET / target_name}: {n} images, {(TARGET / target_name).stat().st_size} bytes")
 

@@ -51,9 +51,7 @@ def test_bundled_shapes_and_dtypes():
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the project's shared data folder is not present")
-@pytest.mark.parametrize(
-    "loader, source", [(load_mnist, "mnist_test_2k.npz"), (load_cifar10, "cifar10_train_2k.npz")]
-)
+@pytest.mark.parametrize("loader, source", [(load_mnist, "mnist_test_2k.npz"), (load_cifar10, "cifar10_train_2k.npz")])
 def test_bundled_equals_first_images_of_shared_data(loader, source):
     x, y = loader()
     with np.load(SHARED_DATA / source) as ref:
@@ -99,8 +97,10 @@ def test_bad_split_and_limit(loader):
 
 def _write_mnist_npz(path, rng, n_train=6, n_test=4, **overrides):
     arrays = {
-        "x_train": _images(rng, n_train, (28, 28)), "y_train": _labels(rng, n_train),
-        "x_test": _images(rng, n_test, (28, 28)), "y_test": _labels(rng, n_test),
+        "x_train": _images(rng, n_train, (28, 28)),
+        "y_train": _labels(rng, n_train),
+        "x_test": _images(rng, n_test, (28, 28)),
+        "y_test": _labels(rng, n_test),
     }
     arrays.update(overrides)
     arrays = {k: v for k, v in arrays.items() if v is not None}
@@ -204,7 +204,7 @@ def test_mnist_npz_malformed(tmp_path):
     }
     for name, override in cases.items():
         _write_mnist_npz(tmp_path / name, rng, **override)
-        _assert_value_error_names(tmp_path / name, lambda: load_mnist(tmp_path / name, "test"), "expected")
+        _assert_value_error_names(tmp_path / name, lambda path=tmp_path / name: load_mnist(path, "test"), "expected")
     with pytest.raises(ValueError, match="lacks the keys"):
         load_mnist(tmp_path / "nokeys.npz", "test")
 
@@ -263,8 +263,12 @@ def _write_cifar(folder, rng, sizes=(3, 2, 4, 1, 2), n_test=3, protocol=pickle.H
     names = [(f"data_batch_{i + 1}", "train", n) for i, n in enumerate(sizes)] + [("test_batch", "test", n_test)]
     for name, split, n in names:
         x, y = _images(rng, n, (32, 32, 3)), _labels(rng, n)
-        batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": _chw_rows(x),
-                 b"filenames": [b"img.png"] * n}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in y],
+            b"data": _chw_rows(x),
+            b"filenames": [b"img.png"] * n,
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
         written[split].append((x, y))
     return {s: (np.concatenate([b[0] for b in v]), np.concatenate([b[1] for b in v])) for s, v in written.items()}
@@ -311,11 +315,38 @@ def _py2_style_batch(data, labels):
     def int_(v):
         return b"J" + struct.pack("<i", v)
 
-    dtype = (glob(b"numpy", b"dtype") + string(b"u1") + int_(0) + int_(1) + b"\x87R"
-             + b"(" + int_(3) + string(b"|") + b"NNN" + int_(-1) + int_(-1) + int_(0) + b"tb")
-    array = (glob(b"numpy.core.multiarray", b"_reconstruct") + glob(b"numpy", b"ndarray") + int_(0) + b"\x85"
-             + string(b"b") + b"\x87R" + b"(" + int_(1) + int_(data.shape[0]) + int_(data.shape[1]) + b"\x86"
-             + dtype + b"\x89" + string(data.tobytes()) + b"tb")
+    dtype = (
+        glob(b"numpy", b"dtype")
+        + string(b"u1")
+        + int_(0)
+        + int_(1)
+        + b"\x87R"
+        + b"("
+        + int_(3)
+        + string(b"|")
+        + b"NNN"
+        + int_(-1)
+        + int_(-1)
+        + int_(0)
+        + b"tb"
+    )
+    array = (
+        glob(b"numpy.core.multiarray", b"_reconstruct")
+        + glob(b"numpy", b"ndarray")
+        + int_(0)
+        + b"\x85"
+        + string(b"b")
+        + b"\x87R"
+        + b"("
+        + int_(1)
+        + int_(data.shape[0])
+        + int_(data.shape[1])
+        + b"\x86"
+        + dtype
+        + b"\x89"
+        + string(data.tobytes())
+        + b"tb"
+    )
     label_list = b"](" + b"".join(int_(int(v)) for v in labels) + b"e"
     return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list + b"u."
 
@@ -472,8 +503,12 @@ def test_half_occlusion_mask_covers_half(which):
     mask = np.asarray(half_occlusion_mask((28, 28), which))
     assert mask.shape == (784,) and mask.dtype == bool and mask.sum() == 392
     visible = mask.reshape(28, 28)
-    region = {"bottom": (slice(0, 14), slice(None)), "top": (slice(14, 28), slice(None)),
-              "right": (slice(None), slice(0, 14)), "left": (slice(None), slice(14, 28))}[which]
+    region = {
+        "bottom": (slice(0, 14), slice(None)),
+        "top": (slice(14, 28), slice(None)),
+        "right": (slice(None), slice(0, 14)),
+        "left": (slice(None), slice(14, 28)),
+    }[which]
     assert visible[region].all() and visible.sum() == visible[region].size
     color = np.asarray(half_occlusion_mask((32, 32, 3), which)).reshape(32, 32, 3)
     assert color.sum() == 32 * 32 * 3 // 2
@@ -553,8 +588,7 @@ def test_gaussian_noise_traced_norm_does_not_retrace_and_errors():
         return gaussian_noise(key, jnp.zeros((2, 30)), norm)
 
     for norm in (0.5, 1.5, 4.0):
-        np.testing.assert_allclose(np.linalg.norm(np.asarray(noisy(jax.random.key(0), norm)), axis=-1), norm,
-                                   rtol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(noisy(jax.random.key(0), norm)), axis=-1), norm, rtol=1e-5)
     assert len(traces) == 1
     key, x = jax.random.key(0), jnp.zeros((2, 30))
     with pytest.raises(ValueError, match="norm must be finite and >= 0"):

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from dammem._types import Array
-from dammem._validate import check_floating, check_positive
+from dammem._validate import check_memories_query, check_positive
 from dammem.separations import conjugate
 
 
 def check_query(x, memories, where: str) -> tuple[Array, Array]:
-    """One query (D,) against memories (K, D); refuses batches (callers vmap) and mismatched D."""
-    x = check_floating(x, "x", where)
-    memories = check_floating(memories, "memories", where)
-    if memories.ndim != 2:
-        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
-    if x.ndim != 1:
-        raise ValueError(f"{where}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
-    if memories.shape[1] != x.shape[0]:
-        raise ValueError(f"{where}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
-    if memories.shape[0] == 0:
-        raise ValueError(f"{where}: memories must hold at least one pattern, got K=0")
+    """One query (D,) against at least one memory (K, D); refuses batches (callers vmap) and mismatched D."""
+    memories, x = check_memories_query(memories, x, where, min_memories=1)
     return x, memories
 
 

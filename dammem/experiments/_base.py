@@ -32,6 +32,8 @@ __all__ = [
     "environment",
     "load_document",
     "markdown_table",
+    "pyplot",
+    "save_figure",
     "run_experiment",
     "to_jsonable",
 ]
@@ -251,6 +253,23 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], floatf
     lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (experiments only write image files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def environment(seed: int | None = None) -> dict:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dammem.energies import hetero_weights, one_step_hetero, one_step_modern
-from dammem.experiments._base import Progress, markdown_table
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 
 MODERN_RATE = 1.0 - math.log(math.cosh(1.0))  # capacity exponent of the beta = 1 modern memory (see docstring)
 _MIN_BUCKET = 64  # pair counts are padded to powers of two >= this, so a few compilations serve the whole grid
@@ -180,10 +180,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     dims = results["dims"]
     fig, (ax_rate, ax_cap) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -228,9 +225,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     ax_cap.set_xlabel("dimension d")
     ax_cap.set_ylabel(f"capacity (recall rate >= {config.threshold})")
     ax_cap.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "capacity.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "capacity.png")
 
     rows = []
     for k, d in enumerate(dims):

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dammem.experiments._base import Progress, markdown_table
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 from dammem.vsa import CODEBOOK_KINDS, KEY_KINDS, make_codebook, random_keys
 from dammem.vsa.hrr import _bind, _correlate
 
@@ -153,10 +153,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     kinds, dims = list(results["capacity"]), results["dims"]
     fig, (ax_rate, ax_cap) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -175,9 +172,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     ax_cap.set_ylabel(f"capacity (items at success {results['threshold']})")
     ax_cap.set_title("capacity vs N")
     ax_cap.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "krop_capacity.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "krop_capacity.png")
 
     headers = ["kind"] + [f"N={n}" for n in dims]
     cap_rows = [[kind] + [float(c) for c in results["capacity"][kind]] for kind in kinds]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dammem.experiments._base import Progress, markdown_table
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 from dammem.vsa import CODEBOOK_KINDS, ERASE_MODES, KEY_KINDS, make_codebook, random_keys
 from dammem.vsa.hrr import _bind, _correlate
 from dammem.vsa.memory import _overwrite
@@ -172,10 +172,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     kinds = list(results["curves"])
     modes = list(config.erase_modes)
@@ -203,9 +200,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ax.set_ylabel(f"mean rate over {config.steps} steps")
             ax.set_title(f"{kind}: M = {m}, averages vs N")
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "krop_mutable.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_dir / "krop_mutable.png", dpi=110)
 
     rows = []
     for kind in kinds:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dammem.experiments._base import Progress, markdown_table
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 from dammem.vsa import make_codebook
 
 __all__ = ["Config", "run", "report", "METHODS"]
@@ -145,10 +145,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes, batches = results["sizes"], results["batches"]
     fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.2), squeeze=False)
@@ -165,9 +162,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         ax.set_ylabel("clean-up time (ms)")
         ax.set_title(f"batch {b} ({results['backend']})")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "krop_timing.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "krop_timing.png")
 
     methods = list(results["time_ms"])
     lines = []

@@ -27,7 +27,7 @@ import numpy as np
 from dammem import datasets
 from dammem.dynamics import retrieve
 from dammem.energies import rbf_energy, sparse_hopfield_energy, sparse_hopfield_update
-from dammem.experiments._base import Progress, markdown_table
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 
 Occlusion = Literal["bottom", "top", "left", "right", "random"]
 
@@ -188,10 +188,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ex = results["examples"]
     rows = [
@@ -216,9 +213,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(f"MNIST completion, {config.occlusion} occluded, K={config.num_memories}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_dir / "completions.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "completions.png")
 
     table = markdown_table(
         ["method", "hidden-pixel MSE", "recall accuracy", "mean steps", "converged"],

@@ -82,7 +82,7 @@ def test_stored_pattern_is_a_near_minimum_at_large_beta():
         (lambda: rbf_energy(jnp.ones((2, 3)), jnp.ones((2, 3)), 1.0), "one query of shape"),
         (lambda: rbf_energy(jnp.ones(4), jnp.ones((2, 3)), 1.0), "D=3 but x has D=4"),
         (lambda: edp_energy(jnp.ones(3), jnp.ones(3), 1.0), r"memories must have shape \(K, D\)"),
-        (lambda: rbf_update(jnp.ones(3), jnp.ones((0, 3)), 1.0), "at least one pattern"),
+        (lambda: rbf_update(jnp.ones(3), jnp.ones((0, 3)), 1.0), "at least 1 pattern"),
     ],
 )
 def test_bad_inputs(call, match):

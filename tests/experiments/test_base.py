@@ -44,7 +44,10 @@ def test_config_from_mapping_coerces_and_validates():
 @pytest.mark.parametrize(
     "mapping, match",
     [
-        ({"nn": 1}, r"unknown key\(s\) \['nn'\]; allowed keys are \['flag', 'mode', 'n', 'pairs', 'path', 'rate', 'sizes'\]"),
+        (
+            {"nn": 1},
+            r"unknown key\(s\) \['nn'\]; allowed keys are \['flag', 'mode', 'n', 'pairs', 'path', 'rate', 'sizes'\]",
+        ),
         ({"n": 1.5}, "config.n: expected an integer, got 1.5"),
         ({"n": True}, "config.n: expected an integer"),
         ({"rate": "fast"}, "config.rate: expected a number"),
