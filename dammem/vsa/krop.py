@@ -328,12 +328,18 @@ def krop_scores(
     return _scores_kernel(theta, x, signs, sizes)
 
 
-@partial(jax.jit, static_argnums=3)
-def _scores_kernel(theta, x, signs, sizes):
+def _scores_t(theta, x, signs, sizes):
+    """(blocks, (N, B) scores ``H (d * x)``) for ``x`` flattened to (B, N): what every clean-up starts with."""
     x2 = x.reshape(-1, x.shape[-1])
     if signs is not None:
         x2 = x2 * signs.astype(x2.dtype)
-    return _forward_chain(_kron_blocks(_factors(theta), sizes), x2).T.reshape(x.shape)
+    blocks = _kron_blocks(_factors(theta), sizes)
+    return blocks, _forward_chain(blocks, x2)
+
+
+@partial(jax.jit, static_argnums=3)
+def _scores_kernel(theta, x, signs, sizes):
+    return _scores_t(theta, x, signs, sizes)[1].T.reshape(x.shape)
 
 
 def krop_cleanup(
@@ -367,11 +373,7 @@ def krop_cleanup(
 
 @partial(jax.jit, static_argnums=3)
 def _cleanup_kernel(theta, x, signs, sizes):
-    x2 = x.reshape(-1, x.shape[-1])
-    if signs is not None:
-        x2 = x2 * signs.astype(x2.dtype)
-    s_t = _forward_chain(_kron_blocks(_factors(theta), sizes), x2)
-    return _argmax_cols(s_t).reshape(x.shape[:-1])
+    return _argmax_cols(_scores_t(theta, x, signs, sizes)[1]).reshape(x.shape[:-1])
 
 
 def krop_soft_cleanup(
@@ -414,12 +416,8 @@ def krop_soft_cleanup(
 
 @partial(jax.jit, static_argnums=4)
 def _soft_kernel(theta, x, beta, signs, sizes):
-    x2 = x.reshape(-1, x.shape[-1])
-    if signs is not None:
-        x2 = x2 * signs.astype(x2.dtype)
-    blocks = _kron_blocks(_factors(theta), sizes)
-    s_t = _forward_chain(blocks, x2) * beta.reshape(1, -1).astype(x2.dtype)
-    p_t = jax.nn.softmax(s_t, axis=0)
+    blocks, s_t = _scores_t(theta, x, signs, sizes)
+    p_t = jax.nn.softmax(s_t * beta.reshape(1, -1).astype(s_t.dtype), axis=0)
     y = _backward_chain(blocks, p_t)
     if signs is not None:
         y = y * signs.astype(y.dtype)
