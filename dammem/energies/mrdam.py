@@ -12,6 +12,7 @@ from jaxtyping import Float
 from dammem._types import Array, ArrayLike
 from dammem.energies._common import check_query, scaled_conjugate
 from dammem.separations import softmax
+from dammem.similarities import neg_sq_l2
 
 __all__ = ["rbf_energy", "rbf_update", "edp_energy"]
 
@@ -34,7 +35,7 @@ def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
       >>> rbf_energy(jnp.zeros(2), jnp.eye(2), 1.0)
     """
     x, memories = check_query(x, memories, "rbf_energy")
-    scores = -0.5 * jnp.sum(jnp.square(memories - x), axis=-1)
+    scores = 0.5 * neg_sq_l2(memories, x)
     return -scaled_conjugate(beta, scores, 1.0, "rbf_energy")
 
 
@@ -50,7 +51,7 @@ def rbf_update(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
       (D,) the next state.
     """
     x, memories = check_query(x, memories, "rbf_update")
-    scores = -0.5 * jnp.sum(jnp.square(memories - x), axis=-1)
+    scores = 0.5 * neg_sq_l2(memories, x)
     return softmax(beta * scores) @ memories
 
 
