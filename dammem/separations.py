@@ -612,6 +612,8 @@ def tsallis_separation(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where:
     """
     kind = _fixed_kind(alpha)
     dtype, axis, zt, z2, a = _rows_and_alpha(kind, z, alpha, axis, where, "tsallis_separation", allow_one=True)
+    if kind == _SOFTMAX:  # validated above; the direct formula is the one softmax of this module
+        return softmax(z, axis, where=where)
     out = _entmax_rows(kind, z2, a)
     return jnp.moveaxis(out.reshape(zt.shape), -1, axis).astype(dtype)
 
