@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dammem.benchmarks.separations import malloc_env
 from dammem.vsa import krop_cleanup, krop_signs, make_codebook, uniform_angles
 from dammem.vsa.krop import default_group
 
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "jax": jax.__version__,
         "python": platform.python_version(),
         "torchhd": torch_note,
+        "malloc_env": malloc_env(),
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -79,3 +79,11 @@ def test_cli_dispatches_to_the_benchmark(capsys):
         cli.main(["bench", "separations", "--help"])
     assert exc.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_malloc_env_records_only_the_allocator_variables(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4000000000")
+    monkeypatch.setenv("NOT_MALLOC_SETTING", "1")
+    env = bench.malloc_env()
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "4000000000"
+    assert all(k.startswith("MALLOC_") for k in env)
