@@ -30,6 +30,7 @@ __all__ = [
     "apply_overrides",
     "config_from_mapping",
     "environment",
+    "geometric_grid",
     "load_document",
     "markdown_table",
     "pyplot",
@@ -253,6 +254,16 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], floatf
     lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def geometric_grid(start: int, stop: int, ratio: float) -> tuple[int, ...]:
+    """Distinct integers ``round(start * ratio^i)`` up to ``stop``, increasing (a log-spaced sweep of counts)."""
+    values, n = [], float(start)
+    while round(n) <= stop:
+        if not values or round(n) > values[-1]:
+            values.append(int(round(n)))
+        n *= ratio
+    return tuple(values)
 
 
 def pyplot():

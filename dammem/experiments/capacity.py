@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dammem.energies import hetero_weights, one_step_hetero, one_step_modern
-from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._base import Progress, geometric_grid, markdown_table, pyplot, save_figure
 
 MODERN_RATE = 1.0 - math.log(math.cosh(1.0))  # capacity exponent of the beta = 1 modern memory (see docstring)
 _MIN_BUCKET = 64  # pair counts are padded to powers of two >= this, so a few compilations serve the whole grid
@@ -45,15 +45,6 @@ def classical_theory_capacity(d: np.ndarray, threshold: float) -> np.ndarray:
     return 1.0 + d / np.square(z)
 
 
-def _geometric_grid(stop: int, ratio: float) -> tuple[int, ...]:
-    values, n = [], 1.0
-    while round(n) <= stop:
-        if not values or round(n) > values[-1]:
-            values.append(int(round(n)))
-        n *= ratio
-    return tuple(values)
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Capacity sweep.
@@ -68,7 +59,7 @@ class Config:
     """
 
     dims: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
-    classical_pairs: tuple[int, ...] = _geometric_grid(256, 1.15)
+    classical_pairs: tuple[int, ...] = geometric_grid(1, 256, 1.15)
     modern_pairs: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
     num_trials: int = 10
     beta: float = 1.0

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._base import Progress, geometric_grid, markdown_table, pyplot, save_figure
 from dammem.vsa import CODEBOOK_KINDS, KEY_KINDS, make_codebook, random_keys
 from dammem.vsa.hrr import _bind, _correlate
 
@@ -32,13 +32,7 @@ __all__ = ["Config", "run", "report", "item_grid", "interpolated_capacity"]
 
 def item_grid(n: int, max_fraction: float, ratio: float) -> tuple[int, ...]:
     """Geometric grid of item counts ``2, ..., max_fraction * n`` (distinct integers, ratio ``ratio``)."""
-    stop = max(2, int(max_fraction * n))
-    values, m = [], 2.0
-    while round(m) <= stop:
-        if not values or round(m) > values[-1]:
-            values.append(int(round(m)))
-        m *= ratio
-    return tuple(values)
+    return geometric_grid(2, max(2, int(max_fraction * n)), ratio)
 
 
 def interpolated_capacity(items, rates, threshold: float) -> float:

@@ -12,6 +12,7 @@ from dammem.experiments._base import (
     apply_overrides,
     config_from_mapping,
     environment,
+    geometric_grid,
     markdown_table,
     run_experiment,
     to_jsonable,
@@ -94,6 +95,12 @@ def test_to_jsonable_and_markdown():
     json.dumps(out, allow_nan=False)
     table = markdown_table(["x", "y"], [[1, 0.123456], ["a", 2.0]])
     assert table.splitlines() == ["| x | y |", "|---|---|", "| 1 | 0.1235 |", "| a | 2 |"]
+
+
+@pytest.mark.parametrize("start, stop, ratio", [(1, 256, 1.15), (2, 64, 1.5), (3, 3, 2.0)])
+def test_geometric_grid_is_the_distinct_rounded_powers(start, stop, ratio):
+    brute = sorted({round(start * ratio**i) for i in range(200) if round(start * ratio**i) <= stop})
+    assert geometric_grid(start, stop, ratio) == tuple(brute)
 
 
 def test_environment_reports_versions_and_devices():

@@ -42,6 +42,12 @@ def ref_recursion(theta) -> np.ndarray:
     return h
 
 
+def ref_codebook(theta, signs=None) -> np.ndarray:
+    """The KROP codebook ``C = H D``: the recursion's H with its columns times the +-1 signs ``D`` (if any)."""
+    h = ref_recursion(theta)
+    return h if signs is None else h * np.asarray(signs, dtype=np.float64)[None, :]
+
+
 def ref_kron(theta) -> np.ndarray:
     """Seed 000: H^(K) = kron_{k=1..K} R(theta_{K-k}), R(t) = [[cos t, sin t], [sin t, -cos t]]."""
     theta = np.asarray(theta, dtype=np.float64)
@@ -113,7 +119,7 @@ def test_pi_over_4_is_sylvester_hadamard(k):
 def test_signed_matrix_is_h_times_column_signs():
     k = 5
     theta, d = _theta(k), krop_signs(jax.random.key(3), 2**k)
-    expected = ref_recursion(theta) * np.asarray(d)[None, :]
+    expected = ref_codebook(theta, d)
     np.testing.assert_allclose(np.asarray(krop_matrix(theta, signs=d)), expected, atol=1e-6)
 
 
@@ -188,7 +194,7 @@ def test_krop_row_equals_matrix_rows(signed):
     k = 7
     theta = _theta(k, seed=4)
     d = krop_signs(jax.random.key(9), 2**k) if signed else None
-    ref = ref_recursion(theta) * (np.asarray(d)[None, :] if signed else 1.0)
+    ref = ref_codebook(theta, d)
     idx = jnp.array([[0, 1, 127], [64, 63, 5]])
     rows = np.asarray(krop_row(theta, idx, signs=d))
     assert rows.shape == (2, 3, 128)
@@ -204,7 +210,7 @@ def test_cleanup_equals_brute_force_argmax(k, signed):
     n = 2**k
     theta = _theta(k, seed=k)
     d = krop_signs(jax.random.key(2), n) if signed else None
-    c = ref_recursion(theta) * (np.asarray(d)[None, :] if signed else 1.0)
+    c = ref_codebook(theta, d)
     x = jax.random.normal(jax.random.key(5), (4, 16, n))
     scores = np.asarray(x, np.float64) @ c.T
     top2 = np.sort(scores, -1)[..., -2:]
@@ -244,7 +250,7 @@ def test_soft_cleanup_matches_reference(signed):
     k = 6
     theta = _theta(k, seed=1)
     d = krop_signs(jax.random.key(4), 2**k) if signed else None
-    c = ref_recursion(theta) * (np.asarray(d)[None, :] if signed else 1.0)
+    c = ref_codebook(theta, d)
     x = jax.random.normal(jax.random.key(0), (3, 2, 64))
     beta = jnp.array([[0.5, 2.0], [1.0, 3.0], [4.0, 0.1]])  # per-query beta broadcasts over the batch
     got = np.asarray(krop_soft_cleanup(theta, x, beta, signs=d))
