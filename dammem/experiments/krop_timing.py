@@ -1,7 +1,7 @@
-"""Clean-up time vs codebook size N: KROP butterfly vs dense codebooks (seed 000, "Comparing clean-up runtime").
+"""Clean-up time vs codebook size N: KROP butterfly vs dense codebooks (Liu et al. 2025, "Comparing clean-up runtime").
 
-For each ``N = 2^K`` and batch size, the clean-up ``argmax_j <C_j, v>`` of a batch of random vectors is timed
-(jitted, after warm-up, median of ``repeats`` calls, ``block_until_ready``) for
+For each ``N = 2^K`` and batch size, the clean-up ``argmax_j <C_j, v>`` of a batch of random Gaussian vectors is
+timed for
 
 * ``krop``: the O(N log N) butterfly (:func:`dammem.vsa.krop_cleanup`), ``log2 N`` stored angles;
 * ``krop_signed``: the same with the +-1 column signs (``log2 N + N`` stored numbers);
@@ -9,28 +9,42 @@ For each ``N = 2^K`` and batch size, the clean-up ``argmax_j <C_j, v>`` of a bat
 * ``dense``: ``argmax C v`` with a precomputed dense Gaussian ``(N, N)`` codebook (O(N^2) time and storage);
   only up to ``dense_max_size`` (the matrix has N^2 entries).
 
-The time to build the dense codebook (drawing its N^2 entries, compilation excluded) is reported separately from
-its clean-up time. Times
-are wall-clock on the machine that runs the experiment; timings are not trials, so nothing is vectorised over keys.
+Each clean-up is jitted; after ``warmup`` untimed calls the methods are timed ``repeats`` times each, interleaved
+call by call (:func:`dammem._timing.time_interleaved`), and the minimum, median and maximum are reported. The time
+to build the dense codebook (drawing its N^2 entries, compilation excluded) is reported apart from its clean-up
+time. Up to ``N = 4096`` every fast clean-up is checked against the argmax over its own dense matrix, computed in
+float64 NumPy. Times are wall-clock on the machine that runs the experiment (its CPU model, load and allocator
+settings are recorded); timings are not trials, so nothing is vectorised over keys.
+
+The same codebooks and clean-up calls (:func:`build_codebooks`, :func:`cleanup_calls`, :func:`matches_dense_argmax`)
+serve the repository's KROP benchmark, which adds the peer library.
+
+References:
+  R. Liu, Q. Qiu, S. Khan, G. E. Katz (2025). Linearithmic Clean-up for Vector-Symbolic Key-Value Memory with
+  Kronecker Rotation Products. NeSy 2025. Experiment "Comparing clean-up runtime" (clean-up time vs N = 2^4 .. 2^15).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dammem._timing import load_average, machine_state, summarize, time_interleaved
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.vsa import make_codebook
+from dammem.vsa import Codebook, make_codebook
 
-__all__ = ["Config", "run", "report", "METHODS"]
+__all__ = ["Config", "run", "report", "METHODS", "build_codebooks", "cleanup_calls", "matches_dense_argmax"]
 
 METHODS = ("krop", "krop_signed", "unitary_shift", "dense")
+CHECK_MAX_SIZE = 4096
+"""Largest N at which the fast clean-ups are checked against the argmax over their dense matrix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +52,11 @@ class Config:
     """Timing sweep.
 
     Attributes:
-      sizes: codebook sizes N (powers of two; seed 000 uses 2^4 .. 2^15).
+      sizes: codebook sizes N (powers of two; Liu et al. 2025 use 2^4 .. 2^15).
       batches: numbers of vectors cleaned up per call.
       methods: subset of ``METHODS``.
       dense_max_size: largest N with a dense codebook (it stores N^2 float32 numbers).
-      repeats: timed calls per point (the median is reported).
+      repeats: timed calls per method and point (minimum and median reported).
       warmup: untimed calls before timing (the first one compiles).
     """
 
@@ -50,7 +64,7 @@ class Config:
     batches: tuple[int, ...] = (1, 256)
     methods: tuple[str, ...] = METHODS
     dense_max_size: int = 16384
-    repeats: int = 5
+    repeats: int = 15
     warmup: int = 2
 
     def __post_init__(self):
@@ -59,8 +73,10 @@ class Config:
             raise ValueError(f"sizes must be increasing powers of two >= 2, got {list(self.sizes)}")
         if not self.batches or any(b < 1 for b in self.batches):
             raise ValueError(f"batches must be positive integers, got {list(self.batches)}")
-        if not self.methods or any(m not in METHODS for m in self.methods):
-            raise ValueError(f"methods must be names from {METHODS}, got {list(self.methods)}")
+        if not self.methods or any(m not in METHODS for m in self.methods) or len(set(self.methods)) < len(
+            self.methods
+        ):
+            raise ValueError(f"methods must be distinct names from {METHODS}, got {list(self.methods)}")
         if self.dense_max_size < 2:
             raise ValueError(f"dense_max_size must be >= 2, got {self.dense_max_size}")
         if self.repeats < 1:
@@ -69,59 +85,76 @@ class Config:
             raise ValueError(f"warmup must be >= 1 (the first call compiles), got {self.warmup}")
 
 
-def _median_ms(fn, args, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 _CLEANUP = jax.jit(lambda cb, v: cb.cleanup(v))
+
+
+def build_codebooks(
+    n: int, methods: Sequence[str], key: jax.Array, *, dense_max_size: int
+) -> tuple[dict[str, Codebook], float | None]:
+    """The codebooks of size ``n`` for ``methods`` (names from :data:`METHODS`), all from one key.
+
+    Returns:
+      ``({method: codebook}, dense build ms)``; ``dense`` is left out when ``n > dense_max_size``, and the build
+      time (drawing the N^2 entries, compilation excluded) is None when there is no dense codebook.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"build_codebooks: methods must be names from {METHODS}, got {list(methods)}")
+    codebooks, build_ms = {}, None
+    for method in methods:
+        if method == "dense":
+            if n > dense_max_size:
+                continue
+            sampler = jax.jit(lambda kk: make_codebook("gaussian", n, key=kk)).lower(key).compile()
+            t0 = time.perf_counter()
+            codebooks[method] = jax.block_until_ready(sampler(key))
+            build_ms = 1e3 * (time.perf_counter() - t0)
+        else:
+            codebooks[method] = make_codebook(method, n, key=key)
+    return codebooks, build_ms
+
+
+def cleanup_calls(codebooks: dict[str, Codebook], x: jax.Array) -> dict[str, Callable[[], jax.Array]]:
+    """``{method: call}``: each call is the jitted hard clean-up of the batch ``x`` with that codebook."""
+    return {method: partial(_CLEANUP, cb, x) for method, cb in codebooks.items()}
+
+
+def matches_dense_argmax(codebook: Codebook, x: jax.Array) -> bool:
+    """Whether ``codebook.cleanup(x)`` equals the argmax over the codebook's dense matrix, computed in float64 NumPy."""
+    matrix = np.asarray(codebook.matrix(), dtype=np.float64)
+    brute = np.argmax(np.asarray(x, dtype=np.float64) @ matrix.T, axis=-1)
+    return bool(np.array_equal(np.asarray(_CLEANUP(codebook, x)), brute))
 
 
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     progress.total(len(config.sizes))
-    times = {m: {str(b): [] for b in config.batches} for m in config.methods}
-    params = {m: [] for m in config.methods}
+    machine = machine_state()
+    stats = ("median_ms", "min_ms", "max_ms")
+    times = {s: {m: {str(b): [] for b in config.batches} for m in config.methods} for s in stats}
+    storage: dict[str, list[int | None]] = {m: [] for m in config.methods}
     build_ms: list[float | None] = []
-    agree: list[bool | None] = []
+    checked: dict[str, list[bool | None]] = {m: [] for m in config.methods if m != "dense"}
     for i, n in enumerate(config.sizes):
         k_cb, k_x = jax.random.split(jax.random.fold_in(key, i))
-        codebooks = {}
-        build = None
-        for method in config.methods:
-            if method == "dense":
-                if n > config.dense_max_size:
-                    continue
-                sampler = jax.jit(lambda kk, n=n: make_codebook("gaussian", n, key=kk)).lower(k_cb).compile()
-                t0 = time.perf_counter()  # compiling the sampler is not counted
-                cb = sampler(k_cb)
-                jax.block_until_ready(cb.params["matrix"])
-                build = 1e3 * (time.perf_counter() - t0)
-            else:
-                cb = make_codebook(method, n, key=k_cb)
-            codebooks[method] = cb
+        codebooks, build = build_codebooks(n, config.methods, k_cb, dense_max_size=config.dense_max_size)
         build_ms.append(build)
         for method in config.methods:
-            params[method].append(codebooks[method].storage_size if method in codebooks else None)
-        same = None
+            storage[method].append(codebooks[method].storage_size if method in codebooks else None)
+        agree = {m: True for m in checked}
         for b in config.batches:
             x = jax.random.normal(jax.random.fold_in(k_x, b), (b, n), dtype=jnp.float32)
+            seconds = time_interleaved(
+                [cleanup_calls(codebooks, x)], repeats=config.repeats, warmup=config.warmup
+            )
             for method in config.methods:
-                if method not in codebooks:
-                    times[method][str(b)].append(None)
-                    continue
-                times[method][str(b)].append(
-                    _median_ms(_CLEANUP, (codebooks[method], x), config.repeats, config.warmup)
-                )
-            if "krop" in codebooks and n <= 4096:  # the butterfly agrees with argmax over the dense KROP matrix
-                brute = jnp.argmax(x @ codebooks["krop"].matrix().T, axis=-1)
-                same = bool(np.array_equal(np.asarray(_CLEANUP(codebooks["krop"], x)), np.asarray(brute)))
-        agree.append(same)
+                summary = summarize(seconds[method]) if method in seconds else dict.fromkeys(stats)
+                for s in stats:
+                    times[s][method][str(b)].append(summary[s])
+            if n <= CHECK_MAX_SIZE:
+                for method in checked:
+                    agree[method] &= matches_dense_argmax(codebooks[method], x)
+        for method in checked:
+            checked[method].append(agree[method] if n <= CHECK_MAX_SIZE else None)
         progress.update(1)
     speedup = {}
     if "dense" in config.methods:
@@ -130,60 +163,101 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
                 continue
             speedup[m] = {}
             for b in config.batches:
-                pairs = zip(times["dense"][str(b)], times[m][str(b)])
+                pairs = zip(times["median_ms"]["dense"][str(b)], times["median_ms"][m][str(b)])
                 speedup[m][str(b)] = [d / t if d is not None and t else None for d, t in pairs]
     return {
         "sizes": list(config.sizes),
         "batches": list(config.batches),
-        "time_ms": times,
+        "time_ms": times["median_ms"],
+        "min_time_ms": times["min_ms"],
+        "max_time_ms": times["max_ms"],
         "dense_build_ms": build_ms,
-        "storage": params,
+        "storage": storage,
         "speedup_over_dense": speedup,
-        "krop_matches_dense_matrix": agree,
+        "matches_dense_argmax": checked,
         "backend": jax.default_backend(),
+        "machine": dict(machine, load_average_after=load_average()),
     }
+
+
+def _guide(ax, sizes, values, power_of_log: bool, label: str) -> None:
+    """A dashed ``c N log N`` or ``c N^2`` line through the last measured point."""
+    n = np.asarray(sizes, dtype=np.float64)
+    shape = n * np.log2(n) if power_of_log else n**2
+    ax.plot(n, shape * values[-1] / shape[-1], ls="--", lw=0.8, color="gray" if power_of_log else "black",
+            label=label)  # fmt: skip
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
     plt = pyplot()
 
     sizes, batches = results["sizes"], results["batches"]
-    fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.2), squeeze=False)
+    methods = list(results["time_ms"])
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.8), squeeze=False)
     for ax, b in zip(axes[0], batches):
-        for method, per_batch in results["time_ms"].items():
-            pts = [(n, t) for n, t in zip(sizes, per_batch[str(b)]) if t is not None]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=method)
+        for method in methods:
+            med, lo, hi = (results[k][method][str(b)] for k in ("time_ms", "min_time_ms", "max_time_ms"))
+            pts = [(n, m, a, z) for n, m, a, z in zip(sizes, med, lo, hi) if m is not None]
+            if not pts:
+                continue
+            ns, ms, los, his = (list(c) for c in zip(*pts))
+            (line,) = ax.plot(ns, ms, marker="o", ms=3, label=f"{method} (median)")
+            ax.fill_between(ns, los, his, color=line.get_color(), alpha=0.2, lw=0)
+            if method == "krop":
+                _guide(ax, ns, ms, True, r"$c\,N \log_2 N$")
+            if method == "dense":
+                _guide(ax, ns, ms, False, r"$c\,N^2$")
         builds = [(n, t) for n, t in zip(sizes, results["dense_build_ms"]) if t is not None]
         if builds:
             ax.plot([p[0] for p in builds], [p[1] for p in builds], ls=":", color="gray", label="dense build")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("N")
-        ax.set_ylabel("clean-up time (ms)")
-        ax.set_title(f"batch {b} ({results['backend']})")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("clean-up time (ms); band: min to max")
+        ax.set_title(f"batch {b} ({results['backend']}, {config.repeats} calls)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     save_figure(fig, out_dir / "krop_timing.png")
 
-    methods = list(results["time_ms"])
     lines = []
     for b in batches:
         headers = ["N"] + [f"{m} ms" for m in methods] + [f"dense/{m}" for m in results["speedup_over_dense"]]
         rows = []
         for j, n in enumerate(sizes):
-            row = [n] + [results["time_ms"][m][str(b)][j] for m in methods]
+            row = [n]
+            for m in methods:
+                med, lo = results["time_ms"][m][str(b)][j], results["min_time_ms"][m][str(b)][j]
+                row.append("-" if med is None else f"{med:.4g} ({lo:.4g})")
             row += [results["speedup_over_dense"][m][str(b)][j] for m in results["speedup_over_dense"]]
             rows.append(["-" if v is None else v for v in row])
-        lines += [f"Clean-up time, batch {b} (median of {config.repeats}):", "", markdown_table(headers, rows), ""]
+        lines += [
+            f"Clean-up time, batch {b}: median (minimum) of {config.repeats} interleaved calls, ms; speedups from the "
+            "medians:",
+            "",
+            markdown_table(headers, rows),
+            "",
+        ]
     store_rows = [
         [n]
         + ["-" if results["storage"][m][j] is None else results["storage"][m][j] for m in methods]
         + ["-" if results["dense_build_ms"][j] is None else results["dense_build_ms"][j]]
         for j, n in enumerate(sizes)
     ]
+    checks = []
+    for m, per_size in results["matches_dense_argmax"].items():
+        done = [ok for ok in per_size if ok is not None]
+        checks.append(f"{m}: {'yes' if done and all(done) else 'NO' if done else 'not checked'}")
+    machine = results["machine"]
     lines += [
         "Stored numbers per codebook and dense build time (ms):",
         "",
         markdown_table(["N"] + methods + ["dense build ms"], store_rows),
+        "",
+        f"Clean-up equals the float64 argmax over the codebook's dense matrix (N <= {CHECK_MAX_SIZE}): "
+        + ", ".join(checks)
+        + ".",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, load {machine['load_average']} before and "
+        f"{machine['load_average_after']} after; allocator settings {machine['malloc_env'] or 'glibc defaults'}.",
         "",
         "![timing](krop_timing.png)",
     ]

@@ -1,16 +1,15 @@
-"""The three KROP experiments (seed 000) on tiny configs: real properties of their results, configs, reports."""
+"""KROP capacity and mutable memory (seed 000) on tiny configs: real properties of their results, configs, reports."""
 
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from dammem.experiments import krop_capacity, krop_mutable, krop_timing
+from dammem.experiments import krop_capacity, krop_mutable
 from dammem.experiments._base import ConfigError, Progress, config_from_mapping, load_document, to_jsonable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,46 +22,12 @@ def _run(module, mapping, tmp_path, seed=0):
     return config, results, body
 
 
-@pytest.mark.parametrize("name", ["krop_timing", "krop_capacity", "krop_mutable"])
+@pytest.mark.parametrize("name", ["krop_capacity", "krop_mutable"])
 def test_yaml_configs_are_valid_and_match_defaults(name):
     doc = load_document(ROOT / "configs" / f"{name}.yaml")
     assert doc["experiment"] == name
     module = importlib.import_module(f"dammem.experiments.{name}")
     assert config_from_mapping(module.Config, doc["config"]) == module.Config()
-
-
-def test_timing_small(tmp_path):
-    mapping = {"sizes": [64, 1024], "batches": [3], "dense_max_size": 1024, "repeats": 1, "warmup": 1}
-    _, res, body = _run(krop_timing, mapping, tmp_path)
-    for method, per_batch in res["time_ms"].items():
-        assert all(t is not None and math.isfinite(t) and t > 0 for t in per_batch["3"]), method
-    assert res["storage"] == {
-        "krop": [6, 10],
-        "krop_signed": [6 + 64, 10 + 1024],
-        "unitary_shift": [64, 1024],
-        "dense": [64**2, 1024**2],
-    }
-    assert res["krop_matches_dense_matrix"] == [True, True]
-    assert all(b > 0 for b in res["dense_build_ms"])
-    assert set(res["speedup_over_dense"]) == {"krop", "krop_signed", "unitary_shift"}
-    assert (tmp_path / "krop_timing.png").exists() and "| 1024 |" in body
-
-
-def test_timing_without_dense_beyond_dense_max(tmp_path):
-    _, res, _ = _run(
-        krop_timing,
-        {
-            "sizes": [32, 128],
-            "batches": [1],
-            "methods": ["krop", "dense"],
-            "dense_max_size": 32,
-            "repeats": 1,
-            "warmup": 1,
-        },
-        tmp_path,
-    )
-    assert res["time_ms"]["dense"]["1"][1] is None and res["dense_build_ms"][1] is None
-    assert res["storage"]["dense"] == [1024, None]
 
 
 def test_capacity_small(tmp_path):
@@ -120,9 +85,6 @@ def test_mutable_small(tmp_path):
 @pytest.mark.parametrize(
     "module, mapping, match",
     [
-        (krop_timing, {"sizes": [16, 12]}, "sizes must be increasing powers of two"),
-        (krop_timing, {"methods": ["fft"]}, "methods must be names from"),
-        (krop_timing, {"warmup": 0}, "warmup must be >= 1"),
         (krop_capacity, {"kinds": ["sparse"]}, "kinds must be distinct names"),
         (krop_capacity, {"dims": [100]}, "dims must be increasing powers of two"),
         (krop_capacity, {"threshold": 1.0}, r"threshold must lie in \(0, 1\)"),
