@@ -1,1 +1,0 @@
-"""Benchmarks of dammem against peer libraries, run by ``dammem bench NAME`` (see :mod:`dammem.cli`)."""
