@@ -1,17 +1,20 @@
-"""Smoke tests of the separation benchmark: a tiny run writes the documented JSON, with and without the peers.
+"""The separation benchmark (benchmarks/separations.py) on tiny inputs: the JSON it writes, the comparison with the
+``entmax`` package (a peer test: run in CI after installing the ``bench`` extra), the peak-memory case.
 
-No timing assertions here: timings are reported by the benchmark, never tested.
+Timings are reported by the benchmark, never asserted here.
 """
+
+from __future__ import annotations
 
 import json
 import sys
 
+import _harness as H
 import pytest
-
-from dammem.benchmarks import separations as bench
+import separations as bench
 
 JAX_NAMES = {m.name for m in bench.JAX_METHODS}
-PEER_NAMES = {"torch.softmax", "entmax.sparsemax", "entmax.entmax15", "entmax.entmax_bisect(1.5)"}
+PEER_NAMES = set(bench.PEER_METHODS)
 
 
 def _run(tmp_path, capsys, *extra):
@@ -21,45 +24,60 @@ def _run(tmp_path, capsys, *extra):
     return json.loads(out.read_text()), printed
 
 
-def _check_common(record, sizes):
+def _check_common(record, printed, sizes):
     assert record["benchmark"] == "separations"
-    assert {"config", "environment", "load_average", "results", "targets", "all_targets_pass"} <= set(record)
     assert record["config"]["sizes"] == sizes and record["config"]["quick"] is True
+    assert record["config"]["repeats"] == 2 and record["config"]["rss"] is False
+    assert "separate phases" in record["config"]["timing"]
     env = record["environment"]
-    assert env["cpu_count"] >= 1 and env["jax"] and env["jax_backend"] == "cpu"
+    assert env["cpu_count"] >= 1 and env["cpu_model"] and env["versions"]["jax"] and env["jax_backend"]
     assert set(record["results"]) == {str(n) for n in sizes}
     for res in record["results"].values():
         assert JAX_NAMES <= set(res)
         for name in JAX_NAMES:
             r = res[name]
-            assert r["ms"] > 0 and r["compile_s"] > 0 and r["ratio_to_jax_softmax"] > 0
+            assert r["repeats"] == 2 and 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["compile_s"] > 0
+            assert r["ratio_to_jax_softmax"] == pytest.approx(r["median_ms"] / res[bench.JAX_BASELINE]["median_ms"])
         assert res[bench.JAX_BASELINE]["ratio_to_jax_softmax"] == 1.0
     assert len(record["targets"]) == len(bench.TARGETS) * len(sizes)
+    assert "issue" not in printed.lower() and "Targets (median times):" in printed
 
 
-def test_quick_run_with_peers(tmp_path, capsys):
-    pytest.importorskip("torch")
-    pytest.importorskip("entmax")
+def test_evaluate_targets_by_value():
+    res = {"256": {"dammem.sparsemax": {"median_ms": 2.0}, "entmax.sparsemax": {"median_ms": 30.0},
+                   bench.JAX_BASELINE: {"median_ms": 0.4}}}  # fmt: skip
+    rows = {r["target"]: r for r in bench.evaluate_targets(res)}
+    speed = rows["sparsemax >= 10x entmax.sparsemax"]
+    assert speed["value"] == pytest.approx(15.0) and speed["pass"] is True
+    ratio = rows["sparsemax <= 4x jax.nn.softmax"]
+    assert ratio["value"] == pytest.approx(5.0) and ratio["pass"] is False
+    assert rows["entmax15 >= 10x entmax.entmax15"]["pass"] is None  # neither side measured
+
+
+@pytest.mark.peers
+def test_quick_run_with_the_entmax_package(tmp_path, capsys, require_peers):
+    require_peers("torch", "entmax")
     record, printed = _run(tmp_path, capsys, "--sizes", "128", "256")
-    _check_common(record, [128, 256])
-    assert record["environment"]["peers"] is True and record["environment"]["entmax"]
+    _check_common(record, printed, [128, 256])
+    assert record["peers"] is True and record["environment"]["versions"]["entmax"]
     for res in record["results"].values():
         assert PEER_NAMES <= set(res)
-        sp = res["dammem.sparsemax"]
-        assert sp["peer"] == "entmax.sparsemax" and sp["speedup_vs_peer"] > 0
-        # the same inputs give the same outputs as the peer (forward p and backward dz)
-        assert max(sp["max_abs_diff_vs_peer"]) < 1e-5
-        assert max(res["dammem.entmax(1.5, traced)"]["max_abs_diff_vs_peer"]) < 1e-5
+        for name, peer in [("dammem.sparsemax", "entmax.sparsemax"), ("dammem.entmax15", "entmax.entmax15"),
+                           ("dammem.entmax(1.5, traced)", "entmax.entmax_bisect(1.5)")]:  # fmt: skip
+            r = res[name]
+            assert r["peer"] == peer
+            assert r["speedup_vs_peer"] == pytest.approx(res[peer]["median_ms"] / r["median_ms"])
+            # the same inputs give the same outputs as the peer (forward p and backward dz)
+            assert max(r["max_abs_diff_vs_peer"]) < 1e-5, name
     assert all(t["pass"] in (True, False) for t in record["targets"])
-    assert "Targets (issue #2)" in printed and "entmax.entmax_bisect(1.5)" in printed
+    assert "entmax.entmax_bisect(1.5)" in printed
 
 
 def test_quick_run_without_peers(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "entmax", None)  # `import entmax` now raises ImportError
     record, printed = _run(tmp_path, capsys)
-    _check_common(record, [256])
-    assert "skipping the peer columns" in printed
-    assert record["environment"]["peers"] is False
+    _check_common(record, printed, [256])
+    assert "skipping the peer columns" in printed and record["peers"] is False
     res = record["results"]["256"]
     assert not PEER_NAMES & set(res) and "speedup_vs_peer" not in res["dammem.sparsemax"]
     peer_targets = [t for t in record["targets"] if "entmax." in t["target"] or "bisect" in t["target"]]
@@ -67,23 +85,13 @@ def test_quick_run_without_peers(tmp_path, capsys, monkeypatch):
     assert all(t["pass"] in (True, False) for t in record["targets"] if "jax.nn.softmax" in t["target"])
 
 
-def test_bad_sizes_are_refused(tmp_path):
+def test_peak_memory_case_in_its_own_process():
+    out = H.run_case("separations:rss_case", {"method": "dammem.sparsemax", "n": 256, "total": 2**16, "seed": 0})
+    assert out["result"] is None and 2**20 < out["peak_rss_bytes"] < 8 * 2**30
+
+
+def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--sizes", "300", "--out", str(tmp_path / "x.json")])  # 300 does not divide 2^11
-
-
-def test_cli_dispatches_to_the_benchmark(capsys):
-    from dammem import cli
-
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["bench", "separations", "--help"])
-    assert exc.value.code == 0
-    assert "--quick" in capsys.readouterr().out
-
-
-def test_malloc_env_records_only_the_allocator_variables(monkeypatch):
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4000000000")
-    monkeypatch.setenv("NOT_MALLOC_SETTING", "1")
-    env = bench.malloc_env()
-    assert env["MALLOC_TRIM_THRESHOLD_"] == "4000000000"
-    assert all(k.startswith("MALLOC_") for k in env)
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "2", "--rounds", "3", "--out", str(tmp_path / "x.json")])
