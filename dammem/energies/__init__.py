@@ -1,8 +1,15 @@
 """Pure energy functions of one unbatched query (callers ``jax.vmap``) and their fixed-point maps.
 
-- :mod:`.mrdam`: MrDAM RBF and EDP energies (seed 001 eqs. 7, 11, 18).
-- :mod:`.hopfield`: modern, generalized sparse (alpha in [1, 2], any similarity) and polynomial energies (seed 002).
-- :mod:`.classical`: Hebbian Hopfield networks and the one-step memories (seed 003).
+- :mod:`.mrdam`: MrDAM RBF and EDP energies and the RBF update (Hoover et al. (2024), eqs. 7, 11, 18).
+- :mod:`.hopfield`: modern, generalized sparse (alpha in [1, 2]) and polynomial energies and the retrieval update;
+  every similarity the energy accepts makes the update its CCCP step (Wu et al. (2024), eqs. 2.2-2.4).
+- :mod:`.classical`: Hebbian Hopfield networks and the one-step memories (Hsu (2025)).
+
+References:
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
+  - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
+  - Hsu (2025). Associative memories. Lecture notes, COMS 6998-7, Columbia University.
 """
 
 from dammem.energies.classical import ClassicalRetrieval as ClassicalRetrieval

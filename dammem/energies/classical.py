@@ -1,7 +1,13 @@
-"""Classical Hopfield networks and the one-step associative memories of seed 003 (Hsu's lecture notes).
+"""Classical Hopfield networks and the one-step associative memories of Hsu (2025).
 
 Shape legend: ``K`` stored patterns (or ``n`` key-value pairs), ``D`` (``d``) dimension. States are bipolar,
-``{-1, +1}^D``; ``sign(0)`` is taken as ``+1`` so states stay bipolar.
+``{-1, +1}^D``; ``sign(0)`` is taken as ``+1`` so states stay bipolar. The lecture notes number no equations; the
+citations name their slides.
+
+References:
+  - Hsu (2025). Associative memories. Lecture notes, COMS 6998-7, Columbia University.
+  - Demircigil, Heusel, Loewe, Upgang, Vermet (2017). On a model of associative memory with huge storage capacity.
+    J. Stat. Phys.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_floating, check_int, check_positive
+from dammem._validate import check_floating, check_int, is_concrete
+from dammem.energies._common import check_beta, nan_unless_positive
 from dammem.separations import softmax
 
 __all__ = [
@@ -43,7 +50,7 @@ def _matrix(a, name: str, where: str) -> Array:
 
 
 def hebbian_weights(patterns: Array, *, zero_diagonal: bool = False) -> Array:
-    """Hebbian outer-product weights ``W = sum_i x_i x_i^T`` (seed 003, "Hopfield network").
+    """Hebbian outer-product weights ``W = sum_i x_i x_i^T`` (Hsu (2025), slide "Hopfield network").
 
     Args:
       patterns: (K, D) bipolar patterns.
@@ -58,7 +65,7 @@ def hebbian_weights(patterns: Array, *, zero_diagonal: bool = False) -> Array:
 
 
 def hetero_weights(keys: Array, values: Array) -> Array:
-    """Hetero-associative weights ``W = sum_i y_i x_i^T`` (seed 003, one-step Hopfield network).
+    """Hetero-associative weights ``W = sum_i y_i x_i^T`` (Hsu (2025), slide "One-step Hopfield network").
 
     Args:
       keys: (n, d) keys ``x_i``.
@@ -74,8 +81,13 @@ def hetero_weights(keys: Array, values: Array) -> Array:
     return values.T @ keys
 
 
-def _check_state(x, weights, where: str) -> tuple[Array, Array]:
+def _check_state(x, weights, where: str, *, square: bool = True) -> tuple[Array, Array]:
+    """A state (D,) and weights (D, D) (``square=False``: (D_out, D), for the one-step hetero-associative map)."""
     weights = _matrix(weights, "weights", where)
+    if square and weights.shape[0] != weights.shape[1]:
+        raise ValueError(
+            f"{where}: weights must be square (D, D) for a state that maps to itself, got {tuple(weights.shape)}"
+        )
     x = check_floating(x, "x", where)
     if x.ndim != 1 or x.shape[0] != weights.shape[1]:
         raise ValueError(f"{where}: x must have shape ({weights.shape[1]},) to match weights, got {tuple(x.shape)}")
@@ -83,13 +95,13 @@ def _check_state(x, weights, where: str) -> tuple[Array, Array]:
 
 
 def classical_energy(x: Array, weights: Array) -> Array:
-    """``E(x) = -1/2 x^T W x`` (seed 003: the dynamics are thresholded gradient steps on it)."""
+    """``E(x) = -1/2 x^T W x``; sign dynamics are thresholded gradient steps on it (Hsu (2025), "Hopfield network")."""
     x, weights = _check_state(x, weights, "classical_energy")
     return -0.5 * x @ (weights @ x)
 
 
 def sync_update(x: Array, weights: Array) -> Array:
-    """Synchronous update ``x <- sign(W x)`` (all units at once)."""
+    """Synchronous update ``x <- sign(W x)`` (all units at once; Hsu (2025), slide "Hopfield network")."""
     x, weights = _check_state(x, weights, "sync_update")
     return bipolar_sign(weights @ x)
 
@@ -160,7 +172,7 @@ def classical_retrieve(
 
 
 def one_step_hetero(x: Array, weights: Array) -> Array:
-    """One-step Hopfield memory ``M(x) = sign(W x)``, ``W = sum_i y_i x_i^T`` (seed 003; capacity ~ d / log d).
+    """One-step Hopfield memory ``M(x) = sign(W x)``, ``W = sum_i y_i x_i^T`` (Hsu (2025); capacity ~ d / log d).
 
     Args:
       x: (d,) key query.
@@ -169,22 +181,26 @@ def one_step_hetero(x: Array, weights: Array) -> Array:
     Returns:
       (d_out,) bipolar recalled value.
     """
-    x, weights = _check_state(x, weights, "one_step_hetero")
+    x, weights = _check_state(x, weights, "one_step_hetero", square=False)
     return bipolar_sign(weights @ x)
 
 
 def one_step_modern(
     x: Array, keys: Array, values: Array, beta: ArrayLike = 1.0, *, mask: ArrayLike | None = None
 ) -> Array:
-    """One-step modern Hopfield memory ``M(x) = sign(sum_i exp(beta <x, x_i>) y_i)`` (seed 003; capacity exp(Omega(d))).
+    """One-step modern Hopfield memory ``M(x) = sign(sum_i exp(beta <x, x_i>) y_i)``.
 
-    The sum is computed as ``values^T softmax(beta keys x)`` (same sign, no overflow): the attention output.
+    Hsu (2025), slide "One-step modern Hopfield network" (beta = 1 there; Demircigil et al. (2017)); capacity
+    ``exp(Omega(d))``. The sum is computed as ``values^T softmax(beta keys x)`` (same sign, no overflow): the
+    attention output. A concrete ``mask`` that stores no pair is refused; under tracing such a mask gives the
+    documented finite result ``+1`` everywhere (the softmax of a row with no stored pair is all zeros and
+    ``sign(0) = +1``).
 
     Args:
       x: (d,) query.
       keys: (n, d) keys.
       values: (n, d_out) values.
-      beta: inverse temperature > 0 (the notes use 1).
+      beta: inverse temperature, a scalar > 0 (the notes use 1; a traced ``beta <= 0`` gives NaN).
       mask: optional (n,) booleans, True = pair stored (others are ignored).
 
     Returns:
@@ -197,7 +213,7 @@ def one_step_modern(
         raise ValueError(f"one_step_modern: x must have shape ({keys.shape[1]},), got {tuple(x.shape)}")
     if keys.shape[0] != values.shape[0]:
         raise ValueError(f"one_step_modern: {keys.shape[0]} keys but {values.shape[0]} values")
-    check_positive(beta, "beta", "one_step_modern")
+    beta = check_beta(beta, "one_step_modern")
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.dtype != jnp.bool_ or mask.shape != (keys.shape[0],):
@@ -205,4 +221,6 @@ def one_step_modern(
                 f"one_step_modern: mask must be booleans of shape ({keys.shape[0]},), got "
                 f"{mask.dtype} {tuple(mask.shape)}"
             )
-    return bipolar_sign(softmax(beta * (keys @ x), where=mask) @ values)
+        if is_concrete(mask) and not bool(jnp.any(mask)):
+            raise ValueError("one_step_modern: mask stores no pair (all False); at least one pair must be stored")
+    return nan_unless_positive(beta, bipolar_sign(softmax(beta * (keys @ x), where=mask) @ values))

@@ -1,39 +1,62 @@
-"""Modern, generalized sparse and polynomial Hopfield energies (seed 002 eqs. 1.1, 2.2-2.4; Krotov & Hopfield 2016).
+"""Modern, generalized sparse and polynomial Hopfield energies and the retrieval update.
 
 Shape legend: ``K`` memories, ``D`` pattern dimension. Functions of ONE query ``x`` (D,); batch with ``jax.vmap``.
-``beta`` and ``alpha`` are traced; ``similarity`` and ``power`` are static.
+``beta`` and ``alpha`` are traced; ``similarity`` and ``power`` are static (a :func:`~dammem.similarities.kernelize`
+similarity is a pytree whose weight is traced).
+
+References:
+  - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
+  - Ramsauer et al. (2021). Hopfield Networks is All You Need. ICLR.
+  - Krotov, Hopfield (2016). Dense Associative Memory for Pattern Recognition. NeurIPS.
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
 """
 
 from __future__ import annotations
+
+from typing import Union
 
 import jax.numpy as jnp
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_int
-from dammem.energies._common import check_query, scaled_conjugate
+from dammem.energies._common import (
+    check_alpha,
+    check_beta,
+    check_query,
+    energy_similarity,
+    nan_unless_positive,
+    resolve_similarity,
+    scaled_conjugate,
+    similarity_scores,
+)
 from dammem.separations import tsallis_separation
-from dammem.similarities import Similarity, get_similarity
+from dammem.similarities import Kernelized, ScoreFn, Similarity
 
 __all__ = ["modern_hopfield_energy", "sparse_hopfield_energy", "sparse_hopfield_update", "polynomial_energy"]
 
+SimilarityLike = Union[str, Similarity, Kernelized, ScoreFn]
+
 
 def modern_hopfield_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
-    """Modern Hopfield energy, seed 002 eq. (1.1): ``E(x) = -lse(beta, Xi^T x) + 1/2 <x, x>``.
+    """Modern Hopfield energy ``E(x) = 1/2 <x, x> - lse(beta, Xi x)`` (Wu et al. (2024), eq. 1.1).
 
-    ``lse(beta, z) = (1/beta) log sum_mu exp(beta z_mu)``; constants of Ramsauer et al. are omitted. Equal to
-    :func:`sparse_hopfield_energy` with ``alpha = 1`` and the dot similarity.
+    ``lse(beta, z) = (1/beta) log sum_mu exp(beta z_mu)``; the constants of Ramsauer et al. (2021) are omitted.
+    Equal to :func:`sparse_hopfield_energy` with ``alpha = 1`` and the dot similarity.
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns.
-      beta: inverse temperature > 0.
+      beta: inverse temperature, a scalar > 0.
 
     Returns:
       Scalar energy.
     """
-    x, memories = check_query(x, memories, "modern_hopfield_energy")
-    return 0.5 * jnp.dot(x, x) - scaled_conjugate(beta, memories @ x, 1.0, "modern_hopfield_energy")
+    where = "modern_hopfield_energy"
+    x, memories = check_query(x, memories, where)
+    beta = check_beta(beta, where)
+    return 0.5 * jnp.dot(x, x) - scaled_conjugate(beta, memories @ x, 1.0)
 
 
 def sparse_hopfield_energy(
@@ -42,28 +65,40 @@ def sparse_hopfield_energy(
     beta: ArrayLike,
     alpha: ArrayLike,
     *,
-    similarity: str | Similarity = "dot",
+    similarity: SimilarityLike = "dot",
 ) -> Float[Array, ""]:
-    """Generalized sparse Hopfield energy ``E(x) = 1/2 <x, x> - Psi*_alpha(beta, sim(Xi, x))`` (seed 002 eq. 2.2).
+    """Generalized sparse Hopfield energy, the Lyapunov function of :func:`sparse_hopfield_update`.
 
-    ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` is the convex conjugate of the Tsallis entropy (eq. 2.3):
-    alpha = 1 is the modern (softmax) Hopfield energy, alpha = 2 the sparse (sparsemax) one, in between
-    alpha-entmax. With the dot similarity the update :func:`sparse_hopfield_update` is its CCCP step and never
-    increases it (Thm. 2.1); with ``similarity=kernelized(W)`` this is U-Hop's kernelized energy.
+    ``E(x) = 1/2 sim(x, x) - c Psi*_alpha(beta, sim(Xi, x))`` with ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta``
+    the Tsallis conjugate (Wu et al. (2024), eq. 2.3; alpha = 1 gives the modern Hopfield energy, alpha = 2 the
+    sparsemax one) and ``c`` the similarity's ``energy_scale``:
+
+    - ``"dot"`` (c = 1): ``1/2 <x, x> - Psi*(beta, Xi x)``, Wu et al. (2024), eq. 2.2 with the inner product.
+    - ``kernelize("dot", W)`` (c = 1): ``1/2 ||W x||^2 - Psi*(beta, K(Xi, x))``, Wu et al. (2024), eq. 2.2.
+    - ``"neg_sq_l2"`` (c = 1/2): ``-Psi*(-beta ||Xi - x||^2) / (2 beta)``; also ``kernelize("neg_sq_l2", W)``. At
+      alpha = 1 this is :func:`~dammem.energies.rbf_energy` at ``2 beta`` (Hoover et al. (2024), eq. 11).
+
+    For each, ``x <- Xi^T Sep_alpha(beta sim(Xi, x))`` is a concave-convex (CCCP) step, so it never increases the
+    energy (Wu et al. (2024), Thm. 2.1). ``"neg_l1"``, ``"cosine"`` and plain callables have no such energy and are
+    refused; declare one with :class:`~dammem.similarities.Similarity` (``energy_scale``).
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns.
-      beta: inverse temperature > 0.
-      alpha: Tsallis alpha in [1, 2].
-      similarity: a name from :data:`dammem.similarities.SIMILARITIES` or a callable ``sim(memories, x)``.
+      beta: inverse temperature, a scalar > 0 (concrete values are checked; a traced ``beta <= 0`` gives NaN).
+      alpha: Tsallis alpha, a scalar in [1, 2] (a traced alpha outside gives NaN).
+      similarity: ``"dot"``, ``"neg_sq_l2"``, ``kernelize(...)`` of them, or a ``Similarity`` with an energy scale.
 
     Returns:
       Scalar energy.
     """
-    x, memories = check_query(x, memories, "sparse_hopfield_energy")
-    scores = get_similarity(similarity)(memories, x)
-    return 0.5 * jnp.dot(x, x) - scaled_conjugate(beta, scores, alpha, "sparse_hopfield_energy")
+    where = "sparse_hopfield_energy"
+    x, memories = check_query(x, memories, where)
+    sim = energy_similarity(similarity, where)
+    beta, alpha = check_beta(beta, where), check_alpha(alpha, where)
+    scores = similarity_scores(sim, memories, x, where)
+    self_term = 0.5 * similarity_scores(sim, x[None], x, where)[0]
+    return self_term - sim.energy_scale * scaled_conjugate(beta, scores, alpha)
 
 
 def sparse_hopfield_update(
@@ -72,35 +107,39 @@ def sparse_hopfield_update(
     beta: ArrayLike,
     alpha: ArrayLike,
     *,
-    similarity: str | Similarity = "dot",
+    similarity: SimilarityLike = "dot",
 ) -> Float[Array, " D"]:
-    """Retrieval dynamics ``x <- Xi Sep_alpha(beta sim(Xi, x))`` (seed 002 eq. 2.4).
+    """Retrieval update ``x <- Xi^T Sep_alpha(beta sim(Xi, x))`` (Wu et al. (2024), eq. 2.4).
 
-    Sep_1 = softmax, Sep_2 = sparsemax, alpha-entmax between.
+    Sep_1 = softmax, Sep_2 = sparsemax, alpha-entmax between. It is the CCCP step of :func:`sparse_hopfield_energy`
+    for every similarity that energy accepts. It also accepts ``"neg_l1"``, ``"cosine"`` and plain callables as a
+    one-step retrieval map with no Lyapunov energy (iterating it may raise any energy).
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns.
-      beta: inverse temperature > 0.
-      alpha: Tsallis alpha in [1, 2].
-      similarity: a name or a callable ``sim(memories, x)``.
+      beta: inverse temperature, a scalar > 0 (concrete values are checked; a traced ``beta <= 0`` gives NaN).
+      alpha: Tsallis alpha, a scalar in [1, 2].
+      similarity: a name, a ``Similarity``, ``kernelize(...)`` or a callable ``sim(memories, x) -> (K,)``.
 
     Returns:
       (D,) the next state.
     """
-    x, memories = check_query(x, memories, "sparse_hopfield_update")
-    scores = get_similarity(similarity)(memories, x)
-    return tsallis_separation(beta * scores, alpha) @ memories
+    where = "sparse_hopfield_update"
+    x, memories = check_query(x, memories, where)
+    sim = resolve_similarity(similarity, where)
+    beta, alpha = check_beta(beta, where), check_alpha(alpha, where)
+    scores = similarity_scores(sim, memories, x, where)
+    return nan_unless_positive(beta, tsallis_separation(beta * scores, alpha) @ memories)
 
 
 def polynomial_energy(
     x: Float[Array, " D"], memories: Float[Array, "K D"], power: int, *, rectified: bool = False
 ) -> Float[Array, ""]:
-    """Krotov-Hopfield dense associative memory energy ``E(x) = -sum_mu F(<xi_mu, x>)``, ``F(s) = s^n``.
+    """Dense associative memory energy ``E(x) = -sum_mu F(<xi_mu, x>)``, ``F(s) = s^n`` (Krotov & Hopfield (2016)).
 
-    ``rectified=True`` uses ``F(s) = max(s, 0)^n`` (the rectified polynomial of Krotov & Hopfield 2016). Seed 002
-    uses n = 10 as a baseline. The energy is unbounded below for continuous states; use it with sign or clamped
-    dynamics.
+    ``rectified=True`` uses ``F(s) = max(s, 0)^n`` (their rectified polynomial). Wu et al. (2024), Sec. 4.1 uses
+    n = 10 as a baseline. The energy is unbounded below for continuous states; use it with sign or clamped dynamics.
 
     Args:
       x: (D,) state.

@@ -1,7 +1,11 @@
-"""MrDAM: the dense associative memory energies of seed 001 (memory representation).
+"""MrDAM: the dense associative memory energies with an explicit memory representation (Hoover et al. (2024)).
 
 Shape legend: ``K`` memories, ``D`` pattern dimension. Every energy is a function of ONE query ``x`` of shape
 ``(D,)``; batch with ``jax.vmap``. ``beta`` is traced (sweeps never re-trace).
+
+References:
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
-from dammem.energies._common import check_query, scaled_conjugate
+from dammem.energies._common import check_beta, check_query, nan_unless_positive, scaled_conjugate
 from dammem.separations import softmax
 from dammem.similarities import neg_sq_l2
 
@@ -18,15 +22,15 @@ __all__ = ["rbf_energy", "rbf_update", "edp_energy"]
 
 
 def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
-    """RBF (log-sum-exp of negative squared distances) energy, seed 001 eq. (11).
+    """RBF (log-sum-exp of negative squared distances) energy, Hoover et al. (2024), eq. 11.
 
-    ``E(x) = -(1/beta) log sum_mu exp(-beta/2 ||xi_mu - x||^2)``; its gradient is eq. (18):
+    ``E(x) = -(1/beta) log sum_mu exp(-beta/2 ||xi_mu - x||^2)``; its gradient is their eq. 18:
     ``x - softmax(-beta/2 ||x - Xi||^2) Xi``.
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns ``Xi``.
-      beta: inverse temperature > 0.
+      beta: inverse temperature, a scalar > 0 (concrete values are checked; a traced ``beta <= 0`` gives NaN).
 
     Returns:
       Scalar energy.
@@ -35,40 +39,47 @@ def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
       >>> rbf_energy(jnp.zeros(2), jnp.eye(2), 1.0)
     """
     x, memories = check_query(x, memories, "rbf_energy")
-    scores = 0.5 * neg_sq_l2(memories, x)
-    return -scaled_conjugate(beta, scores, 1.0, "rbf_energy")
+    beta = check_beta(beta, "rbf_energy")
+    return -scaled_conjugate(beta, 0.5 * neg_sq_l2(memories, x), 1.0)
 
 
 def rbf_update(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, " D"]:
-    """The fixed point map of eq. (18): ``x <- softmax(-beta/2 ||x - Xi||^2) Xi`` (a CCCP step on eq. 11).
+    """The fixed-point map of Hoover et al. (2024), eq. 18: ``x <- softmax(-beta/2 ||x - Xi||^2) Xi``.
+
+    A CCCP step on :func:`rbf_energy` (it never increases it): the energy is the dot energy at ``beta`` with the
+    bias ``-||xi||^2 / 2`` on each score, and ``1/2 ||x||^2`` is its convex part.
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns.
-      beta: inverse temperature > 0.
+      beta: inverse temperature, a scalar > 0 (concrete values are checked; a traced ``beta <= 0`` gives NaN).
 
     Returns:
       (D,) the next state.
     """
     x, memories = check_query(x, memories, "rbf_update")
-    scores = 0.5 * neg_sq_l2(memories, x)
-    return softmax(beta * scores) @ memories
+    beta = check_beta(beta, "rbf_update")
+    return nan_unless_positive(beta, softmax(beta * (0.5 * neg_sq_l2(memories, x))) @ memories)
 
 
 def edp_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
-    """Exponential dot-product energy with ``g(x) = x / ||x||``, seed 001 eq. (7).
+    """Exponential dot-product energy with ``g(x) = x / ||x||``, Hoover et al. (2024), eq. 7.
 
-    ``E(x) = -(1/beta) log sum_mu exp(beta <xi_mu, x / ||x||>)``. At ``x = 0`` the norm is clamped to the smallest
-    normal float, so the energy stays finite (``g(0) = 0``).
+    ``E(x) = -(1/beta) log sum_mu exp(beta <xi_mu, x / ||x||>)``. The energy is scale-invariant and has no
+    derivative at ``x = 0``; there ``g(0) = 0`` is used, so ``E(0) = -log(K) / beta`` and the gradient is 0 (finite:
+    descent from an all-zero query stays put instead of turning NaN).
 
     Args:
       x: (D,) query.
       memories: (K, D) stored patterns.
-      beta: inverse temperature > 0.
+      beta: inverse temperature, a scalar > 0 (concrete values are checked; a traced ``beta <= 0`` gives NaN).
 
     Returns:
       Scalar energy.
     """
     x, memories = check_query(x, memories, "edp_energy")
-    g = x / jnp.maximum(jnp.linalg.norm(x), jnp.finfo(x.dtype).tiny)
-    return -scaled_conjugate(beta, memories @ g, 1.0, "edp_energy")
+    beta = check_beta(beta, "edp_energy")
+    sq = jnp.dot(x, x)
+    nonzero = sq > 0
+    g = jnp.where(nonzero, x / jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)  # double where: finite gradient at 0
+    return -scaled_conjugate(beta, memories @ g, 1.0)
