@@ -126,8 +126,9 @@ def run_case(
     """
     if not isinstance(case, str) or not re.fullmatch(r"[\w.]+:\w+", case):
         raise ValueError(f"run_case: case must be 'module:function', got {case!r}")
-    if host_devices is not None and (isinstance(host_devices, bool) or not isinstance(host_devices, int)
-                                     or host_devices < 1):
+    if host_devices is not None and (
+        isinstance(host_devices, bool) or not isinstance(host_devices, int) or host_devices < 1
+    ):
         raise ValueError(f"run_case: host_devices must be None or an int >= 1, got {host_devices!r}")
     env = dict(os.environ)
     paths = [str(_HERE)] + [p for p in sys.path if p] + env.get("PYTHONPATH", "").split(os.pathsep)
@@ -207,5 +208,5 @@ def _child(spec: dict) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--case":
-        raise SystemExit("usage: python _harness.py --case '{\"case\": \"module:function\", \"kwargs\": {}}'")
+        raise SystemExit('usage: python _harness.py --case \'{"case": "module:function", "kwargs": {}}\'')
     print(_MARKER + json.dumps(_child(json.loads(sys.argv[2]))), flush=True)

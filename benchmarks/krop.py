@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     env = H.environment(PEERS)
     print(f"dammem KROP benchmark: sizes {sizes}, batch {args.batch}, float32, group {default_group()}")
     print(f"machine: {H.describe(env)}")
-    print(f"timing: {args.repeats} calls per method; JAX and PyTorch in separate phases, {args.rounds} turns")
+    print(f"timing: {args.repeats} calls per method; JAX and PyTorch in separate phases taking {args.rounds} turn(s)")
     if peers is None:
         print(f"note: torchhd {note}; skipping the torchhd columns (pip install -e '.[bench]')")
     else:

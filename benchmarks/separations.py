@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     env = H.environment(PEERS)
     print(f"dammem separations benchmark: sizes {sizes}, {total} elements, {repeats} calls per method")
     print(f"machine: {H.describe(env)}")
-    print(f"timing: JAX and PyTorch in separate phases, {rounds} turns, methods interleaved within each")
+    print(f"timing: JAX and PyTorch in separate phases taking {rounds} turn(s), methods interleaved within each")
     if peers is None:
         print("note: torch / entmax not importable (pip install -e '.[bench]'); skipping the peer columns")
 

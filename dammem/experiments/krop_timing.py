@@ -73,8 +73,10 @@ class Config:
             raise ValueError(f"sizes must be increasing powers of two >= 2, got {list(self.sizes)}")
         if not self.batches or any(b < 1 for b in self.batches):
             raise ValueError(f"batches must be positive integers, got {list(self.batches)}")
-        if not self.methods or any(m not in METHODS for m in self.methods) or len(set(self.methods)) < len(
-            self.methods
+        if (
+            not self.methods
+            or any(m not in METHODS for m in self.methods)
+            or len(set(self.methods)) < len(self.methods)
         ):
             raise ValueError(f"methods must be distinct names from {METHODS}, got {list(self.methods)}")
         if self.dense_max_size < 2:
@@ -143,9 +145,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         agree = {m: True for m in checked}
         for b in config.batches:
             x = jax.random.normal(jax.random.fold_in(k_x, b), (b, n), dtype=jnp.float32)
-            seconds = time_interleaved(
-                [cleanup_calls(codebooks, x)], repeats=config.repeats, warmup=config.warmup
-            )
+            seconds = time_interleaved([cleanup_calls(codebooks, x)], repeats=config.repeats, warmup=config.warmup)
             for method in config.methods:
                 summary = summarize(seconds[method]) if method in seconds else dict.fromkeys(stats)
                 for s in stats:
