@@ -3,113 +3,126 @@
 Shape legend: ``N`` vector dimension (any N >= 1; powers of two are not required here), ``...`` leading batch axes
 that broadcast between the two operands.
 
-Plate (1995), as used by seed 000's key-value memory ``M = sum_i a_i (*) v_i``, read ``v'_k = M # a_k``::
+Plate (1995) binds two vectors by circular convolution and recovers one from the pair by circular correlation
+with the other; Liu et al. (2025, slide "Issue During Reading") store a key-value memory as
+``M = sum_i a_i (*) v_i`` and read ``v'_k = M # a_k`` with an *address* vector ``a_k`` (a random HRR vector, not
+a PRNG key)::
 
-    bind(a, b)_j      = (a (*) b)_j = sum_k a_k b_{(j - k) mod N}         circular convolution
-    correlate(a, b)_j = (a # b)_j   = sum_k a_k b_{(k + j) mod N} = (a^* (*) b)_j,   a^*_k = a_{-k mod N}
+    bind(a, b)_j             = (a (*) b)_j = sum_k a_k b_{(j - k) mod N}                  circular convolution
+    unbind(memory, address)_j = (a # m)_j  = sum_k a_k m_{(k + j) mod N} = (a^* (*) m)_j,   a^*_k = a_{-k mod N}
 
-Both are computed with real FFTs in O(N log N): ``bind = irfft(rfft(a) rfft(b))``. ``unbind(m, a)`` recovers ``b``
-from ``m = a (*) b`` approximately by correlation with the involution ``a^*`` (Plate's choice: robust, the noise of
-other stored pairs stays bounded), or exactly by dividing by ``rfft(a)``, which is noisier for random Gaussian keys
-because small Fourier coefficients of ``a`` amplify the crosstalk. For unitary keys (``|rfft(a)| = 1``) the two are
-the same and ``a^*`` is the exact inverse.
+Both cost O(N log N) by real FFTs: ``bind = irfft(rfft(a) rfft(b))``. ``unbind`` is Plate's approximate inverse,
+correlation with the involution ``a^*`` (robust: the crosstalk of other stored pairs stays bounded); ``exact=True``
+divides by ``rfft(a)`` instead, which is exact for one pair but noisier in a superposition for Gaussian addresses,
+because small Fourier coefficients of ``a`` amplify the crosstalk. For unitary addresses (``|rfft(a)| = 1``,
+:func:`random_addresses` with ``kind="unitary"``) the two coincide and ``a^*`` is the exact inverse.
+
+References:
+  - T. A. Plate (1995). Holographic Reduced Representations. IEEE Trans. Neural Networks 6(3), 623-641.
+  - R. Liu, Q. Qiu, S. Khan, G. E. Katz (2025). Linearithmic Clean-up for Vector-Symbolic Key-Value Memory with
+    Kronecker Rotation Products. NeSy 2025 (slides "Holographic Reduced Representations", "Issue During Reading").
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from jaxtyping import Float
 
-from dammem._types import Array, ArrayLike, PRNGKey
+from dammem._types import Array, PRNGKey
 from dammem._validate import check_floating, check_int
+from dammem.vsa._checks import check_pair
+from dammem.vsa._kernels import bind_kernel, unbind_exact_kernel, unbind_kernel
 
-__all__ = ["bind", "unbind", "correlate", "involution", "random_keys", "KEY_KINDS"]
+__all__ = ["bind", "unbind", "involution", "random_addresses", "AddressKind", "ADDRESS_KINDS"]
 
-KEY_KINDS = ("gaussian", "unitary")
-
-
-def _pair(a: ArrayLike, b: ArrayLike, names: tuple[str, str], where: str) -> tuple[Array, Array]:
-    a = check_floating(a, names[0], where)
-    b = check_floating(b, names[1], where)
-    if a.ndim < 1 or b.ndim < 1:
-        raise ValueError(f"{where}: {names[0]} and {names[1]} must have shape (..., N), got {a.shape} and {b.shape}")
-    if a.shape[-1] != b.shape[-1]:
-        raise ValueError(
-            f"{where}: {names[0]} and {names[1]} must have the same vector size N (last axis), "
-            f"got {a.shape[-1]} and {b.shape[-1]} (shapes {a.shape} and {b.shape})"
-        )
-    try:
-        np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    except ValueError as err:
-        raise ValueError(
-            f"{where}: the leading (batch) axes of {names[0]} {a.shape[:-1]} and {names[1]} {b.shape[:-1]} "
-            "do not broadcast"
-        ) from err
-    dtype = jnp.result_type(a.dtype, b.dtype)
-    return a.astype(dtype), b.astype(dtype)
+AddressKind = Literal["gaussian", "unitary"]
+ADDRESS_KINDS: tuple[str, ...] = get_args(AddressKind)
+"""Distributions of :func:`random_addresses`: i.i.d. ``N(0, 1/N)`` entries, or unitary vectors."""
 
 
-def _rfft(x: Array) -> Array:
-    return jnp.fft.rfft(x, axis=-1)
-
-
-def _irfft(f: Array, n: int, dtype) -> Array:
-    return jnp.fft.irfft(f, n=n, axis=-1).astype(dtype)
-
-
-def bind(a: Float[Array, "*#ba N"], b: Float[Array, "*#bb N"]) -> Float[Array, "*batch N"]:
-    """Circular convolution ``(a (*) b)_j = sum_k a_k b_{(j-k) mod N}`` (HRR binding; seed 000 write ``a (*) v``).
+def bind(a: Float[ArrayLike, "*#ba N"], b: Float[ArrayLike, "*#bb N"]) -> Float[Array, "*batch N"]:
+    """Circular convolution ``(a (*) b)_j = sum_k a_k b_{(j-k) mod N}`` (Plate (1995); the write ``a (*) v`` of
+    Liu et al. (2025)).
 
     Args:
       a: ``(..., N)``.
       b: ``(..., N)``; leading axes broadcast with ``a``.
 
     Returns:
-      ``(..., N)``, computed as ``irfft(rfft(a) * rfft(b))``.
+      ``(..., N)``, computed as ``irfft(rfft(a) * rfft(b))``; commutative and associative, ``e_0`` is the identity.
 
     Example:
-      >>> bind(jnp.array([1.0, 2.0, 3.0]), jnp.array([0.0, 1.0, 0.0]))  # a shifted by one: [3, 1, 2]
+      >>> import jax.numpy as jnp
+      >>> from dammem.vsa import bind
+      >>> bind(jnp.array([1.0, 2.0, 3.0]), jnp.array([0.0, 1.0, 0.0])).round(4)  # e_1 shifts a by one
+      Array([3., 1., 2.], dtype=float32)
     """
-    a, b = _pair(a, b, ("a", "b"), "bind")
-    return _bind(a, b)
+    a, b = check_pair(a, b, ("a", "b"), "bind")
+    return bind_kernel(a, b)
 
 
-@jax.jit
-def _bind(a, b):
-    return _irfft(_rfft(a) * _rfft(b), a.shape[-1], a.dtype)
+def unbind(
+    memory: Float[ArrayLike, "*#bm N"],
+    address: Float[ArrayLike, "*#ba N"],
+    *,
+    exact: bool = False,
+    eps: float = 1e-6,
+) -> Float[Array, "*batch N"]:
+    """What ``address`` is bound to in ``memory``: ``address # memory`` (default) or the exact inverse.
 
-
-def correlate(a: Float[Array, "*#ba N"], b: Float[Array, "*#bb N"]) -> Float[Array, "*batch N"]:
-    """Circular correlation ``(a # b)_j = sum_k a_k b_{(k+j) mod N} = (a^* (*) b)_j`` (seed 000 read ``M # a``).
+    The default correlation (Plate (1995); the read ``v'_k = M # a_k`` of Liu et al. (2025)) is the approximate
+    inverse: for one bound pair it returns the value filtered by ``|F a|^2`` (exact for unitary addresses), and the
+    crosstalk of other pairs stays of order ``1/sqrt(N)`` per stored item. ``exact=True`` computes
+    ``F^-1[F m conj(F a) / max(|F a|^2, eps)]``: exact for a single pair but noisier in a superposition, because
+    small coefficients of ``F a`` amplify the other pairs.
 
     Args:
-      a: ``(..., N)`` (the key).
-      b: ``(..., N)`` (the trace); leading axes broadcast.
+      memory: ``(..., N)`` trace, e.g. ``bind(address, value)`` or a sum of such.
+      address: ``(..., N)``; leading axes broadcast with ``memory``.
+      exact: use the exact inverse instead of the involution.
+      eps: floor on ``|F a|^2`` in the exact inverse (> 0).
 
     Returns:
-      ``(..., N)``, computed as ``irfft(conj(rfft(a)) * rfft(b))``.
+      ``(..., N)`` noisy value estimate ``v'``.
+
+    Example:
+      >>> import jax
+      >>> from dammem.vsa import bind, random_addresses, unbind
+      >>> address, value = random_addresses(jax.random.key(0), 2, 64, kind="unitary")
+      >>> bool(jax.numpy.allclose(unbind(bind(address, value), address), value, atol=1e-5))
+      True
     """
-    a, b = _pair(a, b, ("a", "b"), "correlate")
-    return _correlate(a, b)
+    where = "unbind"
+    if not isinstance(exact, (bool, np.bool_)):
+        raise TypeError(f"{where}: exact must be True or False, got {exact!r}")
+    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0:
+        raise ValueError(f"{where}: eps must be a number > 0, got {eps!r}")
+    memory, address = check_pair(memory, address, ("memory", "address"), where)
+    if exact:
+        return unbind_exact_kernel(memory, address, float(eps))
+    return unbind_kernel(memory, address)
 
 
-@jax.jit
-def _correlate(a, b):
-    return _irfft(jnp.conj(_rfft(a)) * _rfft(b), a.shape[-1], a.dtype)
-
-
-def involution(a: Float[Array, "*batch N"]) -> Float[Array, "*batch N"]:
-    """Plate's approximate inverse ``a^*_k = a_{-k mod N}`` (``a^* (*) b = a # b``).
+def involution(a: Float[ArrayLike, "*batch N"]) -> Float[Array, "*batch N"]:
+    """Plate's approximate inverse ``a^*_k = a_{-k mod N}``, so that ``bind(involution(a), m) = unbind(m, a)``.
 
     Args:
       a: ``(..., N)``.
 
     Returns:
       ``(..., N)``: ``[a_0, a_{N-1}, ..., a_1]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.vsa import involution
+      >>> involution(jnp.array([1.0, 2.0, 3.0, 4.0]))
+      Array([1., 4., 3., 2.], dtype=float32)
     """
     a = check_floating(a, "a", "involution")
     if a.ndim < 1:
@@ -117,60 +130,30 @@ def involution(a: Float[Array, "*batch N"]) -> Float[Array, "*batch N"]:
     return jnp.roll(jnp.flip(a, axis=-1), 1, axis=-1)
 
 
-def unbind(
-    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], *, exact: bool = False, eps: float = 1e-6
-) -> Float[Array, "*batch N"]:
-    """Retrieve what ``key`` was bound to: ``key # memory`` (default) or the exact inverse ``F^-1[F m / F a]``.
-
-    The default correlation (Plate 1995; seed 000's read ``v'_k = M # a_k``) is the approximate inverse: for one
-    bound pair it returns ``b`` filtered by ``|F a|^2`` (exact for unitary keys), and crosstalk from other pairs
-    stays of order ``1/sqrt(N)`` per stored item. ``exact=True`` divides by ``F a`` (with ``|F a|^2`` floored at
-    ``eps``): exact for a single pair but noisier in a superposition, because small coefficients of ``F a`` amplify
-    the other pairs.
-
-    Args:
-      memory: ``(..., N)`` trace, e.g. ``bind(key, value)`` or a sum of such.
-      key: ``(..., N)``; leading axes broadcast with ``memory``.
-      exact: use the exact inverse instead of the involution.
-      eps: floor on ``|F a|^2`` in the exact inverse (> 0).
-
-    Returns:
-      ``(..., N)`` noisy value estimate ``v'``.
-    """
-    where = "unbind"
-    if not isinstance(exact, (bool, np.bool_)):
-        raise TypeError(f"{where}: exact must be True or False, got {exact!r}")
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"{where}: eps must be a number > 0, got {eps!r}")
-    m, a = _pair(memory, key, ("memory", "key"), where)
-    if exact:
-        return _unbind_exact(m, a, float(eps))
-    return _correlate(a, m)
-
-
-@jax.jit
-def _unbind_exact(m, a, eps):
-    fa = _rfft(a)
-    power = jnp.maximum(jnp.real(fa) ** 2 + jnp.imag(fa) ** 2, eps)
-    return _irfft(_rfft(m) * jnp.conj(fa) / power, m.shape[-1], m.dtype)
-
-
-def random_keys(key: PRNGKey, shape: int | tuple[int, ...], n: int, *, kind: str = "gaussian") -> Array:
-    """Random HRR vectors: i.i.d. ``N(0, 1/N)`` entries, or unitary (``|rfft| = 1``, unit norm, exact inverse ``a^*``).
+def random_addresses(
+    key: PRNGKey, shape: int | tuple[int, ...], n: int, *, kind: AddressKind = "gaussian"
+) -> Float[Array, "*shape N"]:
+    """Random HRR address vectors: i.i.d. ``N(0, 1/N)`` entries (Plate (1995)), or unitary (``|rfft| = 1``).
 
     Unitary vectors take uniform random phases on the non-redundant frequencies and a random sign on the real ones
-    (frequency 0 and, for even N, N/2), so they are real, of unit norm, and ``unbind`` by correlation is exact.
+    (frequency 0 and, for even N, N/2), so they are real, of unit norm, and :func:`unbind` by correlation is exact.
 
     Args:
       key: ``jax.random`` key (same key -> same vectors).
       shape: leading shape (an int or a tuple), e.g. the number of items M.
       n: vector dimension ``N >= 1``.
-      kind: ``"gaussian"`` or ``"unitary"``.
+      kind: one of :data:`ADDRESS_KINDS`.
 
     Returns:
       ``shape + (N,)`` float32.
+
+    Example:
+      >>> import jax
+      >>> from dammem.vsa import random_addresses
+      >>> random_addresses(jax.random.key(0), 16, 1024).shape
+      (16, 1024)
     """
-    where = "random_keys"
+    where = "random_addresses"
     n = check_int(n, "n", where, minimum=1)
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
@@ -192,4 +175,17 @@ def random_keys(key: PRNGKey, shape: int | tuple[int, ...], n: int, *, kind: str
         sign = jax.random.rademacher(k_sign, shape + (nf,), dtype=jnp.float32)
         spectrum = jnp.where(real_bins, sign + 0j, jnp.exp(1j * phase))
         return jnp.fft.irfft(spectrum, n=n, axis=-1).astype(jnp.float32)
-    raise ValueError(f"{where}: kind must be one of {KEY_KINDS}, got {kind!r}")
+    raise ValueError(f"{where}: kind must be one of {ADDRESS_KINDS}, got {kind!r}")
+
+
+# transitional: remove once experiments import the public kernel names
+_bind = bind_kernel
+
+
+def _correlate(a, b):  # transitional: remove once experiments import the public kernel names (old argument order)
+    return unbind_kernel(b, a)
+
+
+# transitional: remove once experiments and the README use the new names (random_addresses, ADDRESS_KINDS)
+random_keys = random_addresses
+KEY_KINDS = ADDRESS_KINDS

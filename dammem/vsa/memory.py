@@ -3,37 +3,49 @@
 Shape legend: ``N`` vector dimension, ``M`` stored items, ``T`` overwrite steps, ``...`` independent memories (any
 leading batch axes; every function broadcasts over them).
 
-Seed 000 turns NVM's matrix memory (Katz et al. 2019) into a vector-symbolic one::
+Liu et al. (2025, slides "Dive into NVM's Memory" and "Resulting In") turn the matrix memory of the neural virtual
+machine (Katz et al. (2019)) into a vector-symbolic one, with address vectors ``a`` and values ``v``::
 
     NVM:  read  v = sigma(M a)            write  M <- M - sigma(M a) a^T / N + v a^T / N
     VSA:  read  v' = M # a, v = clean(v') write  M <- M - a (*) clean(M # a) + a (*) v
 
-with ``M = sum_m a_m (*) v_m`` (circular convolution ``(*)``, correlation ``#``) and ``clean`` the codebook
-clean-up (``argmax_j <C_j, v'>``, returning the codeword). The erase term removes the *cleaned-up* old value, so
-when the clean-up is right the old pair is removed exactly and the memory holds the same number of pairs after
-every overwrite. The baselines replace ``clean(M # a)`` by a quantised or raw read (see :data:`ERASE_MODES`).
+with ``M = sum_m a_m (*) v_m`` (circular convolution ``(*)``, correlation ``#``; :mod:`dammem.vsa.hrr`) and
+``clean`` the codebook clean-up (``argmax_j <C_j, v'>``, returning the codeword). The read ``M # a`` is
+:func:`dammem.vsa.unbind`. The erase term removes the *cleaned-up* old value, so when the clean-up is right the old
+pair is removed exactly and the memory holds the same number of pairs after every overwrite. The baselines replace
+``clean(M # a)`` by a quantised or raw read (see :data:`ERASE_MODES`).
+
+References:
+  - R. Liu, Q. Qiu, S. Khan, G. E. Katz (2025). Linearithmic Clean-up for Vector-Symbolic Key-Value Memory with
+    Kronecker Rotation Products. NeSy 2025.
+  - G. E. Katz, G. P. Davis, R. J. Gentili, J. A. Reggia (2019). A programmable neural virtual machine based on a
+    fast store-erase learning rule. Neural Networks 119, 10-30.
+  - T. A. Plate (1995). Holographic Reduced Representations. IEEE Trans. Neural Networks 6(3), 623-641.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Literal, get_args
 
-import jax
 import jax.numpy as jnp
-from jax import lax
+from jax.typing import ArrayLike
 from jaxtyping import Float, Int
 
-from dammem._types import Array, ArrayLike
+from dammem._types import Array
 from dammem._validate import check_floating
+from dammem.vsa._checks import check_pair
+from dammem.vsa._kernels import bind_kernel, erase_kernel, overwrite_kernel, overwrite_scan_kernel
 from dammem.vsa.codebooks import Codebook
-from dammem.vsa.hrr import _bind, _correlate, _pair, unbind
+from dammem.vsa.hrr import unbind
 
-__all__ = ["store", "write", "read", "recall", "erase_estimate", "overwrite", "overwrite_scan", "ERASE_MODES"]
+__all__ = ["store", "write", "recall", "erase_estimate", "overwrite", "overwrite_scan", "EraseMode", "ERASE_MODES"]
 
-ERASE_MODES = ("cleanup", "sign", "raw", "none")
-"""What the overwrite rule subtracts (bound to the key) before storing the new value:
+EraseMode = Literal["cleanup", "sign", "raw", "none"]
+ERASE_MODES: tuple[str, ...] = get_args(EraseMode)
+"""What the overwrite rule subtracts (bound to the address) before storing the new value:
 
-* ``"cleanup"``: the cleaned-up read ``C_{argmax C (M # a)}`` (seed 000; NVM's erase with the clean-up as sigma);
+* ``"cleanup"``: the cleaned-up read ``C_{argmax C (M # a)}`` (Liu et al. (2025); NVM's erase with the clean-up as
+  sigma);
 * ``"sign"``: the sign-quantised read ``mean(|r|) sign(r)``, ``r = M # a`` (NVM's ``sigma = sign``, rescaled by the
   least-squares factor so that it matches the read's scale);
 * ``"raw"``: the raw read ``r = M # a`` (no clean-up);
@@ -41,7 +53,7 @@ ERASE_MODES = ("cleanup", "sign", "raw", "none")
 """
 
 
-def _check_codebook(codebook, n: int, where: str) -> Codebook:
+def _check_codebook(codebook: Codebook, n: int, where: str) -> Codebook:
     if not isinstance(codebook, Codebook):
         raise TypeError(f"{where}: codebook must be a dammem.vsa.Codebook (see make_codebook), got {type(codebook)}")
     if codebook.dim != n:
@@ -49,75 +61,104 @@ def _check_codebook(codebook, n: int, where: str) -> Codebook:
     return codebook
 
 
-def store(keys: Float[Array, "*#bk M N"], values: Float[Array, "*#bv M N"]) -> Float[Array, "*batch N"]:
-    """Superpose ``M`` key-value pairs: ``M = sum_m a_m (*) v_m`` (seed 000, "Memory M = sum_i a_i (*) v_i").
+def _check_erase(erase: str, where: str) -> None:
+    if erase not in ERASE_MODES:
+        raise ValueError(f"{where}: erase must be one of {ERASE_MODES}, got {erase!r}")
+
+
+def store(addresses: Float[ArrayLike, "*#ba M N"], values: Float[ArrayLike, "*#bv M N"]) -> Float[Array, "*batch N"]:
+    """Superpose ``M`` address-value pairs: ``M = sum_m a_m (*) v_m`` (Liu et al. (2025), slide "Issue During
+    Reading").
 
     Args:
-      keys: ``(..., M, N)``.
-      values: ``(..., M, N)``, the same shape as ``keys`` (leading axes broadcast).
+      addresses: ``(..., M, N)``.
+      values: ``(..., M, N)``, the same ``M`` and ``N`` as ``addresses`` (leading axes broadcast).
 
     Returns:
       ``(..., N)`` memory trace.
+
+    Example:
+      >>> import jax
+      >>> from dammem.vsa import make_codebook, random_addresses, recall, store
+      >>> book = make_codebook("krop_signed", 1024, key=jax.random.key(1))
+      >>> addresses = random_addresses(jax.random.key(2), 16, 1024)
+      >>> values = jax.numpy.arange(16) * 7
+      >>> memory = store(addresses, book.rows(values))
+      >>> bool((recall(memory, addresses, book) == values).all())
+      True
     """
     where = "store"
-    keys = check_floating(keys, "keys", where)
+    addresses = check_floating(addresses, "addresses", where)
     values = check_floating(values, "values", where)
-    if keys.ndim < 2 or values.ndim < 2 or keys.shape[-2] != values.shape[-2]:
+    if addresses.ndim < 2 or values.ndim < 2 or addresses.shape[-2] != values.shape[-2]:
         raise ValueError(
-            f"{where}: keys and values must have shape (..., M, N) with the same number of items M, "
-            f"got {keys.shape} and {values.shape}"
+            f"{where}: addresses and values must have shape (..., M, N) with the same number of items M, "
+            f"got {addresses.shape} and {values.shape}"
         )
-    keys, values = _pair(keys, values, ("keys", "values"), where)
-    return jnp.sum(_bind(keys, values), axis=-2)
+    addresses, values = check_pair(addresses, values, ("addresses", "values"), where)
+    return jnp.sum(bind_kernel(addresses, values), axis=-2)
 
 
-def write(memory: ArrayLike, key: ArrayLike, value: ArrayLike) -> Array:
-    """Add one pair: ``M + a (*) v`` (seed 000 write ``v a^T / N => a (*) v``). Shapes ``(..., N)``, broadcasting."""
-    memory, key = _pair(memory, key, ("memory", "key"), "write")
-    _, value = _pair(memory, value, ("memory", "value"), "write")
-    return memory + _bind(key, value)
-
-
-def read(
-    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], *, exact: bool = False
+def write(
+    memory: Float[ArrayLike, "*#bm N"], address: Float[ArrayLike, "*#ba N"], value: Float[ArrayLike, "*#bv N"]
 ) -> Float[Array, "*batch N"]:
-    """Noisy read-out ``v' = M # a`` (seed 000, "Read M # a_k = v'_k"); ``exact`` uses the exact inverse of ``a``.
+    """Add one pair: ``M + a (*) v`` (Liu et al. (2025), slide "Resulting In": NVM's ``v a^T / N`` becomes
+    ``a (*) v``).
 
     Args:
       memory: ``(..., N)``.
-      key: ``(..., N)``, broadcasting with ``memory``.
-      exact: see :func:`dammem.vsa.hrr.unbind`.
+      address: ``(..., N)``.
+      value: ``(..., N)``; all three broadcast.
 
     Returns:
       ``(..., N)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.vsa import write
+      >>> write(jnp.zeros(3), jnp.array([0.0, 1.0, 0.0]), jnp.array([1.0, 2.0, 3.0])).round(4)  # a shift by one
+      Array([3., 1., 2.], dtype=float32)
     """
-    return unbind(memory, key, exact=exact)
+    memory, address = check_pair(memory, address, ("memory", "address"), "write")
+    _, value = check_pair(memory, value, ("memory", "value"), "write")
+    return memory + bind_kernel(address, value)
 
 
 def recall(
-    memory: Float[Array, "*#bm N"], key: Float[Array, "*#bk N"], codebook: Codebook, *, exact: bool = False
+    memory: Float[ArrayLike, "*#bm N"],
+    addresses: Float[ArrayLike, "*#ba N"],
+    codebook: Codebook,
+    *,
+    exact: bool = False,
 ) -> Int[Array, "*batch"]:
-    """Clean-up of the read: ``argmax_j <C_j, M # a>`` (seed 000, "v_k^cleaned = argmax H v'_k").
+    """Clean-up of the read: ``argmax_j <C_j, M # a>`` (Liu et al. (2025), slide "Issue During Reading":
+    ``v_k^cleaned = argmax H v'_k``).
 
     Args:
       memory: ``(..., N)``.
-      key: ``(..., N)``, broadcasting with ``memory`` (e.g. ``memory[..., None, :]`` against ``(..., M, N)`` keys).
+      addresses: ``(..., N)``, broadcasting with ``memory`` (e.g. ``memory[..., None, :]`` against ``(..., M, N)``).
       codebook: value codebook with ``dim = N``.
-      exact: read with the exact inverse of the key.
+      exact: read with the exact inverse of the address (see :func:`dammem.vsa.unbind`).
 
     Returns:
-      ``(...,)`` int32 codeword indices.
+      ``(...,)`` int32 codeword indices (see :func:`store` for an example).
     """
-    r = read(memory, key, exact=exact)
+    r = unbind(memory, addresses, exact=exact)
     return _check_codebook(codebook, r.shape[-1], "recall").cleanup(r)
 
 
-def erase_estimate(memory: ArrayLike, key: ArrayLike, codebook: Codebook, *, erase: str = "cleanup") -> Array:
-    """The vector the overwrite rule removes for ``key``: the current value as seen by the chosen erase mode.
+def erase_estimate(
+    memory: Float[ArrayLike, "*#bm N"],
+    address: Float[ArrayLike, "*#ba N"],
+    codebook: Codebook,
+    *,
+    erase: EraseMode = "cleanup",
+) -> Float[Array, "*batch N"]:
+    """The vector the overwrite rule removes for ``address``: the current value as seen by the chosen erase mode.
 
     Args:
       memory: ``(..., N)``.
-      key: ``(..., N)``.
+      address: ``(..., N)``.
       codebook: value codebook (used by ``"cleanup"``; its ``dim`` must be N).
       erase: one of :data:`ERASE_MODES`.
 
@@ -125,63 +166,65 @@ def erase_estimate(memory: ArrayLike, key: ArrayLike, codebook: Codebook, *, era
       ``(..., N)`` estimate ``e`` of the old value (``M - a (*) e`` erases it).
     """
     where = "erase_estimate"
-    if erase not in ERASE_MODES:
-        raise ValueError(f"{where}: erase must be one of {ERASE_MODES}, got {erase!r}")
-    memory, key = _pair(memory, key, ("memory", "key"), where)
+    _check_erase(erase, where)
+    memory, address = check_pair(memory, address, ("memory", "address"), where)
     _check_codebook(codebook, memory.shape[-1], where)
-    return _erase(memory, key, codebook, erase)
-
-
-def _erase(memory, key, codebook, erase):
-    if erase == "none":
-        return jnp.zeros(jnp.broadcast_shapes(memory.shape, key.shape), memory.dtype)
-    r = _correlate(key, memory)
-    if erase == "raw":
-        return r
-    if erase == "sign":
-        return jnp.mean(jnp.abs(r), axis=-1, keepdims=True) * jnp.sign(r)
-    return codebook.rows(codebook.cleanup(r)).astype(r.dtype)
+    return erase_kernel(memory, address, codebook, erase)
 
 
 def overwrite(
-    memory: ArrayLike, key: ArrayLike, value: ArrayLike, codebook: Codebook, *, erase: str = "cleanup"
-) -> Array:
-    """Store/erase overwrite ``M <- M - a (*) e + a (*) v`` with ``e`` from :func:`erase_estimate` (seed 000's
-    analogue of NVM's ``M <- M - sigma(M a) a^T / N + v a^T / N``).
+    memory: Float[ArrayLike, "*#bm N"],
+    address: Float[ArrayLike, "*#ba N"],
+    value: Float[ArrayLike, "*#bv N"],
+    codebook: Codebook,
+    *,
+    erase: EraseMode = "cleanup",
+) -> Float[Array, "*batch N"]:
+    """Store/erase overwrite ``M <- M - a (*) e + a (*) v`` with ``e`` from :func:`erase_estimate` (Liu et al.
+    (2025)'s analogue of the NVM write ``M <- M - sigma(M a) a^T / N + v a^T / N`` of Katz et al. (2019)).
 
     Args:
       memory: ``(..., N)``.
-      key: ``(..., N)`` the slot's key.
+      address: ``(..., N)`` the slot's address.
       value: ``(..., N)`` the new value.
       codebook: value codebook (``dim = N``).
-      erase: one of :data:`ERASE_MODES` (``"cleanup"``: seed 000's rule).
+      erase: one of :data:`ERASE_MODES` (``"cleanup"``: the rule of Liu et al. (2025)).
 
     Returns:
       ``(..., N)`` updated memory.
+
+    Example:
+      >>> import jax
+      >>> from dammem.vsa import make_codebook, overwrite, random_addresses, recall, store
+      >>> book = make_codebook("krop_signed", 512, key=jax.random.key(0))
+      >>> addresses = random_addresses(jax.random.key(1), 4, 512)
+      >>> memory = store(addresses, book.rows(jax.numpy.array([10, 20, 30, 40])))
+      >>> memory = overwrite(memory, addresses[2], book.rows(99), book)
+      >>> recall(memory, addresses, book)
+      Array([10, 20, 99, 40], dtype=int32)
     """
     where = "overwrite"
-    if erase not in ERASE_MODES:
-        raise ValueError(f"{where}: erase must be one of {ERASE_MODES}, got {erase!r}")
-    memory, key = _pair(memory, key, ("memory", "key"), where)
-    _, value = _pair(memory, value, ("memory", "value"), where)
+    _check_erase(erase, where)
+    memory, address = check_pair(memory, address, ("memory", "address"), where)
+    _, value = check_pair(memory, value, ("memory", "value"), where)
     _check_codebook(codebook, memory.shape[-1], where)
-    return _overwrite(memory, key, value, codebook, erase)
-
-
-def _overwrite(memory, key, value, codebook, erase):
-    e = _erase(memory, key, codebook, erase)
-    return memory + _bind(key, value - e)
+    return overwrite_kernel(memory, address, value, codebook, erase)
 
 
 def overwrite_scan(
-    memory: ArrayLike, keys: ArrayLike, values: ArrayLike, codebook: Codebook, *, erase: str = "cleanup"
-) -> tuple[Array, Array]:
-    """Run ``T`` overwrites in order under one ``lax.scan``: step ``t`` writes ``values[t]`` under ``keys[t]``.
+    memory: Float[ArrayLike, "*#bm N"],
+    addresses: Float[ArrayLike, "T *#ba N"],
+    values: Float[ArrayLike, "T *#ba N"],
+    codebook: Codebook,
+    *,
+    erase: EraseMode = "cleanup",
+) -> tuple[Float[Array, "*batch N"], Float[Array, "T *batch N"]]:
+    """Run ``T`` overwrites in order under one ``lax.scan``: step ``t`` writes ``values[t]`` under ``addresses[t]``.
 
     Args:
       memory: ``(..., N)`` initial memory (e.g. from :func:`store`); leading axes are independent memories.
-      keys: ``(T, ..., N)`` key of the slot written at each step (broadcasting with ``memory``).
-      values: ``(T, ..., N)`` new values.
+      addresses: ``(T, ..., N)`` address of the slot written at each step (broadcasting with ``memory``).
+      values: ``(T, ..., N)`` new values, the shape of ``addresses``.
       codebook: value codebook (``dim = N``); a pytree, so its arrays are traced.
       erase: one of :data:`ERASE_MODES` (static).
 
@@ -189,37 +232,33 @@ def overwrite_scan(
       ``(final, history)``: the final memory ``(..., N)`` and the memory after every step ``(T, ..., N)``.
     """
     where = "overwrite_scan"
-    if erase not in ERASE_MODES:
-        raise ValueError(f"{where}: erase must be one of {ERASE_MODES}, got {erase!r}")
+    _check_erase(erase, where)
     memory = check_floating(memory, "memory", where)
-    keys = check_floating(keys, "keys", where)
+    addresses = check_floating(addresses, "addresses", where)
     values = check_floating(values, "values", where)
-    if keys.ndim < 2 or keys.shape != values.shape:
+    if addresses.ndim < 2 or addresses.shape != values.shape:
         raise ValueError(
-            f"{where}: keys and values must both have shape (T, ..., N) (the same shape), got {keys.shape} and "
-            f"{values.shape}"
+            f"{where}: addresses and values must both have shape (T, ..., N) (the same shape), got "
+            f"{addresses.shape} and {values.shape}"
         )
-    if memory.ndim < 1 or memory.shape[-1] != keys.shape[-1]:
+    if memory.ndim < 1 or memory.shape[-1] != addresses.shape[-1]:
         raise ValueError(
-            f"{where}: memory must have shape (..., N) with N = {keys.shape[-1]} (the size of keys), got {memory.shape}"
+            f"{where}: memory must have shape (..., N) with N = {addresses.shape[-1]} (the size of addresses), "
+            f"got {memory.shape}"
         )
     try:
-        out_shape = jnp.broadcast_shapes(memory.shape, keys.shape[1:])
+        out_shape = jnp.broadcast_shapes(memory.shape, addresses.shape[1:])
     except ValueError as err:
         raise ValueError(
-            f"{where}: memory {memory.shape} does not broadcast with one step of keys {keys.shape[1:]}"
+            f"{where}: memory {memory.shape} does not broadcast with one step of addresses {addresses.shape[1:]}"
         ) from err
     _check_codebook(codebook, memory.shape[-1], where)
-    dtype = jnp.result_type(memory.dtype, keys.dtype, values.dtype)
+    dtype = jnp.result_type(memory.dtype, addresses.dtype, values.dtype)
     memory = jnp.broadcast_to(memory, out_shape).astype(dtype)
-    keys, values = keys.astype(dtype), values.astype(dtype)
-    return _overwrite_scan(memory, keys, values, codebook, erase)
+    return overwrite_scan_kernel(memory, addresses.astype(dtype), values.astype(dtype), codebook, erase)
 
 
-@partial(jax.jit, static_argnums=4)
-def _overwrite_scan(memory, keys, values, codebook, erase):
-    def step(m, kv):
-        m = _overwrite(m, kv[0], kv[1], codebook, erase)
-        return m, m
-
-    return lax.scan(step, memory, (keys, values))
+# transitional: remove once experiments import the public kernel names
+_overwrite = overwrite_kernel
+# transitional: remove once the README uses unbind (the read M # a is unbind(memory, address))
+read = unbind

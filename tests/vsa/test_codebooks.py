@@ -7,8 +7,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dammem.vsa import codebooks as cbm
-from dammem.vsa.codebooks import CODEBOOK_KINDS, Codebook, make_codebook
+from dammem.vsa.codebooks import (
+    CODEBOOK_KINDS,
+    BipolarCodebook,
+    Codebook,
+    DenseCodebook,
+    GaussianCodebook,
+    HadamardCodebook,
+    KropCodebook,
+    OneHotCodebook,
+    SignedKropCodebook,
+    UnitaryShiftCodebook,
+    make_codebook,
+)
+from dammem.vsa.krop import krop_signs, uniform_angles
 
 from .test_krop import ref_recursion, ref_softmax, ref_sylvester
 
@@ -18,18 +30,18 @@ K = 8
 
 def reference_matrix(cb: Codebook) -> np.ndarray:
     """Rebuild the codebook from its stored arrays with NumPy only (independent of the library's row code)."""
-    if cb.kind in ("gaussian", "bipolar"):
-        return np.asarray(cb.params["matrix"], np.float64)
+    if cb.kind in ("gaussian", "bipolar", "dense"):
+        return np.asarray(cb.codewords, np.float64)
     if cb.kind == "one_hot":
         return np.eye(cb.dim)
     if cb.kind == "hadamard":
         return ref_sylvester(cb.dim)
     if cb.kind == "krop":
-        return ref_recursion(cb.params["theta"])
+        return ref_recursion(cb.theta)
     if cb.kind == "krop_signed":
-        return ref_recursion(cb.params["theta"]) * np.asarray(cb.params["signs"], np.float64)[None, :]
+        return ref_recursion(cb.theta) * np.asarray(cb.signs, np.float64)[None, :]
     if cb.kind == "unitary_shift":
-        u = np.asarray(cb.params["base"], np.float64)
+        u = np.asarray(cb.base, np.float64)
         return np.stack([np.roll(u, j) for j in range(cb.dim)])
     raise AssertionError(cb.kind)
 
@@ -119,9 +131,9 @@ def test_signed_krop_flattens_the_row_spectra():
 def test_angles_options():
     explicit = jnp.linspace(0.1, 1.0, 6)
     cb = make_codebook("krop", 64, angles=explicit)
-    np.testing.assert_array_equal(np.asarray(cb.params["theta"]), np.asarray(explicit))
+    np.testing.assert_array_equal(np.asarray(cb.theta), np.asarray(explicit))
     even = make_codebook("krop", 16, angles="even")  # K = 4, K + 1 = 5: no warning
-    np.testing.assert_allclose(np.asarray(even.params["theta"]), 2 * np.pi * np.arange(1, 5) / 5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(even.theta), 2 * np.pi * np.arange(1, 5) / 5, atol=1e-6)
     with pytest.warns(UserWarning, match="signed permutations"):
         make_codebook("krop_signed", 8, key=jax.random.key(0), angles="even")
     np.testing.assert_allclose(np.asarray(make_codebook("hadamard", 16).matrix()), ref_sylvester(16), atol=1e-6)
@@ -142,7 +154,7 @@ def test_codebook_is_a_pytree_traced_under_jit():
     leaves, treedef = jax.tree_util.tree_flatten(make_codebook("krop_signed", 128, key=jax.random.key(0)))
     assert len(leaves) == 2
     rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
-    assert rebuilt.kind == "krop_signed" and rebuilt.dim == 128
+    assert type(rebuilt) is SignedKropCodebook and rebuilt.kind == "krop_signed" and rebuilt.dim == 128
 
 
 def test_vmap_over_codebooks():
@@ -155,11 +167,100 @@ def test_vmap_over_codebooks():
         np.testing.assert_array_equal(np.asarray(got[i]), (np.asarray(x[i], np.float64) @ c.T).argmax(-1))
 
 
-def test_fast_last_axis_argmax_takes_first_maximum():
-    rng = np.random.default_rng(0)
-    for n in [7, 512, 2048]:
-        s = rng.integers(0, 4, size=(3, 9, n)).astype(np.float32)
-        np.testing.assert_array_equal(np.asarray(cbm._argmax_last(jnp.asarray(s))), s.argmax(-1))
+KIND_CLASSES = {
+    "gaussian": GaussianCodebook,
+    "bipolar": BipolarCodebook,
+    "one_hot": OneHotCodebook,
+    "hadamard": HadamardCodebook,
+    "krop": KropCodebook,
+    "krop_signed": SignedKropCodebook,
+    "unitary_shift": UnitaryShiftCodebook,
+}
+
+
+def test_one_class_per_kind_behind_one_interface():
+    assert tuple(KIND_CLASSES) == CODEBOOK_KINDS
+    for kind, cls in KIND_CLASSES.items():
+        cb = make_codebook(kind, 64, key=jax.random.key(0))
+        assert type(cb) is cls and cls.kind == kind and isinstance(cb, Codebook)
+        assert cb.shape == (64, 64) == cb.matrix().shape
+    assert make_codebook("gaussian", 64, key=jax.random.key(0), size=5).shape == (5, 64)
+    with pytest.raises(TypeError, match="Codebook is an interface"):
+        Codebook()
+
+
+EXPECTED_REPR = {
+    "gaussian": "GaussianCodebook(size=32, dim=32, codewords={})",
+    "bipolar": "BipolarCodebook(size=32, dim=32, codewords={})",
+    "one_hot": "OneHotCodebook(size=32, dim=32)",
+    "hadamard": "HadamardCodebook(size=32, dim=32)",
+    "krop": "KropCodebook(size=32, dim=32, theta={})",
+    "krop_signed": "SignedKropCodebook(size=32, dim=32, theta={}, signs={})",
+    "unitary_shift": "UnitaryShiftCodebook(size=32, dim=32, base={})",
+}
+LEAF_SHAPES = {
+    "gaussian": [(32, 32)],
+    "bipolar": [(32, 32)],
+    "one_hot": [],
+    "hadamard": [],
+    "krop": [(5,)],
+    "krop_signed": [(5,), (32,)],
+    "unitary_shift": [(32,)],
+}
+
+
+@pytest.mark.parametrize("kind", CODEBOOK_KINDS)
+def test_repr_and_sizes_survive_tree_map_and_eval_shape(kind):
+    cb = make_codebook(kind, 32, key=jax.random.key(0))
+    shapes = LEAF_SHAPES[kind]
+    assert repr(cb) == EXPECTED_REPR[kind].format(*[f"float32{list(s)}" for s in shapes])
+    mapped = jax.tree.map(jnp.shape, cb)  # leaves become tuples: repr and storage_size must not need arrays
+    assert type(mapped) is type(cb)
+    assert repr(mapped) == EXPECTED_REPR[kind].format(*[repr(s) for s in shapes])
+    assert mapped.storage_size == cb.storage_size and mapped.shape == cb.shape
+    abstract = jax.eval_shape(lambda k: make_codebook(kind, 32, key=k), jax.random.key(0))
+    assert repr(abstract) == repr(cb)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(cb)[0]]
+    assert paths == ["." + name for name in type(cb)._leaves]
+
+
+@pytest.mark.parametrize("size", [1, 1000, 1024])
+def test_dense_codebook_of_your_own_codewords(size):
+    # 1000: not a multiple of the argmax block (flat argmax); 1024: the two-level argmax.
+    rng = np.random.default_rng(size)
+    c = rng.normal(size=(size, 48))
+    cb = DenseCodebook(jnp.asarray(c, jnp.float32))
+    assert cb.kind == "dense" and cb.shape == (size, 48) and cb.storage_size == size * 48
+    x = jnp.asarray(rng.normal(size=(3, 7, 48)), jnp.float32)
+    scores = np.asarray(x, np.float64) @ c.T
+    np.testing.assert_allclose(np.asarray(cb.scores(x)), scores, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(cb.cleanup(x)), scores.argmax(-1))
+    np.testing.assert_allclose(np.asarray(cb.soft_cleanup(x, 0.3)), ref_softmax(0.3 * scores) @ c, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(cb.rows(jnp.array([0, size - 1]))), c[[0, size - 1]], atol=1e-6)
+
+
+def test_kind_classes_built_directly_equal_the_factory():
+    theta, d = uniform_angles(jax.random.key(0), 6), krop_signs(jax.random.key(1), 64)
+    x = jax.random.normal(jax.random.key(2), (5, 64))
+    direct = SignedKropCodebook(theta, d)
+    np.testing.assert_allclose(np.asarray(direct.matrix()), ref_recursion(theta) * np.asarray(d)[None], atol=1e-6)
+    np.testing.assert_array_equal(
+        np.asarray(KropCodebook(theta).cleanup(x)), (np.asarray(x) @ ref_recursion(theta).T).argmax(-1)
+    )
+    np.testing.assert_allclose(np.asarray(HadamardCodebook(64).matrix()), ref_sylvester(64), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(OneHotCodebook(64).cleanup(x)), np.asarray(x).argmax(-1))
+    with pytest.raises(ValueError, match="DenseCodebook: codewords must have shape \\(S, D\\).*\\(3,\\)"):
+        DenseCodebook(jnp.ones(3))
+    with pytest.raises(ValueError, match="KropCodebook: theta must be a vector"):
+        KropCodebook(jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="SignedKropCodebook: signs must have shape \\(N,\\) = \\(64,\\)"):
+        SignedKropCodebook(theta, jnp.ones(32))
+    with pytest.raises(ValueError, match="HadamardCodebook: dim must be a power of two.*got 12"):
+        HadamardCodebook(12)
+    with pytest.raises(ValueError, match="UnitaryShiftCodebook: base must be a vector"):
+        UnitaryShiftCodebook(jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="OneHotCodebook: dim must be >= 1, got 0"):
+        OneHotCodebook(0)
 
 
 def test_bad_inputs():
@@ -178,11 +279,17 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="angles must be 'uniform', 'even' or an array"):
         make_codebook("krop", 64, angles="random")
     cb = make_codebook("krop", 64, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="x must have shape \\(..., D\\) with D = 64.*\\(3, 32\\)"):
+    with pytest.raises(
+        ValueError, match="KropCodebook.cleanup: x must have shape \\(..., D\\) with D = 64.*\\(3, 32\\)"
+    ):
         cb.cleanup(jnp.ones((3, 32)))
     with pytest.raises(ValueError, match="idx must lie in \\[0, N\\) = \\[0, 64\\)"):
         cb.rows(jnp.array([64]))
     with pytest.raises(ValueError, match="beta must be finite and > 0"):
         make_codebook("gaussian", 64, key=jax.random.key(0)).soft_cleanup(jnp.ones(64), 0.0)
-    with pytest.raises(ValueError, match="beta must be finite and > 0"):
+    with pytest.raises(ValueError, match="KropCodebook.soft_cleanup: beta must be finite and > 0"):
         cb.soft_cleanup(jnp.ones(64), -2.0)
+    with pytest.raises(ValueError, match="KropCodebook.soft_cleanup: beta must be a scalar or broadcastable"):
+        cb.soft_cleanup(jnp.ones((2, 64)), jnp.ones(3))
+    with pytest.raises(ValueError, match="make_codebook: dim must be a power of two.*got 12"):
+        make_codebook("hadamard", 12)
