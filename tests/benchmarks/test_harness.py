@@ -15,8 +15,10 @@ from dammem import _timing
 MIB = 2**20
 
 
-def allocating_case(mib: int):
-    """A case for ``run_case``: the measured call fills a fresh ``mib`` MiB buffer and returns its sum."""
+def allocating_case(mib: int, setup_mib: int):
+    """A case for ``run_case``: the set-up fills and frees a ``setup_mib`` MiB buffer (a peak before the call that
+    must not count), the measured call fills a fresh ``mib`` MiB buffer and returns its sum."""
+    np.ones(setup_mib * MIB // 8).sum()
 
     def call():
         buf = np.ones(mib * MIB // 8)  # float64: every page written
@@ -58,7 +60,7 @@ def test_write_json(tmp_path):
 
 
 def test_run_case_measures_the_peak_of_the_call_in_its_own_process():
-    out = H.run_case("tests.benchmarks.test_harness:allocating_case", {"mib": 96})
+    out = H.run_case("tests.benchmarks.test_harness:allocating_case", {"mib": 96, "setup_mib": 256})
     assert out["result"] == 96 * MIB // 8  # the case ran with its kwargs
     if out["peak_is_call_only"]:  # Linux: the peak counter was reset just before the call
         assert 90 * MIB <= out["peak_increase_bytes"] <= 96 * MIB + 48 * MIB

@@ -92,13 +92,15 @@ def test_shared_codebooks_and_calls_agree_with_a_float64_argmax():
         krop_timing.build_codebooks(16, ("fft",), key, dense_max_size=16)
 
 
-def test_the_check_can_fail(monkeypatch):
-    """matches_dense_argmax compares, it does not assume: a clean-up shifted by one row is caught."""
+def test_the_check_can_fail(monkeypatch, tmp_path):
+    """matches_dense_argmax compares, it does not assume: a clean-up shifted by one row is caught, and reported."""
     codebooks, _ = krop_timing.build_codebooks(64, ("krop",), jax.random.key(0), dense_max_size=64)
     x = jax.random.normal(jax.random.key(1), (4, 64))
     real = krop_timing._CLEANUP
     monkeypatch.setattr(krop_timing, "_CLEANUP", lambda cb, v: (real(cb, v) + 1) % cb.size)
     assert not krop_timing.matches_dense_argmax(codebooks["krop"], x)
+    _, res, body = _run({"sizes": [16, 32], "batches": [2], "methods": ["krop"], "repeats": 1}, tmp_path)
+    assert res["matches_dense_argmax"] == {"krop": [False, False]} and "krop: NO" in body
 
 
 @pytest.mark.parametrize(
