@@ -1,7 +1,7 @@
 """Unvalidated VSA kernels shared by the public modules (:mod:`~dammem.vsa.hrr`, :mod:`~dammem.vsa.krop`,
 :mod:`~dammem.vsa.codebooks`, :mod:`~dammem.vsa.memory`) and by code that validates once and calls them in a loop.
 
-Shape legend: ``N`` vector dimension (``N = 2^K`` for KROP), ``K`` angles, ``S`` codewords, ``B`` rows (leading
+Shape legend: ``N`` vector dimension (``N = 2^K`` for KROP), ``K`` angles, ``S`` scores, ``B`` rows (leading
 axes flattened), ``T`` steps, ``...`` batch axes. Inputs are assumed valid (see the public wrappers for the checks).
 
 * HRR (Plate (1995), circular convolution and correlation): ``bind_kernel(a, b) = a (*) b`` and

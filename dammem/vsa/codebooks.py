@@ -1,6 +1,7 @@
 """Value codebooks for VSA clean-up: one small pytree class per kind behind the :class:`Codebook` interface.
 
-Shape legend: ``S`` codewords (rows; ``S = D`` except for the dense kinds), ``D`` vector dimension, ``...`` batch.
+Shape legend: ``N`` codebook size (number of codewords and of scores; ``N = D`` except for the dense kinds), ``D``
+vector dimension, ``...`` batch.
 
 Clean-up (Liu et al. (2025), slide "Issue During Reading") maps a noisy read-out ``v'`` to the codeword with the
 largest inner product, ``argmax_j <C_j, v'>``; the soft clean-up is ``C^T softmax(beta C v')`` (beta multiplies the
@@ -9,8 +10,8 @@ scores). Every kind has rows of (expected) unit norm, so scores are comparable a
 =================  =============================  =============================  ==============  =====================
 kind               class                          rows ``C_j``                   storage         scores ``C v``
 =================  =============================  =============================  ==============  =====================
-``gaussian``       :class:`GaussianCodebook`      i.i.d. ``N(0, 1/D)``           ``S D``         dense, O(S D)
-``bipolar``        :class:`BipolarCodebook`       i.i.d. ``+-1/sqrt(D)``         ``S D``         dense, O(S D)
+``gaussian``       :class:`GaussianCodebook`      i.i.d. ``N(0, 1/D)``           ``N D``         dense, O(N D)
+``bipolar``        :class:`BipolarCodebook`       i.i.d. ``+-1/sqrt(D)``         ``N D``         dense, O(N D)
 ``one_hot``        :class:`OneHotCodebook`        ``e_j``                        0               ``v`` itself, O(D)
 ``hadamard``       :class:`HadamardCodebook`      normalised Sylvester ``H_j``   0               butterfly, O(D log D)
 ``krop``           :class:`KropCodebook`          ``H_j``, ``H = kron R(t_k)``   ``log2 D``      butterfly, O(D log D)
@@ -94,13 +95,13 @@ class Codebook:
 
     Attributes:
       kind: the kind's name (a class attribute; one of :data:`CODEBOOK_KINDS`, or ``"dense"``).
-      size: number of codewords ``S`` (static).
+      size: number of codewords ``N`` (static).
       dim: vector dimension ``D`` (static).
     """
 
     kind: ClassVar[str] = ""
     _leaves: ClassVar[tuple[str, ...]] = ()
-    _any_size: ClassVar[bool] = False  # may S differ from D?
+    _any_size: ClassVar[bool] = False  # may N differ from D?
     _takes_angles: ClassVar[bool] = False
     size: int
     dim: int
@@ -139,7 +140,7 @@ class Codebook:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(S, D)``: the shape of :meth:`matrix`."""
+        """``(N, D)``: the shape of :meth:`matrix`."""
         return (self.size, self.dim)
 
     @property
@@ -160,7 +161,7 @@ class Codebook:
         return x
 
     def rows(self, idx: int | Int[ArrayLike, "*idx"]) -> Float[Array, "*idx D"]:
-        """Codewords ``C_j`` for integer indices ``idx`` of any shape (checked in ``[0, S)`` when concrete).
+        """Codewords ``C_j`` for integer indices ``idx`` of any shape (checked in ``[0, N)`` when concrete).
 
         KROP kinds build each row in O(D) from the bits of ``j`` (Liu et al. (2025), slide "Linear Time Vector
         Reconstruction"), ``unitary_shift`` by one gather.
@@ -170,8 +171,8 @@ class Codebook:
         """
         return _rows(self, check_index(idx, self.size, self._where("rows")))
 
-    def scores(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch S"]:
-        """Inner products ``<C_j, x>`` with every codeword: ``(..., D) -> (..., S)``."""
+    def scores(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch N"]:
+        """Inner products ``<C_j, x>`` with every codeword: ``(..., D) -> (..., N)``."""
         return _scores(self, self._check_vectors(x, "scores"))
 
     def cleanup(self, x: Float[ArrayLike, "*batch D"]) -> Int[Array, "*batch"]:
@@ -192,8 +193,8 @@ class Codebook:
         x = self._check_vectors(x, "soft_cleanup")
         return _soft_cleanup(self, x, check_beta(beta, x.shape[:-1], self._where("soft_cleanup")))
 
-    def matrix(self) -> Float[Array, "S D"]:
-        """The dense ``(S, D)`` codebook (for tests, small sizes and the dense baselines)."""
+    def matrix(self) -> Float[Array, "N D"]:
+        """The dense ``(N, D)`` codebook (for tests, small sizes and the dense baselines)."""
         return _rows(self, jnp.arange(self.size))
 
     # -- what each kind implements (inputs already checked) ------------------------------------------------------
@@ -215,7 +216,7 @@ class Codebook:
         raise NotImplementedError
 
     def _combine_impl(self, p: Array) -> Array:
-        """``C^T p``: the rows weighted by ``p`` (``(..., S) -> (..., D)``)."""
+        """``C^T p``: the rows weighted by ``p`` (``(..., N) -> (..., D)``)."""
         raise NotImplementedError
 
     def _cleanup_impl(self, x: Array) -> Array:
@@ -238,10 +239,10 @@ _soft_cleanup = jax.jit(lambda book, x, beta: book._soft_cleanup_impl(x, beta))
 
 
 class DenseCodebook(Codebook):
-    """Any ``(S, D)`` matrix of codewords, stored as given; scores by one dense product, O(S D).
+    """Any ``(N, D)`` matrix of codewords, stored as given; scores by one dense product, O(N D).
 
     Args:
-      codewords: ``(S, D)`` real matrix, ``S, D >= 1``.
+      codewords: ``(N, D)`` real matrix, ``N, D >= 1``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -256,11 +257,11 @@ class DenseCodebook(Codebook):
     _any_size = True
     codewords: Array
 
-    def __init__(self, codewords: Float[ArrayLike, "S D"]):
+    def __init__(self, codewords: Float[ArrayLike, "N D"]):
         where = type(self).__name__
         codewords = check_floating(codewords, "codewords", where)
         if codewords.ndim != 2 or 0 in codewords.shape:
-            raise ValueError(f"{where}: codewords must have shape (S, D) with S, D >= 1, got {codewords.shape}")
+            raise ValueError(f"{where}: codewords must have shape (N, D) with N, D >= 1, got {codewords.shape}")
         self.codewords = codewords
         self.size, self.dim = codewords.shape
 
@@ -299,7 +300,8 @@ class GaussianCodebook(DenseCodebook):
     @classmethod
     def sample(cls, key: PRNGKey, dim: int, size: int | None = None) -> GaussianCodebook:
         """``size`` (default ``dim``) rows of i.i.d. ``N(0, 1/dim)`` entries."""
-        size = dim if size is None else size
+        dim = check_int(dim, "dim", "GaussianCodebook.sample", minimum=1)
+        size = dim if size is None else check_int(size, "size", "GaussianCodebook.sample", minimum=1)
         return cls(jax.random.normal(key, (size, dim)) / np.sqrt(dim))
 
 
@@ -311,7 +313,8 @@ class BipolarCodebook(DenseCodebook):
     @classmethod
     def sample(cls, key: PRNGKey, dim: int, size: int | None = None) -> BipolarCodebook:
         """``size`` (default ``dim``) rows of i.i.d. ``+-1/sqrt(dim)`` entries."""
-        size = dim if size is None else size
+        dim = check_int(dim, "dim", "BipolarCodebook.sample", minimum=1)
+        size = dim if size is None else check_int(size, "size", "BipolarCodebook.sample", minimum=1)
         return cls(jax.random.rademacher(key, (size, dim), jnp.float32) / np.sqrt(dim))
 
 
@@ -551,7 +554,7 @@ def make_codebook(
       key: ``jax.random`` key; required by the random kinds (``gaussian``, ``bipolar``, ``unitary_shift``,
         ``krop_signed``, and ``krop`` with uniform angles), ignored by the deterministic ones so that one key can
         drive a sweep over kinds. Same key -> bit-identical codebook.
-      size: number of codewords ``S``; only the dense kinds allow ``S != D`` (default ``D``).
+      size: number of codewords ``N``; only the dense kinds allow ``N != D`` (default ``D``).
       angles: KROP kinds only: ``"uniform"`` (default; ``theta_k ~ U(0, 2 pi)``, Liu et al. (2025)), ``"even"``
         (:func:`~dammem.vsa.even_angles`, warns on degenerate factors) or an explicit ``(log2 D,)`` array.
 

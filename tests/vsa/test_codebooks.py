@@ -249,7 +249,7 @@ def test_kind_classes_built_directly_equal_the_factory():
     )
     np.testing.assert_allclose(np.asarray(HadamardCodebook(64).matrix()), ref_sylvester(64), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(OneHotCodebook(64).cleanup(x)), np.asarray(x).argmax(-1))
-    with pytest.raises(ValueError, match="DenseCodebook: codewords must have shape \\(S, D\\).*\\(3,\\)"):
+    with pytest.raises(ValueError, match="DenseCodebook: codewords must have shape \\(N, D\\).*\\(3,\\)"):
         DenseCodebook(jnp.ones(3))
     with pytest.raises(ValueError, match="KropCodebook: theta must be a vector"):
         KropCodebook(jnp.ones((2, 2)))
