@@ -1,6 +1,7 @@
 """KROP butterfly clean-up vs dense codebook clean-up (same JAX process) and vs torchhd, on the CPU by default.
 
-Run from the repository root: ``python benchmarks/krop.py [--sizes 1024 4096 16384] [--batch 64] [--out FILE]``.
+Run from the repository root: ``python benchmarks/krop.py [--sizes 1024 4096 16384] [--batch 64] [--out FILE]`` (JSON
+to ``runs/bench_krop.json`` by default).
 
 float32, batch ``B`` (default 64) of Gaussian vectors. The codebooks and clean-up calls are those of the
 ``krop_timing`` experiment (:func:`dammem.experiments.krop_timing.build_codebooks` and ``cleanup_calls``):
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense-max", type=int, default=16384, help="largest N with a dense codebook")
     parser.add_argument("--no-torch", action="store_true", help="skip the torchhd columns")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs (one process per method)")
-    parser.add_argument("--out", default="bench_krop.json")
+    parser.add_argument("--out", default="runs/bench_krop.json", help="JSON output path")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     backend = jax.default_backend()

@@ -1,6 +1,7 @@
 """Separations: dammem vs ``jax.nn.softmax`` and the PyTorch ``entmax`` package, forward + backward on the CPU.
 
-Run from the repository root: ``python benchmarks/separations.py [--quick] [--out FILE]``.
+Run from the repository root: ``python benchmarks/separations.py [--quick] [--out FILE]`` (JSON to
+``runs/bench_separations.json`` by default).
 
 Shape legend: ``B`` rows, ``N`` scores per row (the last axis); ``B * N`` elements in all (2^20 by default).
 
@@ -228,7 +229,7 @@ def print_targets(targets: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table and targets, write the JSON; returns 0 (targets never fail the run)."""
     parser = argparse.ArgumentParser(prog="python benchmarks/separations.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench_separations.json", help="JSON output path")
+    parser.add_argument("--out", default="runs/bench_separations.json", help="JSON output path")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per method (median and min reported)")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the JAX and PyTorch phases")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method at the start of each turn")
