@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 from dammem.vsa.codebooks import (
     CODEBOOK_KINDS,
@@ -263,6 +264,23 @@ def test_kind_classes_built_directly_equal_the_factory():
         OneHotCodebook(0)
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "krop", "krop_signed", "unitary_shift"])
+def test_soft_cleanup_differentiable_in_the_codebook_arrays(kind):
+    with jax.enable_x64(True):
+        book = make_codebook(kind, 16, key=jax.random.key(0))
+        book = jax.tree.map(lambda a: a.astype(jnp.float64), book)
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16)))
+        w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 16)))
+        leaves, treedef = jax.tree_util.tree_flatten(book)
+
+        def f(*leaves):
+            return jnp.sum(w * jax.tree_util.tree_unflatten(treedef, leaves).soft_cleanup(x, 3.0))
+
+        check_grads(f, tuple(leaves), order=1, modes=("fwd", "rev"))
+        grads = jax.grad(f, argnums=tuple(range(len(leaves))))(*leaves)
+        assert all(np.abs(np.asarray(g)).max() > 1e-3 for g in grads)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="kind must be one of .*got 'sparse'"):
         make_codebook("sparse", 64, key=jax.random.key(0))
@@ -291,5 +309,9 @@ def test_bad_inputs():
         cb.soft_cleanup(jnp.ones(64), -2.0)
     with pytest.raises(ValueError, match="KropCodebook.soft_cleanup: beta must be a scalar or broadcastable"):
         cb.soft_cleanup(jnp.ones((2, 64)), jnp.ones(3))
+    with pytest.raises(ValueError, match="GaussianCodebook.sample: dim must be >= 1, got 0"):
+        GaussianCodebook.sample(jax.random.key(0), 0)
+    with pytest.raises(TypeError, match="BipolarCodebook.sample: size must be an int"):
+        BipolarCodebook.sample(jax.random.key(0), 8, 2.5)
     with pytest.raises(ValueError, match="make_codebook: dim must be a power of two.*got 12"):
         make_codebook("hadamard", 12)
