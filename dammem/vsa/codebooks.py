@@ -269,12 +269,6 @@ class DenseCodebook(Codebook):
     def storage_size(self) -> int:
         return self.size * self.dim
 
-    @property
-    def params(self) -> dict[str, Array]:
-        """``{"matrix": codewords}``."""
-        # transitional: remove once experiments and benchmarks read .codewords instead of .params["matrix"]
-        return {"matrix": self.codewords}
-
     def matrix(self) -> Array:
         return self.codewords
 

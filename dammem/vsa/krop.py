@@ -382,7 +382,3 @@ def krop_signs(key: PRNGKey, n: int) -> Float[Array, " N"]:
     """
     log2_size(n, "n", "krop_signs")
     return jax.random.rademacher(key, (n,), dtype=jnp.float32)
-
-
-# transitional: remove once dammem/benchmarks/krop.py imports default_group from dammem.vsa
-from dammem._butterfly import default_group as default_group  # noqa: E402
