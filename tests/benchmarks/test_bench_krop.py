@@ -56,11 +56,12 @@ def test_beyond_dense_max_there_is_no_dense_column(tmp_path, capsys):
 
 
 def test_peak_memory_runs(tmp_path, capsys):
-    record, printed = _run(tmp_path, capsys, "--sizes", "1024", *TINY, "--no-torch")
+    record, printed = _run(tmp_path, capsys, "--sizes", "4096", *TINY, "--no-torch")
     rss = record["rows"][0]["rss"]
     assert set(rss) == {"krop", "dense"} and all(v["result"] is None for v in rss.values())
-    # the dense process holds the (1024, 1024) float32 codebook (4 MiB) that the KROP one does not
-    assert rss["dense"]["rss_before_bytes"] > rss["krop"]["rss_before_bytes"] + 2**21
+    # the dense process holds the (4096, 4096) float32 codebook (64 MiB) that the KROP one does not
+    assert rss["dense"]["rss_before_bytes"] > rss["krop"]["rss_before_bytes"] + 48 * 2**20
+    assert "peak RSS MB KROP / dense" in printed
 
 
 @pytest.mark.peers
