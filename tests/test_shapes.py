@@ -24,6 +24,15 @@ def test_similarity_shapes(name):
         fn(MEM, jnp.ones(D + 1))
 
 
+@pytest.mark.parametrize("name", ["dot", "neg_sq_l2", "neg_l1", "cosine"])
+def test_similarity_objects_and_kernelized_shapes(name):
+    for sim in (similarities.SIMILARITIES[name], similarities.kernelize(name, jnp.ones((D + 2, D)))):
+        fn = checked(sim.__call__)
+        assert fn(MEM, X).shape == (K,)
+        with pytest.raises(TypeCheckError):
+            fn(MEM, jnp.ones(D + 1))
+
+
 @pytest.mark.parametrize(
     "fn, extra, out_shape",
     [

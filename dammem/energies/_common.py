@@ -56,10 +56,13 @@ def check_alpha(alpha, where: str) -> ArrayLike:
 
 
 def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
-    """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN."""
+    """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN.
+
+    A multiplication rather than a ``where``, so that derivatives turn NaN as well (descent does not stall silently).
+    """
     if is_concrete(beta):  # already checked by check_beta
         return value
-    return jnp.where(beta > 0, value, jnp.nan)
+    return value * jnp.where(beta > 0, 1.0, jnp.nan).astype(value.dtype)
 
 
 def scaled_conjugate(beta, z: Array, alpha) -> Array:

@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -152,6 +153,13 @@ def classical_retrieve(
         raise ValueError("classical_retrieve: mode='async' needs a PRNG key (key=jax.random.key(...))")
     if mode == "sync" and key is not None:
         raise ValueError("classical_retrieve: key is only used by mode='async'")
+
+    return _classical_retrieve(mode, max_steps, x0, weights, key)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _classical_retrieve(mode: str, max_steps: int, x0: Array, weights: Array, key) -> ClassicalRetrieval:
+    """The loop of :func:`classical_retrieve`, jitted so eager calls reuse the compiled code."""
 
     def step(t, x):
         if mode == "sync":

@@ -66,6 +66,36 @@ def test_edp_energy_is_scale_invariant_and_finite_at_zero(x64):
     np.testing.assert_allclose(float(e0), -np.log(len(MEM)) / 3.0, rtol=1e-12)
 
 
+def test_edp_gradient_is_finite_at_zero_and_matches_finite_differences_elsewhere(x64):
+    """The double-where keeps grad E(0) = 0 (E has no derivative there); away from 0 it is the true gradient."""
+    grad0 = np.asarray(jax.grad(edp_energy)(jnp.zeros(D), jnp.asarray(MEM), 3.0))
+    np.testing.assert_array_equal(grad0, np.zeros(D))
+    check_grads(lambda x: edp_energy(x, jnp.asarray(MEM), 3.0), (jnp.asarray(X),), order=2, modes=("fwd", "rev"))
+    # analytic: grad E = -(I - g g^T) / |x| Xi^T softmax(beta Xi g), g = x / |x|
+    g = X / np.linalg.norm(X)
+    a = 3.0 * MEM @ g
+    p = np.exp(a - a.max())
+    p /= p.sum()
+    want = -(np.eye(D) - np.outer(g, g)) @ (MEM.T @ p) / np.linalg.norm(X)
+    np.testing.assert_allclose(np.asarray(jax.grad(edp_energy)(jnp.asarray(X), jnp.asarray(MEM), 3.0)), want, rtol=1e-10)
+
+
+def test_edp_descent_from_a_fully_occluded_query_stays_finite():
+    from dammem.dynamics import retrieve
+
+    mem = jnp.asarray(MEM, jnp.float32)
+    out = retrieve(edp_energy, jnp.zeros(D), (mem, 5.0), step_size=0.1, max_steps=20, tol=None)
+    np.testing.assert_array_equal(np.asarray(out.x), np.zeros(D))  # x = 0 is a stationary point by convention
+    np.testing.assert_allclose(float(out.energy), -np.log(len(MEM)) / 5.0, rtol=1e-6)
+
+
+def test_traced_beta_out_of_range_gives_nan():
+    mem, x = jnp.asarray(MEM, jnp.float32), jnp.asarray(X, jnp.float32)
+    for fn in (rbf_energy, rbf_update, edp_energy):
+        out = jax.jit(lambda b, fn=fn: fn(x, mem, b))(0.0)
+        assert np.all(np.isnan(np.asarray(out))), fn.__name__
+
+
 def test_stored_pattern_is_a_near_minimum_at_large_beta():
     mem = jnp.asarray(MEM, jnp.float32)
     e_at = rbf_energy(mem[0], mem, 500.0)
@@ -79,6 +109,12 @@ def test_stored_pattern_is_a_near_minimum_at_large_beta():
     [
         (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), 0.0), "beta must be finite and > 0"),
         (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), -1.0), "beta must be finite and > 0"),
+        (lambda: rbf_update(jnp.ones(3), jnp.ones((2, 3)), 0.0), "rbf_update: beta must be finite and > 0"),
+        (lambda: rbf_update(jnp.ones(3), jnp.ones((2, 3)), -3.0), "rbf_update: beta must be finite and > 0"),
+        (lambda: edp_energy(jnp.ones(3), jnp.ones((2, 3)), -3.0), "edp_energy: beta must be finite and > 0"),
+        (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), "1"), "rbf_energy: beta must be an array of real numbers"),
+        (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), jnp.ones(3)), r"rbf_energy: beta must be a scalar, .*\(3,\)"),
+        (lambda: rbf_update(jnp.ones(3), jnp.ones((2, 3)), jnp.ones(2)), r"rbf_update: beta must be a scalar, .*\(2,\)"),
         (lambda: rbf_energy(jnp.ones((2, 3)), jnp.ones((2, 3)), 1.0), "one query of shape"),
         (lambda: rbf_energy(jnp.ones(4), jnp.ones((2, 3)), 1.0), "D=3 but x has D=4"),
         (lambda: edp_energy(jnp.ones(3), jnp.ones(3), 1.0), r"memories must have shape \(K, D\)"),
@@ -86,5 +122,5 @@ def test_stored_pattern_is_a_near_minimum_at_large_beta():
     ],
 )
 def test_bad_inputs(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call()
