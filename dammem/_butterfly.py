@@ -54,6 +54,8 @@ __all__ = [
     "default_group",
     "check_group",
     "group_sizes",
+    "row_chunk",
+    "map_row_chunks",
     "kron_blocks",
     "rows_to_columns",
     "columns_to_rows",
@@ -75,6 +77,11 @@ _DEFAULT_GROUP_ACCEL = 6
 MAX_GROUP = 10
 """Largest block width ``g`` (1024 x 1024 blocks): beyond that a block costs more than the dense product."""
 _HIGHEST = lax.Precision.HIGHEST  # no TF32/bf16 passes on accelerators: the transform must stay exact in float32
+# Rows per chunk on CPU: about 2^17 elements (512 KB of float32) per chunk, twice that when the result stays in the
+# column layout (no transpose). Measured on a 2-core Sapphire Rapids (XLA:CPU, float32): a batch of 512 x 4096
+# transforms in 7 ms in chunks of 32 rows against 78 ms whole (the whole-batch passes and the final transpose leave
+# the cache); 4096 x 1024: 14 ms against 153 ms; 256 x 16384: 14 ms against 134 ms. Accelerators run whole batches.
+_CHUNK_ELEMENTS = {"cpu": 1 << 17}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -184,6 +191,54 @@ def check_group(group: int | None, where: str) -> int:
     return group
 
 
+def row_chunk(b: int, n: int, *, in_place: bool = False, backend: str | None = None) -> int | None:
+    """Rows per chunk for a butterfly over ``b`` rows of length ``n``, or ``None`` to transform the batch whole.
+
+    On CPU a batch of at least four chunks runs chunk by chunk (:func:`map_row_chunks`) so that every pass stays in
+    cache; a chunk holds about 2^17 elements (2^18 with ``in_place=True``, for results consumed in the column layout
+    without a transpose). Accelerators run whole batches.
+
+    Args:
+      b: rows in the batch.
+      n: row length.
+      in_place: the result stays in the ``(N, B)`` column layout (a clean-up's argmax, a soft clean-up).
+      backend: ``None`` uses ``jax.default_backend()``.
+
+    Example:
+      >>> from dammem._butterfly import row_chunk
+      >>> row_chunk(512, 4096, backend="cpu"), row_chunk(64, 4096, backend="cpu"), row_chunk(512, 4096, backend="gpu")
+      (32, None, None)
+    """
+    backend = jax.default_backend() if backend is None else backend
+    target = _CHUNK_ELEMENTS.get(backend)
+    if target is None:
+        return None
+    chunk = max(1, (target << int(in_place)) // max(n, 1))
+    return chunk if b >= 4 * chunk else None
+
+
+def map_row_chunks(fn, rows: tuple[Array, ...], chunk: int | None) -> Array:
+    """``fn(*rows)`` computed ``chunk`` rows at a time under ``lax.map`` (the remainder in one more call).
+
+    Args:
+      fn: maps arrays whose leading axis is a block of rows to one array with the same leading axis.
+      rows: arrays sharing the leading axis ``B``.
+      chunk: rows per call (static); ``None`` calls ``fn`` once on the whole batch.
+
+    Returns:
+      ``fn``'s output for all ``B`` rows, in order.
+    """
+    if chunk is None:
+        return fn(*rows)
+    b = rows[0].shape[0]
+    full = b - b % chunk
+    head = lax.map(lambda args: fn(*args), tuple(r[:full].reshape((full // chunk, chunk) + r.shape[1:]) for r in rows))
+    head = head.reshape((full,) + head.shape[2:])
+    if full == b:
+        return head
+    return jnp.concatenate([head, fn(*(r[full:] for r in rows))], axis=0)
+
+
 def group_sizes(k: int, group: int) -> tuple[int, ...]:
     """Split ``K`` factors into ``ceil(K / group)`` consecutive groups of near-equal size (larger ones first).
 
@@ -269,7 +324,9 @@ def columns_to_rows(blocks: list[Array], x: Float[Array, "N B"]) -> Float[Array,
 def butterfly_kernel(factors: Float[Array, "K 2 2"], x: Float[Array, "*batch N"], sizes: tuple[int, ...]) -> Array:
     """:func:`butterfly_apply` without validation; ``sizes`` static (:func:`group_sizes`)."""
     x2 = x.reshape(-1, x.shape[-1])
-    return rows_to_columns(kron_blocks(factors, sizes), x2).T.reshape(x.shape)
+    blocks = kron_blocks(factors, sizes)
+    y = map_row_chunks(lambda r: rows_to_columns(blocks, r).T, (x2,), row_chunk(*x2.shape))
+    return y.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,7 +448,9 @@ def fwht(x: Float[ArrayLike, "*batch N"], *, group: int | None = None) -> Float[
 @partial(jax.jit, static_argnums=(1, 2))
 def _fwht_kernel(x: Array, k: int, group: int) -> Array:
     x2 = x.reshape(-1, x.shape[-1])
-    return rows_to_columns(_hadamard_blocks(k, group, x.dtype), x2).T.reshape(x.shape)
+    blocks = _hadamard_blocks(k, group, x.dtype)
+    y = map_row_chunks(lambda r: rows_to_columns(blocks, r).T, (x2,), row_chunk(*x2.shape))
+    return y.reshape(x.shape)
 
 
 def hadamard_sign_chain(
@@ -433,12 +492,16 @@ def hadamard_sign_chain(
 @partial(jax.jit, static_argnums=(2, 3))
 def _chain_kernel(signs: Array, x: Array, k: int, group: int) -> Array:
     blocks = _hadamard_blocks(k, group, x.dtype)
-    y = x.reshape(-1, x.shape[-1])  # (B, N) rows
-    as_rows = True
-    for d in signs[::-1]:
-        if as_rows:
-            y = rows_to_columns(blocks, y * d)
-        else:
-            y = columns_to_rows(blocks, y * d[:, None])
-        as_rows = not as_rows
-    return (y if as_rows else y.T).reshape(x.shape)
+
+    def chain(y):  # (B, N) rows -> (B, N) rows, alternating the layouts
+        as_rows = True
+        for d in signs[::-1]:
+            if as_rows:
+                y = rows_to_columns(blocks, y * d)
+            else:
+                y = columns_to_rows(blocks, y * d[:, None])
+            as_rows = not as_rows
+        return y if as_rows else y.T
+
+    x2 = x.reshape(-1, x.shape[-1])
+    return map_row_chunks(chain, (x2,), row_chunk(*x2.shape)).reshape(x.shape)

@@ -21,8 +21,10 @@ from dammem._butterfly import (
     hadamard_sign_chain,
     kron_blocks,
     log2_size,
+    map_row_chunks,
     next_power_of_two,
     pad_to_power_of_two,
+    row_chunk,
     rows_to_columns,
 )
 
@@ -167,6 +169,52 @@ def test_hadamard_sign_chain_of_one_diagonal_is_fwht_of_the_signed_vector():
     x = jax.random.normal(jax.random.key(1), (3, 128))
     d = jax.random.rademacher(jax.random.key(2), (1, 128), dtype=jnp.float32)
     np.testing.assert_allclose(np.asarray(hadamard_sign_chain(d, x)), np.asarray(fwht(x * d[0])), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Large batches in chunks of rows
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_row_chunk_policy():
+    assert row_chunk(512, 4096, backend="cpu") == 32  # 2^17 elements per chunk
+    assert row_chunk(2048, 4096, backend="cpu", in_place=True) == 64  # 2^18 when no transpose follows
+    assert row_chunk(127, 4096, backend="cpu") is None  # fewer than four chunks: whole batch
+    assert row_chunk(128, 4096, backend="cpu") == 32
+    assert row_chunk(64, 4096, backend="cpu", in_place=True) is None  # the KROP clean-up of 64 queries: unchanged
+    assert row_chunk(10**6, 4096, backend="gpu") is None and row_chunk(10**6, 4096, backend="tpu") is None
+    assert row_chunk(100, 2**20, backend="cpu") == 1
+
+
+@pytest.mark.parametrize("b", [8, 9, 11])
+def test_map_row_chunks_equals_one_call_with_remainders_and_gradients(b):
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(b).normal(size=(b, 4)))
+        w = jnp.asarray(np.random.default_rng(0).normal(size=(b,)))
+
+        def fn(r, v):
+            return jnp.sin(r) * v[:, None] + jnp.cumsum(r, axis=1)
+
+        np.testing.assert_allclose(np.asarray(map_row_chunks(fn, (x, w), 4)), np.asarray(fn(x, w)), atol=1e-14)
+        np.testing.assert_allclose(np.asarray(map_row_chunks(fn, (x, w), None)), np.asarray(fn(x, w)), atol=0)
+        check_grads(lambda x, w: jnp.sum(map_row_chunks(fn, (x, w), 4) ** 2), (x, w), order=1, modes=("rev",))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="row chunks are a CPU policy")
+def test_chunked_batches_match_the_dense_references():
+    n, b = 1024, 600  # 600 rows of 1024: chunks of 128 rows and a remainder of 88
+    assert row_chunk(b, n) == 128
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(b, n))
+    h = scipy.linalg.hadamard(n) / np.sqrt(n)
+    np.testing.assert_allclose(np.asarray(fwht(jnp.asarray(x, jnp.float32))), x @ h.T, atol=1e-4)
+    signs = rng.choice([-1.0, 1.0], size=(3, n))
+    w = h @ np.diag(signs[0]) @ h @ np.diag(signs[1]) @ h @ np.diag(signs[2])
+    got = np.asarray(hadamard_sign_chain(jnp.asarray(signs, jnp.float32), jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(got, x @ w.T, atol=1e-4)
+    f = _factors(10, seed=1) / np.sqrt(2.0)
+    got = np.asarray(butterfly_apply(jnp.asarray(f, jnp.float32), jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(got, x @ ref_kron(f).T, rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Float, Int
 
-from dammem._butterfly import columns_to_rows, kron_blocks, rows_to_columns
+from dammem._butterfly import columns_to_rows, kron_blocks, map_row_chunks, row_chunk, rows_to_columns
 from dammem._types import Array
 
 __all__ = [
@@ -149,25 +149,35 @@ def krop_columns(
 
 @partial(jax.jit, static_argnums=3)
 def krop_scores_kernel(theta, x, signs, sizes) -> Array:
-    """Scores ``H (d * x)``: ``(..., N) -> (..., N)``."""
-    return krop_columns(theta, x.reshape(-1, x.shape[-1]), signs, sizes)[1].T.reshape(x.shape)
+    """Scores ``H (d * x)``: ``(..., N) -> (..., N)`` (large CPU batches in chunks of rows, :func:`row_chunk`)."""
+    x2 = x.reshape(-1, x.shape[-1])
+    s = map_row_chunks(lambda r: krop_columns(theta, r, signs, sizes)[1].T, (x2,), row_chunk(*x2.shape))
+    return s.reshape(x.shape)
 
 
 @partial(jax.jit, static_argnums=3)
 def krop_cleanup_kernel(theta, x, signs, sizes) -> Array:
     """Hard clean-up ``argmax H (d * x)``: ``(..., N) -> (...)`` int32, reduced down the score columns."""
-    s_t = krop_columns(theta, x.reshape(-1, x.shape[-1]), signs, sizes)[1]
-    return blockwise_argmax(s_t, axis=0).reshape(x.shape[:-1])
+    x2 = x.reshape(-1, x.shape[-1])
+
+    def cleanup(r):
+        return blockwise_argmax(krop_columns(theta, r, signs, sizes)[1], axis=0)
+
+    return map_row_chunks(cleanup, (x2,), row_chunk(*x2.shape, in_place=True)).reshape(x.shape[:-1])
 
 
 @partial(jax.jit, static_argnums=4)
 def krop_soft_cleanup_kernel(theta, x, beta, signs, sizes) -> Array:
     """Soft clean-up ``d * H softmax(beta H (d * x))``; ``beta`` has the batch shape ``x.shape[:-1]``."""
-    blocks, s_t = krop_columns(theta, x.reshape(-1, x.shape[-1]), signs, sizes)
-    p_t = jax.nn.softmax(s_t * beta.reshape(1, -1).astype(s_t.dtype), axis=0)
-    y = columns_to_rows(blocks, p_t)  # H is symmetric: C^T p = d * H p
-    if signs is not None:
-        y = y * signs.astype(y.dtype)
+    x2 = x.reshape(-1, x.shape[-1])
+
+    def soft(r, b):
+        blocks, s_t = krop_columns(theta, r, signs, sizes)
+        p_t = jax.nn.softmax(s_t * b.reshape(1, -1).astype(s_t.dtype), axis=0)
+        y = columns_to_rows(blocks, p_t)  # H is symmetric: C^T p = d * H p
+        return y if signs is None else y * signs.astype(y.dtype)
+
+    y = map_row_chunks(soft, (x2, beta.reshape(-1)), row_chunk(*x2.shape, in_place=True))
     return y.reshape(x.shape)
 
 

@@ -198,6 +198,23 @@ def test_cleanup_equals_brute_force_argmax(k, signed):
     np.testing.assert_allclose(np.asarray(krop_scores(theta, x, signs=d)), scores, atol=3e-5)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="row chunks are a CPU policy")
+def test_large_batches_in_row_chunks_equal_brute_force():
+    from dammem._butterfly import row_chunk
+
+    k, b = 10, 1100  # clean-up: chunks of 256 rows and a remainder of 76; scores: chunks of 128, remainder 76
+    assert row_chunk(b, 2**k, in_place=True) == 256 and row_chunk(b, 2**k) == 128
+    theta, d = _theta(k, seed=3), krop_signs(jax.random.key(5), 2**k)
+    c = ref_codebook(theta, d)
+    x = jax.random.normal(jax.random.key(6), (b, 2**k))
+    scores = np.asarray(x, np.float64) @ c.T
+    np.testing.assert_array_equal(np.asarray(krop_cleanup(theta, x, signs=d)), scores.argmax(-1))
+    np.testing.assert_allclose(np.asarray(krop_scores(theta, x, signs=d)), scores, atol=1e-4)
+    beta = jnp.linspace(0.5, 20.0, b)  # per-row beta must travel with its row through the chunks
+    soft = np.asarray(krop_soft_cleanup(theta, x, beta, signs=d))
+    np.testing.assert_allclose(soft, ref_softmax(np.asarray(beta)[:, None] * scores) @ c, atol=1e-5)
+
+
 def test_cleanup_recovers_noisy_rows():
     k = 10
     theta, d = _theta(k), krop_signs(jax.random.key(1), 2**k)
