@@ -15,6 +15,8 @@ rotate and no pass needs a transpose: :func:`rows_to_columns` maps ``(B, N)`` ro
 ``F x``, and :func:`columns_to_rows` maps ``(N, B)`` columns back to ``(B, N)`` rows of ``F x``. Both apply the
 same ``F``. A chain of transforms alternates the two and transposes at most once, at the end (the soft clean-up of
 a KROP codebook runs two butterflies this way; :func:`hadamard_sign_chain` runs ``m``).
+On CPU, large batches run in cache-sized chunks of rows under ``lax.map`` (:func:`row_chunk`,
+:func:`map_row_chunks`): a whole batch of many rows would leave the cache on every pass and on the final transpose.
 
 Walsh-Hadamard. ``H_2 = [[1, 1], [1, -1]] / sqrt(2)`` and ``H_N = H_2 (x) ... (x) H_2`` is the normalised
 Sylvester-Hadamard matrix (natural order; ``H_N = H_N^T = H_N^-1``): :func:`hadamard_factors`, :func:`fwht`.
