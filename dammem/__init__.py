@@ -20,11 +20,11 @@ from dammem.separations import softmax as softmax
 from dammem.separations import sparsemax as sparsemax
 from dammem.separations import tsallis_separation as tsallis_separation
 from dammem.similarities import SIMILARITIES as SIMILARITIES
+from dammem.similarities import Kernelized as Kernelized
+from dammem.similarities import Similarity as Similarity
 from dammem.similarities import cosine as cosine
 from dammem.similarities import dot as dot
 from dammem.similarities import get_similarity as get_similarity
-from dammem.similarities import Kernelized as Kernelized
-from dammem.similarities import Similarity as Similarity
 from dammem.similarities import kernelize as kernelize
 from dammem.similarities import neg_l1 as neg_l1
 from dammem.similarities import neg_sq_l2 as neg_sq_l2

@@ -112,7 +112,6 @@ def explicit_iteration(step, energy, x0, max_steps, tol=None, clamp=None):
     return x, max_steps, False, energies
 
 
-KERNEL = RNG.standard_normal((D + 2, D)) / np.sqrt(D + 2)
 def tol_stopping_part_way(energies, first=3, last=10):
     """A tol at which the |dE| < tol rule first holds at a step in [first, last] (asserted to exist)."""
     change = np.abs(np.diff(energies))
@@ -123,6 +122,7 @@ def tol_stopping_part_way(energies, first=3, last=10):
     raise AssertionError(f"no step in [{first}, {last}] sets a new minimum |dE|: {change}")
 
 
+KERNEL = RNG.standard_normal((D + 2, D)) / np.sqrt(D + 2)
 UPDATES = {  # (energy, update, args); the arrays are made inside the float64 tests
     "rbf": (rbf_energy, rbf_update, lambda: (jnp.asarray(MEM), 30.0)),
     "sparse_neg_sq_l2": (
@@ -226,6 +226,7 @@ def test_eager_calls_reuse_the_compiled_code():
     assert len(traces) == count
     again = retrieve(energy, jnp.asarray(X0, jnp.float32), (mem, 10.0), step_size=0.1, max_steps=5)
     np.testing.assert_array_equal(np.asarray(again.x), np.asarray(first.x))
+
     # new but equal functools.partial objects share the compiled code; so do kernel weights passed in args
     def counting(x, memories, beta, alpha, *, similarity):
         traces.append(1)

@@ -190,7 +190,10 @@ def test_one_step_modern_with_every_pair_masked():
         (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), beta=-1.0), "beta must be"),
         (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), mask=jnp.ones(3, bool)), "mask must"),
         (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), "1"), "beta must be an array"),
-        (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones(2)), "beta must be a scalar"),
+        (
+            lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones(2)),
+            "beta must be a scalar",
+        ),
         (lambda: classical_retrieve(jnp.ones(4), jnp.ones((3, 4)), mode="sync"), r"weights must be square .*\(3, 4\)"),
         (lambda: sync_update(jnp.ones(4), jnp.ones((2, 4))), r"sync_update: weights must be square"),
         (lambda: async_sweep(jax.random.key(0), jnp.ones(4), jnp.ones((5, 4))), "async_sweep: weights must be square"),
