@@ -1,33 +1,35 @@
 """Sort-free threshold search for Tsallis separations on (R, N) rows, with derivatives of every order.
 
-Every map here is the regularised argmax over the probability simplex (Wu et al. (2024), App. D.1, eqs. D.1-D.2;
-Peters et al. (2019), eq. 2)::
+Every map here is the regularised argmax over the probability simplex (Wu et al. (2024), App. D.1, eqs. D.1-D.2)::
 
     alpha-entmax(z) = argmax_{p in simplex} <p, z> + H_alpha(p),
     H_alpha(p) = (1 - sum_i p_i^alpha) / (alpha (alpha - 1))     (Tsallis entropy; alpha = 1: Shannon),
 
 whose solution is ``p_i = [1 + a (z_i - max(z) - v)]_+^{1 / a}`` with ``a = alpha - 1`` and one threshold
-``v >= 0`` per row (alpha = 1: ``p = exp(z - max - v)``, softmax).
+``v >= 0`` per row (Peters et al. (2019), Prop. 1; alpha = 1: ``p = exp(z - max - v)``, softmax).
 
 How the threshold is found (no sort): with ``S(v) = sum_i p_i(v)`` the function ``F(v) = (S(v)^a - 1) / a`` is
 convex and decreasing in ``v`` (``S^a`` is an ``L_{1/a}`` norm of a vector of convex functions), ``F(0) >= 0`` and
 ``F(v*) = 0``. One Newton step from ``v = 0`` and then secant steps through the two latest points stay on the left
 of ``v*`` and increase monotonically; each step costs one fused pass over the scores. On the final linear piece of
 sparsemax the secant step is exact (Michelot's (1986) mean on the support). 1.5-entmax recomputes the threshold in
-closed form on the found support (the smaller root of a quadratic, Peters et al. (2019), Alg. 2); general alpha runs
-the search to rounding level and renormalises.
+closed form on the found support (the smaller root of a quadratic); general alpha runs the search to rounding level
+and renormalises.
 
 Derivatives. :func:`separation_rows` and :func:`conjugate_rows` are two outputs of one ``jax.custom_jvp`` kernel
 ``(p, s, psi)`` with ``s = p^(2 - alpha)`` and ``psi = Psi*_alpha(z)`` (Wu et al. (2024), eq. 2.3). Its rule uses
 only closed forms in ``(p, s, alpha)`` and calls the kernel itself for them, so differentiating the rule (second and
 higher derivatives, reverse over reverse) never reaches the threshold search:
 
-* ``dp = s dz - s <s, dz> / sum(s)`` (Peters et al. (2019), Prop. 1; for softmax ``s = p``, sparsemax the support
+* ``dp = s dz - s <s, dz> / sum(s)`` (Peters et al. (2019), Prop. 2; for softmax ``s = p``, sparsemax the support
   indicator);
-* ``dp/dalpha = g - s <g, 1> / sum(s)`` with ``g = p d log p / d alpha`` at a fixed threshold; with ``L = log p``,
-  ``u = a L``: ``d log p / d alpha = -L^2 h1(-u)``, ``h1(y) = (e^y - 1 - y) / y^2`` (the sum of ``dp`` stays 0);
+* ``dp/dalpha = g - s <g, 1> / sum(s)`` with ``g = p d log p / d alpha`` at a fixed threshold (derived here from
+  ``log p = log1p(a w) / a``, ``w = z - max - v``; Correia et al. (2019) learn alpha with the same derivative): with
+  ``L = log p`` and ``u = a L``, ``d log p / d alpha = -L^2 h1(-u)``, ``h1(y) = (e^y - 1 - y) / y^2``; the sum of
+  ``dp`` stays 0;
 * ``d psi = <p, dz> + dH/dalpha(p) dalpha`` (envelope theorem), ``H = -<p, w> / (1 + a)`` with
-  ``w = (p^a - 1) / a = L h0(u)``, ``dw/da = L^2 h2(u)``, ``h0(u) = (e^u - 1) / u``, ``h2(u) = (u e^u - e^u + 1) / u^2``;
+  ``w = (p^a - 1) / a = L h0(u)`` and ``dw/da = L^2 h2(u)``, where ``h0(u) = (e^u - 1) / u`` and
+  ``h2(u) = (u e^u - e^u + 1) / u^2``;
 * ``ds = (1 - a) p^(1 - 2a) q + s ((1 - a) d log p / d alpha - L) dalpha`` where ``dp = s q + g dalpha``.
 
 ``h0, h1, h2`` are smooth at 0 (a Taylor series near 0), so ``alpha = 1`` needs no special case: its
@@ -40,7 +42,9 @@ alpha).
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
   - Peters, Niculae, Martins (2019). Sparse Sequence-to-Sequence Models. ACL.
-  - Martins, Astudillo (2016). From Softmax to Sparsemax. ICML.
+  - Correia, Niculae, Martins (2019). Adaptively Sparse Transformers. EMNLP.
+  - Martins, Astudillo (2016). From Softmax to Sparsemax: A Sparse Model of Attention and Multi-Label
+    Classification. ICML.
   - Michelot (1986). A finite algorithm for finding the projection of a point onto the canonical simplex of R^n.
     Journal of Optimization Theory and Applications.
 """

@@ -15,7 +15,7 @@ eq. 2.3); its gradient in ``z`` is the separation.
 
 Derivatives: first and higher derivatives in ``z`` and ``alpha`` (forward, reverse and mixed modes) use closed
 forms, never the threshold search: ``J = diag(s) - s s^T / sum(s)`` with ``s = p^(2 - alpha)`` (Peters et al.
-(2019), Prop. 1) and the derivative in alpha at the solution. Second derivatives are exact where no score sits on
+(2019), Prop. 2) and the derivative in alpha at the solution. Second derivatives are exact where no score sits on
 the support boundary; for ``alpha > 1.5`` they grow without bound as a score approaches it (``p^(3 - 2 alpha)``).
 
 Compiled once: every function here runs one jitted kernel (static ``axis`` and kernel kind; ``alpha``, ``z`` and
@@ -39,6 +39,8 @@ References:
   - Peters, Niculae, Martins (2019). Sparse Sequence-to-Sequence Models. ACL.
   - Martins, Astudillo (2016). From Softmax to Sparsemax: A Sparse Model of Attention and Multi-Label
     Classification. ICML.
+  - Michelot (1986). A finite algorithm for finding the projection of a point onto the canonical simplex of R^n.
+    Journal of Optimization Theory and Applications.
 """
 
 from __future__ import annotations
@@ -214,7 +216,8 @@ def softmax(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> 
       Probabilities with the shape and dtype of ``z``.
 
     Example:
-      >>> softmax(jnp.array([0.0, jnp.log(3.0)]))  # [0.25, 0.75]
+      >>> [round(p, 4) for p in softmax(jnp.array([0.0, jnp.log(3.0)])).tolist()]
+      [0.25, 0.75]
     """
     z, axis, where = _check_scores(z, axis, where, "softmax")
     return _softmax_kernel(z, where, axis=axis)
@@ -223,8 +226,9 @@ def softmax(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> 
 def sparsemax(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
     """Sparsemax: Euclidean projection onto the simplex, ``p = [z - tau]_+`` (alpha-entmax with alpha = 2).
 
-    Martins & Astudillo (2016), eq. 2; Wu et al. (2024), App. D.1 with alpha = 2. Exact zeros off the support. Sort-free: the
-    threshold is found by a monotone secant search whose last step is Michelot's closed form on the support.
+    Martins & Astudillo (2016), Sec. 2; Wu et al. (2024), eq. D.1 with alpha = 2. Exact zeros off the support.
+    Sort-free: the threshold is found by a monotone secant search whose last step is Michelot's (1986) closed form on
+    the support.
 
     Args:
       z: scores, any shape (..., N, ...).
@@ -235,13 +239,14 @@ def sparsemax(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -
       Probabilities with the shape and dtype of ``z``.
 
     Example:
-      >>> sparsemax(jnp.array([1.0, 0.8, -1.0]))  # [0.6, 0.4, 0.0]
+      >>> [round(p, 4) for p in sparsemax(jnp.array([1.0, 0.8, -1.0])).tolist()]
+      [0.6, 0.4, 0.0]
     """
     return _apply(SPARSEMAX, z, None, axis, where, "sparsemax")
 
 
 def entmax15(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
-    """1.5-entmax: ``p = [z / 2 - tau]_+^2`` (Peters et al. (2019), eq. 10 with alpha = 1.5).
+    """1.5-entmax: ``p = [z / 2 - tau]_+^2`` (Peters et al. (2019), Prop. 1 with alpha = 1.5).
 
     Sort-free threshold search, then the exact threshold on the found support (a quadratic's smaller root).
 
@@ -254,13 +259,16 @@ def entmax15(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) ->
       Probabilities with the shape and dtype of ``z``.
 
     Example:
-      >>> entmax15(jnp.array([2.0, 1.0, -3.0]))  # sparse: the last entry is exactly 0
+      >>> [round(p, 4) for p in entmax15(jnp.array([2.0, 1.0, -3.0])).tolist()]  # the last entry is exactly 0
+      [0.8307, 0.1693, 0.0]
     """
     return _apply(ENTMAX15, z, None, axis, where, "entmax15")
 
 
 def entmax(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
-    """alpha-entmax: ``p_i = [(alpha - 1) z_i - tau]_+^{1 / (alpha - 1)}`` (Peters et al. (2019), eq. 9; Wu et al. (2024), eq. D.1).
+    """alpha-entmax: ``p_i = [(alpha - 1) z_i - tau]_+^{1 / (alpha - 1)}`` (Wu et al. (2024), eq. D.1).
+
+    The closed form is Peters et al. (2019), Prop. 1.
 
     Differentiable in ``z`` and ``alpha``; ``alpha`` may be traced (sweeps never re-trace) and may vary per row or
     head. ``alpha = 2`` equals sparsemax and ``alpha -> 1`` approaches softmax. A concrete alpha of exactly 1.5 or 2
@@ -277,7 +285,8 @@ def entmax(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike |
       Probabilities with the shape and dtype of ``z``.
 
     Example:
-      >>> entmax(jnp.array([2.0, 1.0, -3.0]), alpha=1.25)
+      >>> [round(p, 4) for p in entmax(jnp.array([2.0, 1.0, -3.0]), alpha=1.25).tolist()]
+      [0.7754, 0.2246, 0.0]
     """
     kind = _fixed_kind(alpha)
     return _apply(GENERAL if kind == SOFTMAX else kind, z, alpha, axis, where, "entmax")
@@ -328,7 +337,8 @@ def conjugate(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLik
       ``z`` with ``axis`` removed; ``-inf`` for rows with no finite score.
 
     Example:
-      >>> conjugate(jnp.zeros(4), 1.0)  # log(4)
+      >>> round(float(conjugate(jnp.zeros(4), 1.0)), 4)  # log(4)
+      1.3863
     """
     return _apply(_fixed_kind(alpha), z, alpha, axis, where, "conjugate", allow_one=True, output="psi")
 

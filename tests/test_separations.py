@@ -616,7 +616,12 @@ def test_grad_through_scan_descent_matches_differences(x64, alpha):
     @jax.jit
     def loss(x0, memories, beta, alpha):
         out = dammem.retrieve(
-            energies.sparse_hopfield_energy, x0, (memories, beta, alpha), step_size=0.3, max_steps=6, tol=None,
+            energies.sparse_hopfield_energy,
+            x0,
+            (memories, beta, alpha),
+            step_size=0.3,
+            max_steps=6,
+            tol=None,
             loop="scan",
         )
         return jnp.vdot(out.x, w), out.x
