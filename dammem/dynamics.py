@@ -140,7 +140,9 @@ def retrieve(
         pytrees of them; traced.
       update: optional fixed-point map ``update(x, *args) -> (D,)``; when None, energy descent is used.
       step_size: ``eta`` of energy descent (> 0; required for descent, refused with ``update``).
-      clamp: optional (D,) boolean mask, True = visible coordinate held at its ``x0`` value.
+      clamp: optional (D,) boolean mask, True = visible coordinate held at its ``x0`` value. A fixed-point
+        ``update`` followed by the reset descends only energies whose convex part is ``1/2 ||x||^2`` (the dot and
+        ``neg_sq_l2`` sparse Hopfield energies, the RBF energy); use energy descent for kernelized energies.
       max_steps: maximum (``loop="while"``) or exact (``loop="scan"``) number of updates, >= 0.
       tol: stop once ``|E(x_t) - E(x_{t-1})| < tol``; None runs all ``max_steps``.
       loop: ``"while"`` (stops early; not reverse-differentiable) or ``"scan"`` (fixed length; differentiable).

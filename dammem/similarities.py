@@ -26,7 +26,10 @@ an energy whose concave-convex (CCCP) step is that update, so the update never i
 kernelized similarity is the base energy in feature space, e.g. ``E_K = 1/2 ||W x||^2 - Psi*(beta, K(Xi, x))``
 (Wu et al. (2024), eq. 2.2), and the same update stays its CCCP step for any ``W``: ``W^T W x' = W^T W Xi^T p`` is
 solved by ``x' = Xi^T p``. When ``W^T W`` is invertible (``F >= D``, full column rank) the update's fixed points are
-exactly the energy's stationary points (Wu et al. (2024), Lemma 2.1).
+exactly the energy's stationary points (Wu et al. (2024), Lemma 2.1). One caveat: resetting clamped (visible)
+coordinates after the update is the CCCP step of the restricted energy only when the convex part is
+``1/2 ||x||^2`` (``dot``, ``neg_sq_l2``); with ``kernelize`` the clamped update can raise ``E_K``, so complete
+partially visible queries with energy descent (``dammem.retrieve(..., step_size=...)``) instead.
 
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.

@@ -112,8 +112,9 @@ def sparse_hopfield_update(
     """Retrieval update ``x <- Xi^T Sep_alpha(beta sim(Xi, x))`` (Wu et al. (2024), eq. 2.4).
 
     Sep_1 = softmax, Sep_2 = sparsemax, alpha-entmax between. It is the CCCP step of :func:`sparse_hopfield_energy`
-    for every similarity that energy accepts. It also accepts ``"neg_l1"``, ``"cosine"`` and plain callables as a
-    one-step retrieval map with no Lyapunov energy (iterating it may raise any energy).
+    for every similarity that energy accepts (with clamped coordinates reset after it, only for ``"dot"`` and
+    ``"neg_sq_l2"``; see :mod:`dammem.similarities`). It also accepts ``"neg_l1"``, ``"cosine"`` and plain
+    callables as a one-step retrieval map with no Lyapunov energy (iterating it may raise any energy).
 
     Args:
       x: (D,) query.
