@@ -17,9 +17,9 @@ closed form on the found support (the smaller root of a quadratic); general alph
 and renormalises.
 
 Derivatives. :func:`separation_rows` and :func:`conjugate_rows` are two outputs of one ``jax.custom_jvp`` kernel
-``(p, s, psi)`` with ``s = p^(2 - alpha)`` and ``psi = Psi*_alpha(z)`` (Wu et al. (2024), eq. 2.3). Its rule uses
-only closed forms in ``(p, s, alpha)`` and calls the kernel itself for them, so differentiating the rule (second and
-higher derivatives, reverse over reverse) never reaches the threshold search:
+``(p, s, sum(s), psi)`` with ``s = p^(2 - alpha)`` and ``psi = Psi*_alpha(z)`` (Wu et al. (2024), eq. 2.3). Its rule
+uses only closed forms in ``(p, s, sum(s), alpha)`` and calls the kernel itself for them, so differentiating the rule
+(second and higher derivatives, reverse over reverse) never reaches the threshold search:
 
 * ``dp = s dz - s <s, dz> / sum(s)`` (Peters et al. (2019), Prop. 2; for softmax ``s = p``, sparsemax the support
   indicator);
@@ -264,12 +264,13 @@ def _iterate(step, state, limit: int):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The solution: (p, s, psi) of each row
+# The solution: (p, s, sum s, psi) of each row
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
-    """(p, s, psi) of (R, N) rows: probabilities, ``s = p^(2 - alpha)`` and the conjugate ``Psi*_alpha``.
+def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
+    """(p, s, sum s, psi) of (R, N) rows: probabilities, ``s = p^(2 - alpha)`` (R, N), its row sums (R,; 1 where
+    zero) and the conjugate ``Psi*_alpha`` (R,).
 
     sparsemax: the secant through two points of the final linear piece of F is Michelot's closed form on that
     support, so the converged ``v`` is already the exact threshold. 1.5-entmax: the search stops once the support
@@ -296,6 +297,7 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
         s2 = jnp.square(1.0 + 0.5 * f)  # S(v) from the search's last evaluation
         d = (s2 - 1.0) / (s1 + jnp.sqrt(jnp.maximum(s1 * s1 - k * (s2 - 1.0), 0.0)))
         v = jnp.where(live, v + 2.0 * d, _origin(kind))
+        ssum = s1 - k * d  # = sum_i sqrt(p_i) on the support, without another pass
     c = rv.col(v)
     p = _probs(kind, zv, c, av)
     if kind in (SOFTMAX, GENERAL):  # no closed form: renormalise (a rounding-level correction)
@@ -303,8 +305,10 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
         p = p / rv.col(jnp.where(total > 0, total, 1.0))
     if kind == SOFTMAX:
         s = p
+        ssum = rv.sum(s)
     elif kind == SPARSEMAX:
         s = jnp.ceil(p)
+        ssum = rv.sum(s)
     elif kind == ENTMAX15:
         s = jnp.sqrt(p)
     else:  # s = p / x = x^(1/a - 1): a division instead of another pow
@@ -314,6 +318,7 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
         # tiny first step makes its slope ill-conditioned). Unused, v is dead code under jit.
         ssum = rv.sum(s)
         v = v + f / ((1.0 + a * f) * jnp.where(ssum > 0, ssum, 1.0))
+    ssum = jnp.where(ssum > 0, ssum, 1.0)
     alpha = 1.0 + a
     pz = rv.sum(jnp.where(p > 0, p * zv, 0.0))
     psi = zmax + (v - _origin(kind)) / alpha + (1.0 - 1.0 / alpha) * pz
@@ -321,19 +326,20 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
     if kind == GENERAL:  # rows with alpha = 1 exactly: the softmax formula (skipped when there are none)
         one = a_exact == 0.0
         softmax_rows = partial(_exact_softmax_rows, one, zv, zmax, live, rv)
-        p, s, psi = lax.cond(jnp.any(one), softmax_rows, lambda x: x, (p, s, psi))
-    return rv.unview(p, rows), rv.unview(s, rows), psi
+        p, s, ssum, psi = lax.cond(jnp.any(one), softmax_rows, lambda x: x, (p, s, ssum, psi))
+    return rv.unview(p, rows), rv.unview(s, rows), ssum, psi
 
 
 def _exact_softmax_rows(one, zv, zmax, live, rv, outputs):
-    """Replace the rows ``one`` of ``outputs = (p, s, psi)`` by softmax: ``p = s = exp(z - max) / S``, psi = lse."""
-    p, s, psi = outputs
+    """Replace the rows ``one`` of ``outputs = (p, s, sum s, psi)`` by softmax: ``p = s = exp(z - max) / S``,
+    ``sum s = 1``, ``psi = lse``."""
+    p, s, ssum, psi = outputs
     e = jnp.exp(zv)
     total = rv.sum(e)
     p1 = e / rv.col(jnp.where(total > 0, total, 1.0))
     psi1 = jnp.where(live, zmax + jnp.log(total), -jnp.inf)
     col = rv.col(one)
-    return jnp.where(col, p1, p), jnp.where(col, p1, s), jnp.where(one, psi1, psi)
+    return jnp.where(col, p1, p), jnp.where(col, p1, s), jnp.where(one, 1.0, ssum), jnp.where(one, psi1, psi)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -370,7 +376,7 @@ def _sum(x: Array) -> Array:
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _tsallis(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array]:
+def _tsallis(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
     return _solve(kind, z2, a)
 
 
@@ -381,10 +387,8 @@ def _tsallis_jvp(kind, primals, tangents):
     out = _tsallis(kind, z2, a)  # the kernel itself: differentiating this rule uses this rule again
     rv = _RowView(z2.shape[-1])
     rows = z2.shape[0]
-    p, s, psi = rv.view(out[0]), rv.view(out[1]), out[2]
+    p, s, ssum, psi = rv.view(out[0]), rv.view(out[1]), out[2], out[3]
     on = p > 0
-    ssum = rv.sum(s)
-    ssum = jnp.where(ssum > 0, ssum, 1.0)
     # dp = s (dz - dv) + g dalpha with the threshold's tangent dv = (<s, dz> + <g, 1> dalpha) / sum(s)
     dp, q, dv, dpsi = jnp.zeros_like(p), jnp.zeros_like(p), jnp.zeros_like(psi), jnp.zeros_like(psi)
     if type(dz) is not SymbolicZero:
@@ -421,7 +425,7 @@ def _tsallis_jvp(kind, primals, tangents):
         ds = jnp.where(on, (1.0 - av) * r * q, 0.0)
     if ds_alpha is not None:
         ds = ds + ds_alpha
-    return out, (rv.unview(dp, rows), rv.unview(ds, rows), dpsi)
+    return out, (rv.unview(dp, rows), rv.unview(ds, rows), rv.sum(ds), dpsi)
 
 
 def separation_rows(kind: str, z2: Array, a: Array) -> Array:
@@ -435,4 +439,4 @@ def separation_rows(kind: str, z2: Array, a: Array) -> Array:
 
 def conjugate_rows(kind: str, z2: Array, a: Array) -> Array:
     """``Psi*_alpha`` of each row of ``z2`` (R, N) -> (R,); arguments as :func:`separation_rows`."""
-    return _tsallis(kind, z2, a)[2]
+    return _tsallis(kind, z2, a)[3]
