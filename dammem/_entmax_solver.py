@@ -371,10 +371,6 @@ def _h(which: str, u: Array) -> Array:
     return jnp.where(small, _series(u, _H2), (us * jnp.exp(us) - jnp.expm1(us)) / (us * us))
 
 
-def _sum(x: Array) -> Array:
-    return jnp.sum(x, axis=-1, keepdims=True)
-
-
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _tsallis(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
     return _solve(kind, z2, a)
