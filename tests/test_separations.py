@@ -146,7 +146,7 @@ def test_references_agree_with_each_other():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The separations under test, jitted once per (function, fixed arguments): eager calls re-trace the threshold loop
+# The separations under test, jitted once per (function, fixed arguments) with alpha either static or traced
 # ----------------------------------------------------------------------------------------------------------------
 
 
