@@ -1,4 +1,9 @@
-"""Argument checks shared by the public functions: every error names the argument, the value and what is allowed."""
+"""Argument checks shared by the public functions: every error names the argument, the value and what is allowed.
+
+Each check takes ``where``, the name of the public function that calls it, and starts its message with it.
+
+Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dammem._types import Array
+from dammem._types import Array, ArrayLike
 
 
-def is_concrete(x) -> bool:
+def is_concrete(x: object) -> bool:
     """True when ``x`` holds a value now (not an abstract tracer inside jit/vmap/grad)."""
     try:
         np.asarray(x)
@@ -20,8 +25,18 @@ def is_concrete(x) -> bool:
     return True
 
 
-def check_floating(x, name: str, where: str) -> Array:
-    """Convert to a JAX array; integers and bools become float32; complex is refused."""
+def check_floating(x: ArrayLike, name: str, where: str) -> Array:
+    """Convert to a JAX array; integers and bools become float32; complex is refused.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem._validate import check_floating
+      >>> check_floating(jnp.array([1, 2]), "x", "f").dtype
+      dtype('float32')
+      >>> check_floating(jnp.array([1j]), "x", "f")
+      Traceback (most recent call last):
+      TypeError: f: x must be real, got dtype complex64
+    """
     try:
         arr = jnp.asarray(x)
     except TypeError as err:
@@ -33,7 +48,8 @@ def check_floating(x, name: str, where: str) -> Array:
     return arr
 
 
-def check_axis(axis, ndim: int, where: str) -> int:
+def check_axis(axis: int, ndim: int, where: str) -> int:
+    """An int axis in ``[-ndim, ndim)``, returned non-negative."""
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
         raise TypeError(f"{where}: axis must be an int, got {axis!r}")
     if not -ndim <= axis < ndim:
@@ -41,7 +57,7 @@ def check_axis(axis, ndim: int, where: str) -> int:
     return int(axis) % ndim
 
 
-def check_positive(value, name: str, where: str, *, allow_zero: bool = False):
+def check_positive(value: ArrayLike, name: str, where: str, *, allow_zero: bool = False) -> ArrayLike:
     """For static or concrete scalars: value > 0 (or >= 0). Traced values pass unchecked."""
     if not is_concrete(value):
         return value
@@ -53,7 +69,17 @@ def check_positive(value, name: str, where: str, *, allow_zero: bool = False):
     return value
 
 
-def check_int(value, name: str, where: str, *, minimum: int = 0) -> int:
+def check_int(value: int, name: str, where: str, *, minimum: int = 0) -> int:
+    """A Python or NumPy integer (not a bool) >= ``minimum``, returned as an int.
+
+    Example:
+      >>> from dammem._validate import check_int
+      >>> check_int(3, "steps", "f", minimum=1)
+      3
+      >>> check_int(0, "steps", "f", minimum=1)
+      Traceback (most recent call last):
+      ValueError: f: steps must be >= 1, got 0
+    """
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{where}: {name} must be an int, got {value!r}")
     if value < minimum:
@@ -61,13 +87,9 @@ def check_int(value, name: str, where: str, *, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_rank(x: Array, ndim: int, name: str, where: str, legend: str) -> Array:
-    if x.ndim != ndim:
-        raise ValueError(f"{where}: {name} must have shape ({legend}), got shape {tuple(x.shape)}")
-    return x
-
-
-def check_memories_query(memories, x, where: str, *, min_memories: int = 0) -> tuple[Array, Array]:
+def check_memories_query(
+    memories: ArrayLike, x: ArrayLike, where: str, *, min_memories: int = 0
+) -> tuple[Array, Array]:
     """Stored patterns (K, D) and ONE query (D,) with matching D; batches are refused (callers vmap)."""
     memories = check_floating(memories, "memories", where)
     x = check_floating(x, "x", where)

@@ -1,6 +1,7 @@
 """Retrieval: energy descent and fixed-point (CCCP) dynamics, with clamping, tolerance stops and energy traces.
 
-Shape legend: ``D`` pattern dimension, ``T`` steps. One unbatched query per call; batch with ``jax.vmap``.
+Shape legend: ``D`` pattern dimension, ``T`` steps (:mod:`dammem._types`). One unbatched query per call; batch
+with ``jax.vmap``.
 
 Two update rules:
 
@@ -152,9 +153,21 @@ def retrieve(
       :class:`Retrieval`.
 
     Example:
-      >>> from dammem.energies import rbf_energy
-      >>> out = retrieve(rbf_energy, x0, (memories, 10.0), step_size=0.1, max_steps=200, tol=1e-6)
-      >>> batch = jax.vmap(lambda x: retrieve(rbf_energy, x, (memories, 10.0), step_size=0.1))(queries)
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem import retrieve
+      >>> from dammem.energies import rbf_energy, rbf_update
+      >>> memories = jnp.array([[1.0, 1.0, -1.0, -1.0], [1.0, -1.0, 1.0, -1.0]])
+      >>> x0 = jnp.array([0.6, 0.8, -0.4, 0.0])
+      >>> out = retrieve(rbf_energy, x0, (memories, 4.0), step_size=0.5, max_steps=200, tol=1e-6)
+      >>> [round(v, 2) for v in out.x.tolist()], bool(out.converged)
+      ([1.0, 1.0, -1.0, -1.0], True)
+      >>> fixed = retrieve(rbf_energy, x0, (memories, 4.0), update=rbf_update)  # CCCP fixed-point steps
+      >>> [round(v, 2) for v in fixed.x.tolist()]
+      [1.0, 1.0, -1.0, -1.0]
+      >>> queries = jnp.stack([x0, -x0])
+      >>> batch = jax.vmap(lambda x: retrieve(rbf_energy, x, (memories, 4.0), update=rbf_update))(queries)
+      >>> batch.x.shape
+      (2, 4)
     """
     if not callable(energy):
         raise TypeError(f"retrieve: energy must be a callable energy(x, *args), got {type(energy).__name__}")

@@ -1,6 +1,6 @@
 """Similarity functions between stored patterns and one query: by name, as :class:`Similarity`, or kernelized.
 
-Shape legend: ``K`` memories, ``D`` pattern dimension, ``F`` feature width of a kernel map.
+Shape legend: ``K`` memories, ``D`` pattern dimension, ``F`` feature width of a kernel map (:mod:`dammem._types`).
 
 A similarity scores one query against every stored pattern,
 ``sim(memories: Float[Array, "K D"], x: Float[Array, "D"]) -> Float[Array, "K"]``; larger means more alike, so
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
-from dammem._types import Array
+from dammem._types import Array, ArrayLike
 from dammem._validate import check_floating, check_memories_query
 
 __all__ = [
@@ -63,9 +63,10 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[Array, Array], Array]
+"""A plain score function ``scores(memories, x) -> (K,)``."""
 
 
-def dot(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+def dot(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
     """Inner product ``<xi_mu, x>``, the modern Hopfield score (Wu et al. (2024), eq. 1.1).
 
     Args:
@@ -76,13 +77,16 @@ def dot(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " 
       (K,) scores.
 
     Example:
-      >>> dot(jnp.eye(2), jnp.array([1.0, 2.0]))  # [1, 2]
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import dot
+      >>> dot(jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([1.0, 2.0])).tolist()
+      [1.0, 3.0]
     """
     memories, x = check_memories_query(memories, x, "dot")
     return memories @ x
 
 
-def neg_sq_l2(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+def neg_sq_l2(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
     """Negative squared Euclidean distance ``-||xi_mu - x||^2`` (computed from differences, not by expansion).
 
     With ``beta / 2`` in front this is the RBF score of Hoover et al. (2024), eq. 11.
@@ -93,12 +97,18 @@ def neg_sq_l2(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Arr
 
     Returns:
       (K,) scores (<= 0).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import neg_sq_l2
+      >>> neg_sq_l2(jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([1.0, 2.0])).tolist()
+      [-4.0, -1.0]
     """
     memories, x = check_memories_query(memories, x, "neg_sq_l2")
     return -jnp.sum(jnp.square(memories - x), axis=-1)
 
 
-def neg_l1(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+def neg_l1(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
     """Negative Manhattan distance ``-||xi_mu - x||_1`` (Wu et al. (2024), Sec. 4.1 baseline).
 
     Args:
@@ -107,6 +117,12 @@ def neg_l1(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array,
 
     Returns:
       (K,) scores (<= 0).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import neg_l1
+      >>> neg_l1(jnp.array([[1.0, 0.0], [0.0, 0.0]]), jnp.array([1.0, 2.0])).tolist()
+      [-2.0, -3.0]
     """
     memories, x = check_memories_query(memories, x, "neg_l1")
     return -jnp.sum(jnp.abs(memories - x), axis=-1)
@@ -119,7 +135,7 @@ def _norm_and_nonzero(v: Array) -> tuple[Array, Array]:
     return jnp.sqrt(jnp.where(nonzero, sq, 1.0)), nonzero
 
 
-def cosine(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+def cosine(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
     """Cosine similarity ``<xi, x> / (||xi|| ||x||)``; a zero vector has similarity 0 with everything.
 
     At a zero vector the score is the constant 0, so its gradient there is 0 (finite), not NaN.
@@ -130,6 +146,12 @@ def cosine(memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array,
 
     Returns:
       (K,) scores in [-1, 1].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import cosine
+      >>> cosine(jnp.array([[2.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]), jnp.array([3.0, 0.0])).tolist()
+      [1.0, 0.0, -1.0]
     """
     memories, x = check_memories_query(memories, x, "cosine")
     norm_m, ok_m = _norm_and_nonzero(memories)
@@ -153,7 +175,14 @@ class Similarity:
     Instances are hashable and compare by their fields, so they can be static arguments of ``jax.jit``.
 
     Example:
-      >>> Similarity("shifted_dot", lambda m, x: m @ x + 1.0, energy_scale=1.0)
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import sparse_hopfield_energy
+      >>> from dammem.similarities import Similarity
+      >>> shifted = Similarity("shifted_dot", lambda m, x: m @ x + 1.0, energy_scale=1.0)
+      >>> shifted(jnp.eye(2), jnp.array([1.0, 2.0])).tolist()
+      [2.0, 3.0]
+      >>> float(sparse_hopfield_energy(jnp.zeros(2), jnp.eye(2), 1.0, 2.0, similarity=shifted))
+      -0.75
     """
 
     name: str
@@ -169,7 +198,7 @@ class Similarity:
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
             raise ValueError(f"Similarity: energy_scale must be a float > 0 or None, got {scale!r}")
 
-    def __call__(self, memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+    def __call__(self, memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
         return self.scores(memories, x)
 
 
@@ -203,7 +232,7 @@ class Kernelized:
     def energy_scale(self) -> float | None:
         return self.base.energy_scale
 
-    def __call__(self, memories: Float[Array, "K D"], x: Float[Array, " D"]) -> Float[Array, " K"]:
+    def __call__(self, memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
         memories, x = check_memories_query(memories, x, self.name)
         if self.weight.shape[1] != x.shape[0]:
             raise ValueError(f"{self.name}: weight has D={self.weight.shape[1]} but x has D={x.shape[0]}")
@@ -221,7 +250,12 @@ class Kernelized:
         return cls(base, *leaves)
 
 
-def get_similarity(similarity: Union[str, Similarity, Kernelized, ScoreFn]) -> Similarity | Kernelized:
+SimilarityLike = Union[str, Similarity, Kernelized, ScoreFn]
+"""What the functions that take a ``similarity`` accept: a name, a :class:`Similarity`, a :class:`Kernelized` or a
+plain callable (see :func:`get_similarity`)."""
+
+
+def get_similarity(similarity: SimilarityLike) -> Similarity | Kernelized:
     """Resolve a similarity given by name, as a :class:`Similarity`, a :class:`Kernelized` or a plain callable.
 
     Args:
@@ -249,7 +283,7 @@ def get_similarity(similarity: Union[str, Similarity, Kernelized, ScoreFn]) -> S
     )
 
 
-def kernelize(similarity: Union[str, Similarity, ScoreFn], weight: Float[Array, "F D"]) -> Kernelized:
+def kernelize(similarity: Union[str, Similarity, ScoreFn], weight: Float[ArrayLike, "F D"]) -> Kernelized:
     """The similarity ``similarity`` between features ``Phi(u) = W u`` (Wu et al. (2024), eq. 2.1).
 
     ``kernelize("dot", W)`` is U-Hop's kernel ``K(u, v) = <W u, W v>``; ``kernelize("neg_sq_l2", W)`` scores
@@ -264,7 +298,11 @@ def kernelize(similarity: Union[str, Similarity, ScoreFn], weight: Float[Array, 
       A :class:`Kernelized` similarity ``sim(memories, x) -> (K,)``.
 
     Example:
-      >>> sim = kernelize("dot", jnp.eye(3)); sim(jnp.eye(3), jnp.ones(3))  # equals dot
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import kernelize
+      >>> sim = kernelize("dot", jnp.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))  # F = 3 features of D = 2
+      >>> sim(jnp.eye(2), jnp.array([1.0, 1.0])).tolist()  # <W xi, W x>
+      [6.0, 3.0]
     """
     if isinstance(similarity, Kernelized):
         raise TypeError("kernelize: similarity is already kernelized; compose the weights instead (W2 @ W1)")

@@ -19,7 +19,6 @@ from dammem.energies.classical import classical_energy as classical_energy
 from dammem.energies.classical import classical_retrieve as classical_retrieve
 from dammem.energies.classical import hebbian_weights as hebbian_weights
 from dammem.energies.classical import hetero_weights as hetero_weights
-from dammem.energies.classical import one_step_hetero as one_step_hetero
 from dammem.energies.classical import one_step_modern as one_step_modern
 from dammem.energies.classical import sync_update as sync_update
 from dammem.energies.hopfield import modern_hopfield_energy as modern_hopfield_energy

@@ -1,5 +1,7 @@
 """Shared argument checks and the scaled conjugate ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` of the energies.
 
+Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`).
+
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
 """
@@ -14,16 +16,16 @@ import numpy as np
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_floating, check_memories_query, check_positive, is_concrete
 from dammem.separations import conjugate
-from dammem.similarities import Kernelized, Similarity, get_similarity
+from dammem.similarities import Kernelized, Similarity, SimilarityLike, get_similarity
 
 
-def check_query(x, memories, where: str) -> tuple[Array, Array]:
+def check_query(x: ArrayLike, memories: ArrayLike, where: str) -> tuple[Array, Array]:
     """One query (D,) against at least one memory (K, D); refuses batches (callers vmap) and mismatched D."""
     memories, x = check_memories_query(memories, x, where, min_memories=1)
     return x, memories
 
 
-def check_scalar(value, name: str, where: str) -> ArrayLike:
+def check_scalar(value: ArrayLike, name: str, where: str) -> ArrayLike:
     """A real scalar (Python number or 0-d array); strings, complex values and arrays with axes are refused.
 
     Python numbers are returned as floats so they stay weakly typed (they never promote bf16 scores to float32).
@@ -36,13 +38,13 @@ def check_scalar(value, name: str, where: str) -> ArrayLike:
     return arr
 
 
-def check_beta(beta, where: str) -> ArrayLike:
+def check_beta(beta: ArrayLike, where: str) -> ArrayLike:
     """Inverse temperature: a real scalar; a concrete value must be finite and > 0 (see :func:`nan_unless_positive`)."""
     beta = check_scalar(beta, "beta", where)
     return check_positive(beta, "beta", where)
 
 
-def check_alpha(alpha, where: str) -> ArrayLike:
+def check_alpha(alpha: ArrayLike, where: str) -> ArrayLike:
     """Tsallis alpha of one query's energy: a real scalar; a concrete value must lie in [1, 2].
 
     A traced alpha outside [1, 2] makes the separations return NaN.
@@ -65,7 +67,7 @@ def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
     return value * jnp.where(beta > 0, 1.0, jnp.nan).astype(value.dtype)
 
 
-def scaled_conjugate(beta, z: Array, alpha) -> Array:
+def scaled_conjugate(beta: ArrayLike, z: Array, alpha: ArrayLike) -> Array:
     """``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` (Wu et al. (2024), eq. 2.3; alpha = 1 is ``lse(beta, z)``).
 
     Its gradient in ``z`` is ``Sep_alpha(beta z)``. ``beta`` must have passed :func:`check_beta`.
@@ -84,7 +86,7 @@ def similarity_scores(sim: Similarity | Kernelized, memories: Array, x: Array, w
     return scores
 
 
-def resolve_similarity(similarity, where: str) -> Similarity | Kernelized:
+def resolve_similarity(similarity: SimilarityLike, where: str) -> Similarity | Kernelized:
     """:func:`~dammem.similarities.get_similarity`, with errors prefixed by the calling function's name."""
     try:
         return get_similarity(similarity)
@@ -92,7 +94,7 @@ def resolve_similarity(similarity, where: str) -> Similarity | Kernelized:
         raise type(err)(f"{where}: {err}") from None
 
 
-def energy_similarity(similarity, where: str) -> Similarity | Kernelized:
+def energy_similarity(similarity: SimilarityLike, where: str) -> Similarity | Kernelized:
     """Resolve ``similarity`` for an energy: refuse those with no energy whose descent is the retrieval update."""
     sim = resolve_similarity(similarity, where)
     if sim.energy_scale is None:

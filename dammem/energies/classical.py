@@ -1,8 +1,12 @@
 """Classical Hopfield networks and the one-step associative memories of Hsu (2025).
 
-Shape legend: ``K`` stored patterns (or ``n`` key-value pairs), ``D`` (``d``) dimension. States are bipolar,
-``{-1, +1}^D``; ``sign(0)`` is taken as ``+1`` so states stay bipolar. The lecture notes number no equations; the
-citations name their slides.
+Shape legend: ``K`` stored patterns, ``D`` pattern (state, key) dimension, ``M`` stored key-value pairs, ``D_out``
+value dimension. States are bipolar, ``{-1, +1}^D``; ``sign(0)`` is taken as ``+1`` so states stay bipolar. The
+lecture notes number no equations; the citations name their slides.
+
+One operation, one name: the synchronous sign update ``x <- sign(W x)`` (:func:`sync_update`) is both a step of
+the auto-associative network (square ``W`` from :func:`hebbian_weights`) and the whole recall of the one-step
+hetero-associative memory (``W`` of shape ``(D_out, D)`` from :func:`hetero_weights`).
 
 References:
   - Hsu (2025). Associative memories. Lecture notes, COMS 6998-7, Columbia University.
@@ -13,11 +17,12 @@ References:
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike, PRNGKey
 from dammem._validate import check_floating, check_int, is_concrete
@@ -33,24 +38,31 @@ __all__ = [
     "async_sweep",
     "classical_retrieve",
     "ClassicalRetrieval",
-    "one_step_hetero",
     "one_step_modern",
 ]
 
 
-def bipolar_sign(u: Array) -> Array:
-    """``sign(u)`` with ``sign(0) = +1``, in the dtype of ``u``."""
+def bipolar_sign(u: ArrayLike) -> Array:
+    """``sign(u)`` with ``sign(0) = +1``, in the dtype of ``u`` (integers and bools give float32).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import bipolar_sign
+      >>> bipolar_sign(jnp.array([-2.0, 0.0, 3.0])).tolist()
+      [-1.0, 1.0, 1.0]
+    """
+    u = check_floating(u, "u", "bipolar_sign")
     return jnp.where(u >= 0, 1.0, -1.0).astype(u.dtype)
 
 
-def _matrix(a, name: str, where: str) -> Array:
+def _matrix(a: ArrayLike, name: str, where: str) -> Array:
     a = check_floating(a, name, where)
     if a.ndim != 2:
         raise ValueError(f"{where}: {name} must be a matrix, got shape {tuple(a.shape)}")
     return a
 
 
-def hebbian_weights(patterns: Array, *, zero_diagonal: bool = False) -> Array:
+def hebbian_weights(patterns: Float[ArrayLike, "K D"], *, zero_diagonal: bool = False) -> Float[Array, "D D"]:
     """Hebbian outer-product weights ``W = sum_i x_i x_i^T`` (Hsu (2025), slide "Hopfield network").
 
     Args:
@@ -59,21 +71,33 @@ def hebbian_weights(patterns: Array, *, zero_diagonal: bool = False) -> Array:
 
     Returns:
       (D, D) symmetric weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import hebbian_weights
+      >>> hebbian_weights(jnp.array([[1.0, -1.0, 1.0]]), zero_diagonal=True).tolist()
+      [[0.0, -1.0, 1.0], [-1.0, 0.0, -1.0], [1.0, -1.0, 0.0]]
     """
     patterns = _matrix(patterns, "patterns", "hebbian_weights")
     w = patterns.T @ patterns
     return w - jnp.diag(jnp.diag(w)) if zero_diagonal else w
 
 
-def hetero_weights(keys: Array, values: Array) -> Array:
+def hetero_weights(keys: Float[ArrayLike, "M D"], values: Float[ArrayLike, "M D_out"]) -> Float[Array, "D_out D"]:
     """Hetero-associative weights ``W = sum_i y_i x_i^T`` (Hsu (2025), slide "One-step Hopfield network").
 
     Args:
-      keys: (n, d) keys ``x_i``.
-      values: (n, d_out) values ``y_i``.
+      keys: (M, D) keys ``x_i``.
+      values: (M, D_out) values ``y_i``.
 
     Returns:
-      (d_out, d) weights.
+      (D_out, D) weights; recall a value with :func:`sync_update`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import hetero_weights
+      >>> hetero_weights(jnp.array([[1.0, -1.0]]), jnp.array([[1.0, 1.0, -1.0]])).tolist()
+      [[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]]
     """
     keys = _matrix(keys, "keys", "hetero_weights")
     values = _matrix(values, "values", "hetero_weights")
@@ -82,7 +106,7 @@ def hetero_weights(keys: Array, values: Array) -> Array:
     return values.T @ keys
 
 
-def _check_state(x, weights, where: str, *, square: bool = True) -> tuple[Array, Array]:
+def _check_state(x: ArrayLike, weights: ArrayLike, where: str, *, square: bool = True) -> tuple[Array, Array]:
     """A state (D,) and weights (D, D) (``square=False``: (D_out, D), for the one-step hetero-associative map)."""
     weights = _matrix(weights, "weights", where)
     if square and weights.shape[0] != weights.shape[1]:
@@ -95,22 +119,74 @@ def _check_state(x, weights, where: str, *, square: bool = True) -> tuple[Array,
     return x, weights
 
 
-def classical_energy(x: Array, weights: Array) -> Array:
-    """``E(x) = -1/2 x^T W x``; sign dynamics are thresholded gradient steps on it (Hsu (2025), "Hopfield network")."""
+def classical_energy(x: Float[ArrayLike, " D"], weights: Float[ArrayLike, "D D"]) -> Float[Array, ""]:
+    """``E(x) = -1/2 x^T W x``; sign dynamics are thresholded gradient steps on it (Hsu (2025), "Hopfield network").
+
+    Args:
+      x: (D,) state.
+      weights: (D, D) weights.
+
+    Returns:
+      Scalar energy.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import classical_energy, hebbian_weights
+      >>> p = jnp.array([[1.0, -1.0, 1.0]])
+      >>> float(classical_energy(p[0], hebbian_weights(p)))  # -1/2 <p, p>^2
+      -4.5
+    """
     x, weights = _check_state(x, weights, "classical_energy")
     return -0.5 * x @ (weights @ x)
 
 
-def sync_update(x: Array, weights: Array) -> Array:
-    """Synchronous update ``x <- sign(W x)`` (all units at once; Hsu (2025), slide "Hopfield network")."""
-    x, weights = _check_state(x, weights, "sync_update")
+def sync_update(x: Float[ArrayLike, " D"], weights: Float[ArrayLike, "D_out D"]) -> Float[Array, " D_out"]:
+    """Synchronous sign update ``sign(W x)``: every output unit at once.
+
+    With square Hebbian weights this is one step ``x <- sign(W x)`` of the Hopfield network (Hsu (2025), slide
+    "Hopfield network"); with ``W = sum_i y_i x_i^T`` from :func:`hetero_weights` it is the whole recall
+    ``M(x) = sign(W x)`` of the one-step Hopfield memory (Hsu (2025), slide "One-step Hopfield network"; capacity
+    ~ D / log D).
+
+    Args:
+      x: (D,) state or key query.
+      weights: (D_out, D) weights; (D, D) for a state that maps to itself.
+
+    Returns:
+      (D_out,) bipolar next state or recalled value.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import hetero_weights, sync_update
+      >>> keys = jnp.array([[1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, -1.0]])
+      >>> values = jnp.array([[1.0, -1.0], [-1.0, -1.0]])
+      >>> sync_update(keys[1], hetero_weights(keys, values)).tolist()  # recalls values[1]
+      [-1.0, -1.0]
+    """
+    x, weights = _check_state(x, weights, "sync_update", square=False)
     return bipolar_sign(weights @ x)
 
 
-def async_sweep(key: PRNGKey, x: Array, weights: Array) -> Array:
+def async_sweep(key: PRNGKey, x: Float[ArrayLike, " D"], weights: Float[ArrayLike, "D D"]) -> Float[Array, " D"]:
     """One asynchronous sweep: every unit once, in a random order, ``x_i <- sign(W_i . x)``.
 
-    With a symmetric ``W`` and zero diagonal each single-unit update never increases :func:`classical_energy`.
+    With a symmetric ``W`` and zero diagonal each single-unit update never increases :func:`classical_energy`
+    (Hsu (2025), slide "Hopfield network").
+
+    Args:
+      key: PRNG key for the order of the units (same key, same order).
+      x: (D,) bipolar state.
+      weights: (D, D) weights.
+
+    Returns:
+      (D,) bipolar state after the sweep.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.energies import async_sweep, hebbian_weights
+      >>> w = hebbian_weights(jnp.array([[1.0, -1.0, 1.0, -1.0]]), zero_diagonal=True)
+      >>> async_sweep(jax.random.key(0), jnp.array([1.0, 1.0, 1.0, -1.0]), w).tolist()  # the flipped unit returns
+      [1.0, -1.0, 1.0, -1.0]
     """
     x, weights = _check_state(x, weights, "async_sweep")
     order = jax.random.permutation(key, x.shape[0])
@@ -131,7 +207,12 @@ class ClassicalRetrieval(NamedTuple):
 
 
 def classical_retrieve(
-    x0: Array, weights: Array, *, mode: str = "async", key: PRNGKey | None = None, max_steps: int = 100
+    x0: Float[ArrayLike, " D"],
+    weights: Float[ArrayLike, "D D"],
+    *,
+    mode: Literal["sync", "async"] = "async",
+    key: PRNGKey | None = None,
+    max_steps: int = 100,
 ) -> ClassicalRetrieval:
     """Run sign dynamics from ``x0`` until a fixed point (``x`` unchanged by a full update) or ``max_steps``.
 
@@ -144,6 +225,14 @@ def classical_retrieve(
 
     Returns:
       :class:`ClassicalRetrieval`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import classical_retrieve, hebbian_weights
+      >>> p = jnp.array([[1.0, -1.0, 1.0, -1.0, 1.0, -1.0]])
+      >>> out = classical_retrieve(p[0].at[0].set(-1.0), hebbian_weights(p), mode="sync")
+      >>> out.x.tolist(), int(out.steps), bool(out.converged)
+      ([1.0, -1.0, 1.0, -1.0, 1.0, -1.0], 2, True)
     """
     x0, weights = _check_state(x0, weights, "classical_retrieve")
     max_steps = check_int(max_steps, "max_steps", "classical_retrieve", minimum=1)
@@ -158,7 +247,9 @@ def classical_retrieve(
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _classical_retrieve(mode: str, max_steps: int, x0: Array, weights: Array, key) -> ClassicalRetrieval:
+def _classical_retrieve(
+    mode: Literal["sync", "async"], max_steps: int, x0: Array, weights: Array, key: PRNGKey | None
+) -> ClassicalRetrieval:
     """The loop of :func:`classical_retrieve`, jitted so eager calls reuse the compiled code."""
 
     def step(t, x):
@@ -179,23 +270,14 @@ def _classical_retrieve(mode: str, max_steps: int, x0: Array, weights: Array, ke
     return ClassicalRetrieval(x, steps, done)
 
 
-def one_step_hetero(x: Array, weights: Array) -> Array:
-    """One-step Hopfield memory ``M(x) = sign(W x)``, ``W = sum_i y_i x_i^T`` (Hsu (2025); capacity ~ d / log d).
-
-    Args:
-      x: (d,) key query.
-      weights: (d_out, d) from :func:`hetero_weights`.
-
-    Returns:
-      (d_out,) bipolar recalled value.
-    """
-    x, weights = _check_state(x, weights, "one_step_hetero", square=False)
-    return bipolar_sign(weights @ x)
-
-
 def one_step_modern(
-    x: Array, keys: Array, values: Array, beta: ArrayLike = 1.0, *, mask: ArrayLike | None = None
-) -> Array:
+    x: Float[ArrayLike, " D"],
+    keys: Float[ArrayLike, "M D"],
+    values: Float[ArrayLike, "M D_out"],
+    beta: ArrayLike = 1.0,
+    *,
+    mask: ArrayLike | None = None,
+) -> Float[Array, " D_out"]:
     """One-step modern Hopfield memory ``M(x) = sign(sum_i exp(beta <x, x_i>) y_i)``.
 
     Hsu (2025), slide "One-step modern Hopfield network" (beta = 1 there; Demircigil et al. (2017)); capacity
@@ -205,14 +287,22 @@ def one_step_modern(
     ``sign(0) = +1``).
 
     Args:
-      x: (d,) query.
-      keys: (n, d) keys.
-      values: (n, d_out) values.
+      x: (D,) query.
+      keys: (M, D) keys.
+      values: (M, D_out) values.
       beta: inverse temperature, a scalar > 0 (the notes use 1; a traced ``beta <= 0`` gives NaN).
-      mask: optional (n,) booleans, True = pair stored (others are ignored).
+      mask: optional (M,) booleans, True = pair stored (others are ignored).
 
     Returns:
-      (d_out,) bipolar recalled value.
+      (D_out,) bipolar recalled value.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import one_step_modern
+      >>> keys = jnp.array([[1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+      >>> values = jnp.array([[1.0, -1.0], [-1.0, -1.0], [-1.0, 1.0]])
+      >>> one_step_modern(keys[2], keys, values).tolist()  # recalls values[2]
+      [-1.0, 1.0]
     """
     keys = _matrix(keys, "keys", "one_step_modern")
     values = _matrix(values, "values", "one_step_modern")

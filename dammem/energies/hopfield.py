@@ -1,8 +1,8 @@
 """Modern, generalized sparse and polynomial Hopfield energies and the retrieval update.
 
-Shape legend: ``K`` memories, ``D`` pattern dimension. Functions of ONE query ``x`` (D,); batch with ``jax.vmap``.
-``beta`` and ``alpha`` are traced; ``similarity`` and ``power`` are static (a :func:`~dammem.similarities.kernelize`
-similarity is a pytree whose weight is traced).
+Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`). Functions of ONE query ``x`` (D,);
+batch with ``jax.vmap``. ``beta`` and ``alpha`` are traced; ``similarity`` and ``power`` are static (a
+:func:`~dammem.similarities.kernelize` similarity is a pytree whose weight is traced).
 
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
@@ -13,8 +13,6 @@ References:
 """
 
 from __future__ import annotations
-
-from typing import Union
 
 import jax.numpy as jnp
 from jaxtyping import Float
@@ -32,14 +30,14 @@ from dammem.energies._common import (
     similarity_scores,
 )
 from dammem.separations import tsallis_separation
-from dammem.similarities import Kernelized, ScoreFn, Similarity
+from dammem.similarities import SimilarityLike
 
 __all__ = ["modern_hopfield_energy", "sparse_hopfield_energy", "sparse_hopfield_update", "polynomial_energy"]
 
-SimilarityLike = Union[str, Similarity, Kernelized, ScoreFn]
 
-
-def modern_hopfield_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
+def modern_hopfield_energy(
+    x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike
+) -> Float[Array, ""]:
     """Modern Hopfield energy ``E(x) = 1/2 <x, x> - lse(beta, Xi x)`` (Wu et al. (2024), eq. 1.1).
 
     ``lse(beta, z) = (1/beta) log sum_mu exp(beta z_mu)``; the constants of Ramsauer et al. (2021) are omitted.
@@ -52,6 +50,13 @@ def modern_hopfield_energy(x: Float[Array, " D"], memories: Float[Array, "K D"],
 
     Returns:
       Scalar energy.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import modern_hopfield_energy
+      >>> x, memories = jnp.array([1.0, 0.0]), jnp.eye(2)
+      >>> round(float(modern_hopfield_energy(x, memories, 1.0)), 4)  # 1/2 - log(e + 1)
+      -0.8133
     """
     where = "modern_hopfield_energy"
     x, memories = check_query(x, memories, where)
@@ -60,8 +65,8 @@ def modern_hopfield_energy(x: Float[Array, " D"], memories: Float[Array, "K D"],
 
 
 def sparse_hopfield_energy(
-    x: Float[Array, " D"],
-    memories: Float[Array, "K D"],
+    x: Float[ArrayLike, " D"],
+    memories: Float[ArrayLike, "K D"],
     beta: ArrayLike,
     alpha: ArrayLike,
     *,
@@ -91,6 +96,15 @@ def sparse_hopfield_energy(
 
     Returns:
       Scalar energy.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import modern_hopfield_energy, sparse_hopfield_energy
+      >>> x, memories = jnp.array([1.0, 0.0]), jnp.eye(2)
+      >>> bool(jnp.isclose(sparse_hopfield_energy(x, memories, 1.0, 1.0), modern_hopfield_energy(x, memories, 1.0)))
+      True
+      >>> float(sparse_hopfield_energy(x, memories, 1.0, 2.0))  # 1/2 - (<p, z> - 1/2 ||p||^2 + 1/2), p = (1, 0)
+      -0.5
     """
     where = "sparse_hopfield_energy"
     x, memories = check_query(x, memories, where)
@@ -102,8 +116,8 @@ def sparse_hopfield_energy(
 
 
 def sparse_hopfield_update(
-    x: Float[Array, " D"],
-    memories: Float[Array, "K D"],
+    x: Float[ArrayLike, " D"],
+    memories: Float[ArrayLike, "K D"],
     beta: ArrayLike,
     alpha: ArrayLike,
     *,
@@ -125,6 +139,14 @@ def sparse_hopfield_update(
 
     Returns:
       (D,) the next state.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import sparse_hopfield_update
+      >>> memories = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+      >>> x = sparse_hopfield_update(jnp.array([1.0, 0.6]), memories, 1.0, 2.0)  # sparsemax weights (0.7, 0.3, 0)
+      >>> [round(v, 3) for v in x.tolist()]
+      [0.7, 0.3]
     """
     where = "sparse_hopfield_update"
     x, memories = check_query(x, memories, where)
@@ -135,7 +157,7 @@ def sparse_hopfield_update(
 
 
 def polynomial_energy(
-    x: Float[Array, " D"], memories: Float[Array, "K D"], power: int, *, rectified: bool = False
+    x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], power: int, *, rectified: bool = False
 ) -> Float[Array, ""]:
     """Dense associative memory energy ``E(x) = -sum_mu F(<xi_mu, x>)``, ``F(s) = s^n`` (Krotov & Hopfield (2016)).
 
@@ -150,6 +172,15 @@ def polynomial_energy(
 
     Returns:
       Scalar energy.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import polynomial_energy
+      >>> memories = jnp.array([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0]])
+      >>> float(polynomial_energy(jnp.ones(3), memories, 3))  # -(3^3 + (-1)^3)
+      -26.0
+      >>> float(polynomial_energy(jnp.ones(3), memories, 3, rectified=True))  # -(3^3 + 0)
+      -27.0
     """
     x, memories = check_query(x, memories, "polynomial_energy")
     power = check_int(power, "power", "polynomial_energy", minimum=1)

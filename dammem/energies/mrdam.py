@@ -1,7 +1,7 @@
 """MrDAM: the dense associative memory energies with an explicit memory representation (Hoover et al. (2024)).
 
-Shape legend: ``K`` memories, ``D`` pattern dimension. Every energy is a function of ONE query ``x`` of shape
-``(D,)``; batch with ``jax.vmap``. ``beta`` is traced (sweeps never re-trace).
+Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`). Every energy is a function of ONE
+query ``x`` of shape ``(D,)``; batch with ``jax.vmap``. ``beta`` is traced (sweeps never re-trace).
 
 References:
   - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
@@ -21,7 +21,7 @@ from dammem.similarities import neg_sq_l2
 __all__ = ["rbf_energy", "rbf_update", "edp_energy"]
 
 
-def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
+def rbf_energy(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike) -> Float[Array, ""]:
     """RBF (log-sum-exp of negative squared distances) energy, Hoover et al. (2024), eq. 11.
 
     ``E(x) = -(1/beta) log sum_mu exp(-beta/2 ||xi_mu - x||^2)``; its gradient is their eq. 18:
@@ -36,14 +36,22 @@ def rbf_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
       Scalar energy.
 
     Example:
-      >>> rbf_energy(jnp.zeros(2), jnp.eye(2), 1.0)
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.energies import rbf_energy
+      >>> memories = jnp.eye(2)
+      >>> round(float(rbf_energy(jnp.zeros(2), memories, 1.0)), 4)  # 1/2 - log 2: both memories at distance 1
+      -0.1931
+      >>> x = jnp.array([0.5, 0.0])
+      >>> grad = jax.grad(rbf_energy)(x, memories, 1.0)  # eq. 18: x - softmax(-1/2 ||x - Xi||^2) Xi
+      >>> [round(g, 3) for g in grad.tolist()]
+      [-0.122, -0.378]
     """
     x, memories = check_query(x, memories, "rbf_energy")
     beta = check_beta(beta, "rbf_energy")
     return -scaled_conjugate(beta, 0.5 * neg_sq_l2(memories, x), 1.0)
 
 
-def rbf_update(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, " D"]:
+def rbf_update(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike) -> Float[Array, " D"]:
     """The fixed-point map of Hoover et al. (2024), eq. 18: ``x <- softmax(-beta/2 ||x - Xi||^2) Xi``.
 
     A CCCP step on :func:`rbf_energy` (it never increases it): the energy is the dot energy at ``beta`` with the
@@ -56,13 +64,19 @@ def rbf_update(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
 
     Returns:
       (D,) the next state.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import rbf_update
+      >>> print(jnp.round(rbf_update(jnp.array([0.9, 0.1]), jnp.eye(2), 20.0), 3))  # to the nearest memory
+      [1. 0.]
     """
     x, memories = check_query(x, memories, "rbf_update")
     beta = check_beta(beta, "rbf_update")
     return nan_unless_positive(beta, softmax(beta * (0.5 * neg_sq_l2(memories, x))) @ memories)
 
 
-def edp_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: ArrayLike) -> Float[Array, ""]:
+def edp_energy(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike) -> Float[Array, ""]:
     """Exponential dot-product energy with ``g(x) = x / ||x||``, Hoover et al. (2024), eq. 7.
 
     ``E(x) = -(1/beta) log sum_mu exp(beta <xi_mu, x / ||x||>)``. The energy is scale-invariant and has no
@@ -76,6 +90,15 @@ def edp_energy(x: Float[Array, " D"], memories: Float[Array, "K D"], beta: Array
 
     Returns:
       Scalar energy.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.energies import edp_energy
+      >>> memories = jnp.eye(2)
+      >>> bool(edp_energy(jnp.array([3.0, 0.0]), memories, 2.0) == edp_energy(jnp.array([1.0, 0.0]), memories, 2.0))
+      True
+      >>> round(float(edp_energy(jnp.zeros(2), memories, 2.0)), 4)  # -log(K) / beta at x = 0
+      -0.3466
     """
     x, memories = check_query(x, memories, "edp_energy")
     beta = check_beta(beta, "edp_energy")

@@ -10,7 +10,6 @@ from dammem.energies import (
     classical_retrieve,
     hebbian_weights,
     hetero_weights,
-    one_step_hetero,
     one_step_modern,
     sync_update,
 )
@@ -66,11 +65,11 @@ def test_few_patterns_are_fixed_points_and_attract_corrupted_queries():
 
 def test_one_step_memories_match_references(x64):
     d, n = 12, 6
-    keys, values = bipolar((n, d)), bipolar((n, d))
+    keys, values = bipolar((n, d)), bipolar((n, d - 5))  # the hetero map changes the dimension
     w = hetero_weights(jnp.asarray(keys), jnp.asarray(values))
     for i in range(n):
-        ref_c = np.where(w @ keys[i] >= 0, 1.0, -1.0)
-        np.testing.assert_array_equal(np.asarray(one_step_hetero(jnp.asarray(keys[i]), w)), ref_c)
+        ref_c = np.where(values.T @ (keys @ keys[i]) >= 0, 1.0, -1.0)  # sign(sum_j y_j <x_j, x>)
+        np.testing.assert_array_equal(np.asarray(sync_update(jnp.asarray(keys[i]), w)), ref_c)
         ref_m = np.where(np.exp(keys @ keys[i]) @ values >= 0, 1.0, -1.0)  # exp directly: d is small
         got = one_step_modern(jnp.asarray(keys[i]), jnp.asarray(keys), jnp.asarray(values))
         np.testing.assert_array_equal(np.asarray(got), ref_m)
@@ -195,7 +194,8 @@ def test_one_step_modern_with_every_pair_masked():
             "beta must be a scalar",
         ),
         (lambda: classical_retrieve(jnp.ones(4), jnp.ones((3, 4)), mode="sync"), r"weights must be square .*\(3, 4\)"),
-        (lambda: sync_update(jnp.ones(4), jnp.ones((2, 4))), r"sync_update: weights must be square"),
+        (lambda: sync_update(jnp.ones(3), jnp.ones((2, 4))), r"sync_update: x must have shape \(4,\)"),
+        (lambda: sync_update(jnp.ones(4), jnp.ones(4)), r"sync_update: weights must be a matrix"),
         (lambda: async_sweep(jax.random.key(0), jnp.ones(4), jnp.ones((5, 4))), "async_sweep: weights must be square"),
         (lambda: classical_energy(jnp.ones(4), jnp.ones((5, 4))), "classical_energy: weights must be square"),
     ],
