@@ -1,0 +1,199 @@
+"""No module of dammem uses another module's underscore names.
+
+Kernels that several modules need get public names in private modules (optax's ``_src`` pattern), so importing a
+private *module* of dammem (``import dammem._butterfly``, ``from dammem.vsa import _kernels``) and a public name
+from one (``from dammem._butterfly import fwht``) is fine; what is refused is an underscore *name* of another
+module, in either form:
+
+- ``from x import _name`` (also relative, ``from .x import _name``), where ``x._name`` is not a dammem module;
+- ``mod._name`` (or ``pkg.mod._name``) with ``mod`` bound by an import in the file, where ``mod._name`` is not a
+  dammem module; a private module of another package (``import jax._src.core``) counts as well.
+
+``self._x``, ``cls._x`` and attributes of local objects are the object's own and never flagged; neither are dunder
+names (``__version__``) nor the public NamedTuple API (``_replace``, ``_fields``, ...) on an imported class.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import dammem
+
+PACKAGE = Path(dammem.__file__).parent
+ROOT = PACKAGE.parent
+FILES = sorted(PACKAGE.rglob("*.py"))
+
+# Underscore names that are a class's public API (collections.namedtuple / typing.NamedTuple).
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_field_defaults", "_make"}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_dammem_module(dotted: str, root: Path) -> bool:
+    """True when ``dotted`` names a module or package of dammem (a file or folder under ``root``)."""
+    if dotted != "dammem" and not dotted.startswith("dammem."):
+        return False
+    base = root.joinpath(*dotted.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The absolute module of ``from <node.module> import ...``, resolving relative imports against ``module``."""
+    if not node.level:
+        return node.module or ""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    """``a.b.c`` as ``["a", "b", "c"]``; None when the chain does not start at a plain name."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else [*head, node.attr]
+    return None
+
+
+def private_uses(path: Path, root: Path = ROOT) -> list[str]:
+    """Every use in ``path`` of another module's underscore name, as the source would spell it."""
+    module = _module_name(path, root)
+    is_package = path.name == "__init__.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bad: list[str] = []
+    bound: dict[str, str] = {}  # local name -> dotted name of what the import bound to it
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if any(_is_private(p) for p in parts) and not _is_dammem_module(alias.name, root):
+                    bad.append(f"import {alias.name}")
+                if alias.asname:
+                    bound[alias.asname] = alias.name
+                else:
+                    bound[parts[0]] = parts[0]
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(node, module, is_package)
+            if any(_is_private(p) for p in source.split(".")) and not _is_dammem_module(source, root):
+                bad.append(f"from {source} import ...")
+            for alias in node.names:
+                target = f"{source}.{alias.name}"
+                if _is_private(alias.name) and not _is_dammem_module(target, root):
+                    bad.append(f"from {source} import {alias.name}")
+                bound[alias.asname or alias.name] = target
+
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and _is_private(node.attr)) or node.attr in NAMEDTUPLE_API:
+            continue
+        chain = _dotted(node)
+        if chain is None or chain[0] not in bound:
+            continue  # self._x, cls._x, a local object's own attribute
+        target = ".".join([bound[chain[0]], *chain[1:]])
+        if not _is_dammem_module(target, root):
+            bad.append(".".join(chain))
+    return bad
+
+
+# Known offenders in files whose owners have yet to move them to the public kernels. TEMPORARY: remove each entry
+# (and finally this allow-list) when its file is fixed; the test fails if an entry is no longer needed.
+# vsa/hrr.py and vsa/memory.py keep the aliases _bind, _correlate and _overwrite only for these two experiments.
+TEMPORARY_ALLOWED: dict[str, set[str]] = {
+    "dammem/experiments/krop_capacity.py": {
+        "from dammem.vsa.hrr import _bind",
+        "from dammem.vsa.hrr import _correlate",
+    },
+    "dammem/experiments/krop_mutable.py": {
+        "from dammem.vsa.hrr import _bind",
+        "from dammem.vsa.hrr import _correlate",
+        "from dammem.vsa.memory import _overwrite",
+    },
+}
+
+
+def test_no_module_uses_another_modules_underscore_names():
+    assert len(FILES) >= 30  # the walk sees the whole package (subpackages included)
+    found = {path.relative_to(ROOT).as_posix(): set(private_uses(path)) for path in FILES}
+    new = {name: bad - TEMPORARY_ALLOWED.get(name, set()) for name, bad in found.items()}
+    assert {name: sorted(bad) for name, bad in new.items() if bad} == {}
+    stale = {name: allowed - found.get(name, set()) for name, allowed in TEMPORARY_ALLOWED.items()}
+    assert {name: sorted(s) for name, s in stale.items() if s} == {}, (
+        "fixed: remove these entries from TEMPORARY_ALLOWED in tests/test_imports.py"
+    )
+
+
+def _probe(tmp_path: Path, relative: str, source: str) -> list[str]:
+    """Write ``source`` as ``relative`` inside a fake package root that also holds dammem's real module layout."""
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for parent in path.relative_to(tmp_path).parents:
+        if str(parent) != ".":
+            (tmp_path / parent / "__init__.py").touch()
+    path.write_text(source)
+    for name in ("_butterfly.py", "vsa/_kernels.py", "vsa/hrr.py", "vsa/krop.py", "experiments/_base.py"):
+        probe = tmp_path / "dammem" / name
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        (probe.parent / "__init__.py").touch()
+        probe.touch()
+    return private_uses(path, tmp_path)
+
+
+def test_the_checker_catches_every_form(tmp_path):
+    source = (
+        "from dammem.vsa.hrr import _bind\n"
+        "from .hrr import _correlate as corr\n"
+        "from dammem.vsa import krop\n"
+        "import dammem.vsa.krop as K\n"
+        "import dammem\n"
+        "import jax._src.core\n"
+        "from jax._src import dtypes\n"
+        "import jax\n"
+        "krop._row_kernel\n"
+        "K._row_kernel(1)\n"
+        "dammem.vsa.krop._row_kernel\n"
+        "jax._src\n"
+    )
+    assert sorted(_probe(tmp_path, "dammem/vsa/memory.py", source)) == sorted(
+        [
+            "from dammem.vsa.hrr import _bind",
+            "from dammem.vsa.hrr import _correlate",
+            "import jax._src.core",
+            "from jax._src import ...",
+            "krop._row_kernel",
+            "K._row_kernel",
+            "dammem.vsa.krop._row_kernel",
+            "jax._src",
+        ]
+    )
+
+
+def test_the_checker_allows_private_modules_public_names_and_own_attributes(tmp_path):
+    source = (
+        "from __future__ import annotations\n"
+        "import dammem._butterfly\n"
+        "import dammem._butterfly as bf\n"
+        "from dammem._butterfly import fwht\n"
+        "from dammem.vsa import _kernels\n"
+        "from . import _kernels as kernels\n"
+        "from .._butterfly import fwht as f\n"
+        "from dammem.experiments._base import markdown_table\n"
+        "from dammem import __version__\n"
+        "from typing import NamedTuple\n"
+        "dammem._butterfly.fwht\n"
+        "bf.fwht\n"
+        "_kernels.bind_kernel\n"
+        "NamedTuple._fields\n"
+        "class A:\n"
+        "    def f(self, other):\n"
+        "        return self._x, other._y, type(self)._z\n"
+    )
+    assert _probe(tmp_path, "dammem/vsa/codebooks.py", source) == []
