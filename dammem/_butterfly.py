@@ -1,13 +1,13 @@
 """The shared fast transform: a Kronecker product of 2x2 factors applied by a grouped butterfly.
 
-Shape legend: ``N = 2^K`` transform size (the last axis), ``K`` 2x2 factors, ``B`` rows (all leading axes
+Shape legend: ``N = 2^L`` transform size (the last axis), ``L`` 2x2 factors, ``B`` rows (all leading axes
 flattened), ``m`` factors of a Hadamard-sign chain, ``...`` any leading batch axes.
 
-For ``F = F_0 (x) F_1 (x) ... (x) F_{K-1}`` (``F_0`` acts on the most significant bit of the index, the order of
+For ``F = F_0 (x) F_1 (x) ... (x) F_{L-1}`` (``F_0`` acts on the most significant bit of the index, the order of
 ``np.kron``), ``y = F x`` costs O(N log N) instead of the O(N^2) dense product: view ``x`` as a ``2 x 2 x ... x 2``
 tensor and contract one axis with each factor. This module groups ``g`` consecutive factors into one
 ``2^g x 2^g`` Kronecker block (:func:`kron_blocks`) and applies each block as one small dense product, so the data
-makes ``ceil(K / g)`` passes through memory instead of ``K``; ``g`` is static and chosen per backend
+makes ``ceil(L / g)`` passes through memory instead of ``L``; ``g`` is static and chosen per backend
 (:func:`default_group`).
 
 Layouts. Each pass contracts the last axis of the row-major data and emits its output axis *first*, so the axes
@@ -23,7 +23,7 @@ Sylvester-Hadamard matrix (natural order; ``H_N = H_N^T = H_N^-1``): :func:`hada
 Structured orthogonal random features (Yu et al. (2016), Sec. 4) project with
 ``W = sqrt(N) / sigma * H D_1 H D_2 H D_3`` (``D_i`` random +-1 diagonals, ``N`` the input dimension padded to a
 power of two with :func:`pad_to_power_of_two`); :func:`hadamard_sign_chain` computes the product ``H D_1 ... H D_m x``
-in ``m`` butterflies. The KROP codebooks of Liu et al. (2025) are the case ``F_a = R(theta_{K-1-a})``
+in ``m`` butterflies. The KROP codebooks of Liu et al. (2025) are the case ``F_a = R(theta_{L-1-a})``
 (:mod:`dammem.vsa.krop`).
 
 References:
@@ -92,7 +92,7 @@ _CHUNK_ELEMENTS = {"cpu": 1 << 17}
 
 
 def log2_size(n: int, name: str = "N", where: str = "butterfly", *, min_size: int = 2) -> int:
-    """``K = log2(n)`` for a power of two ``n >= min_size``; otherwise a clear error naming ``name`` and ``n``.
+    """``L = log2(n)`` for a power of two ``n >= min_size``; otherwise a clear error naming ``name`` and ``n``.
 
     Args:
       n: the size to check.
@@ -101,7 +101,7 @@ def log2_size(n: int, name: str = "N", where: str = "butterfly", *, min_size: in
       min_size: smallest allowed power of two (2 for KROP codebooks, 1 for a Walsh-Hadamard transform).
 
     Returns:
-      ``K`` with ``n = 2^K``.
+      ``L`` with ``n = 2^L``.
 
     Example:
       >>> from dammem._butterfly import log2_size
@@ -242,7 +242,7 @@ def map_row_chunks(fn, rows: tuple[Array, ...], chunk: int | None) -> Array:
 
 
 def group_sizes(k: int, group: int) -> tuple[int, ...]:
-    """Split ``K`` factors into ``ceil(K / group)`` consecutive groups of near-equal size (larger ones first).
+    """Split ``L`` factors into ``ceil(L / group)`` consecutive groups of near-equal size (larger ones first).
 
     Example:
       >>> from dammem._butterfly import group_sizes
@@ -261,11 +261,11 @@ def group_sizes(k: int, group: int) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def kron_blocks(factors: Float[Array, "K 2 2"], sizes: tuple[int, ...]) -> list[Array]:
+def kron_blocks(factors: Float[Array, "L 2 2"], sizes: tuple[int, ...]) -> list[Array]:
     """Kronecker blocks of consecutive factors: block ``c`` is ``kron(factors[s_c], ..., factors[s_c + sizes[c] - 1])``.
 
     Args:
-      factors: ``(K, 2, 2)`` with ``K = sum(sizes)``.
+      factors: ``(L, 2, 2)`` with ``L = sum(sizes)``.
       sizes: static group sizes (:func:`group_sizes`).
 
     Returns:
@@ -323,7 +323,7 @@ def columns_to_rows(blocks: list[Array], x: Float[Array, "N B"]) -> Float[Array,
 
 
 @partial(jax.jit, static_argnums=2)
-def butterfly_kernel(factors: Float[Array, "K 2 2"], x: Float[Array, "*batch N"], sizes: tuple[int, ...]) -> Array:
+def butterfly_kernel(factors: Float[Array, "L 2 2"], x: Float[Array, "*batch N"], sizes: tuple[int, ...]) -> Array:
     """:func:`butterfly_apply` without validation; ``sizes`` static (:func:`group_sizes`)."""
     x2 = x.reshape(-1, x.shape[-1])
     blocks = kron_blocks(factors, sizes)
@@ -344,17 +344,17 @@ def _check_last_axis(x: ArrayLike, where: str, min_size: int) -> tuple[Array, in
 
 
 def butterfly_apply(
-    factors: Float[ArrayLike, "K 2 2"], x: Float[ArrayLike, "*batch N"], *, group: int | None = None
+    factors: Float[ArrayLike, "L 2 2"], x: Float[ArrayLike, "*batch N"], *, group: int | None = None
 ) -> Float[Array, "*batch N"]:
-    """Apply a Kronecker product of 2x2 factors along the last axis: ``y = (F_0 (x) F_1 (x) ... (x) F_{K-1}) x``.
+    """Apply a Kronecker product of 2x2 factors along the last axis: ``y = (F_0 (x) F_1 (x) ... (x) F_{L-1}) x``.
 
     ``F_0`` acts on the most significant bit of the index (row-major order, as ``np.kron``). Groups of ``group``
     consecutive factors are fused into one ``2^g x 2^g`` Kronecker block, applied as a small dense product, so the
-    data makes ``ceil(K / g)`` passes.
+    data makes ``ceil(L / g)`` passes.
 
     Args:
-      factors: ``(K, 2, 2)`` real 2x2 matrices, ``K >= 1`` (traced: new values never re-trace).
-      x: ``(..., N)`` with ``N = 2^K``.
+      factors: ``(L, 2, 2)`` real 2x2 matrices, ``L >= 1`` (traced: new values never re-trace).
+      x: ``(..., N)`` with ``N = 2^L``.
       group: static block width ``g`` in ``[1, 10]``; ``None`` uses :func:`default_group`.
 
     Returns:
@@ -376,8 +376,8 @@ def butterfly_apply(
     return butterfly_kernel(factors, x, group_sizes(k, check_group(group, where)))
 
 
-def butterfly_matrix(factors: Float[ArrayLike, "K 2 2"]) -> Float[Array, "N N"]:
-    """Dense ``F_0 (x) F_1 (x) ... (x) F_{K-1}`` (``(N, N)``, ``N = 2^K``): a reference for tests and small ``N``.
+def butterfly_matrix(factors: Float[ArrayLike, "L 2 2"]) -> Float[Array, "N N"]:
+    """Dense ``F_0 (x) F_1 (x) ... (x) F_{L-1}`` (``(N, N)``, ``N = 2^L``): a reference for tests and small ``N``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -394,15 +394,15 @@ def butterfly_matrix(factors: Float[ArrayLike, "K 2 2"]) -> Float[Array, "N N"]:
     return kron_blocks(factors, (factors.shape[0],))[0]
 
 
-def hadamard_factors(k: int, dtype=jnp.float32) -> Float[Array, "K 2 2"]:
-    """``K`` copies of ``H_2 = [[1, 1], [1, -1]] / sqrt(2)``: the factors of the normalised ``H_{2^K}``.
+def hadamard_factors(k: int, dtype=jnp.float32) -> Float[Array, "L 2 2"]:
+    """``L`` copies of ``H_2 = [[1, 1], [1, -1]] / sqrt(2)``: the factors of the normalised ``H_{2^L}``.
 
     Args:
-      k: number of factors ``K >= 1``.
+      k: number of factors ``L >= 1``.
       dtype: a floating dtype.
 
     Returns:
-      ``(K, 2, 2)``.
+      ``(L, 2, 2)``.
     """
     k = check_int(k, "k", "hadamard_factors", minimum=1)
     h2 = np.array([[1.0, 1.0], [1.0, -1.0]]) / math.sqrt(2.0)
@@ -421,14 +421,14 @@ def _hadamard_blocks(k: int, group: int, dtype) -> list[Array]:
 
 
 def fwht(x: Float[ArrayLike, "*batch N"], *, group: int | None = None) -> Float[Array, "*batch N"]:
-    """Normalised fast Walsh-Hadamard transform along the last axis: ``y = H_N x``, ``H_N = H_2^{(x) K}``.
+    """Normalised fast Walsh-Hadamard transform along the last axis: ``y = H_N x``, ``H_N = H_2^{(x) L}``.
 
     ``H_N`` is the Sylvester-Hadamard matrix in natural order (``scipy.linalg.hadamard(N)``) divided by
     ``sqrt(N)``: orthogonal and symmetric, so ``fwht(fwht(x)) = x`` and norms are preserved. O(N log N) through
     the grouped butterfly; pad other sizes with :func:`pad_to_power_of_two` first.
 
     Args:
-      x: ``(..., N)`` with ``N = 2^K >= 1``; integers become float32.
+      x: ``(..., N)`` with ``N = 2^L >= 1``; integers become float32.
       group: static block width in ``[1, 10]``; ``None`` uses :func:`default_group`.
 
     Returns:
@@ -468,7 +468,7 @@ def hadamard_sign_chain(
 
     Args:
       signs: ``(m, N)`` diagonals, ``m >= 1`` (usually +-1; any real values are applied as given; traced).
-      x: ``(..., N)`` with ``N = 2^K >= 1``.
+      x: ``(..., N)`` with ``N = 2^L >= 1``.
       group: static block width in ``[1, 10]``; ``None`` uses :func:`default_group`.
 
     Returns:

@@ -14,6 +14,7 @@ idle; within a phase the cases interleave call by call.
 
 Example:
   >>> import jax.numpy as jnp
+  >>> from dammem._timing import summarize, time_interleaved
   >>> x = jnp.ones((64, 64))
   >>> times = time_interleaved([{"sum": lambda: x.sum(), "max": lambda: x.max()}], repeats=3, warmup=1)
   >>> sorted(times), [len(t) for t in times.values()]
@@ -112,6 +113,7 @@ def summarize(seconds: Sequence[float]) -> dict[str, float | int]:
     """Minimum, median and maximum of timings in seconds, as milliseconds, and their number.
 
     Example:
+      >>> from dammem._timing import summarize
       >>> summarize([0.003, 0.001, 0.002, 0.010])
       {'min_ms': 1.0, 'median_ms': 2.5, 'max_ms': 10.0, 'repeats': 4}
     """

@@ -1,7 +1,7 @@
 """Argument checks shared by the public VSA functions: each error names the function, the argument, the value and
 what is allowed.
 
-Shape legend: ``N`` vector dimension (``N = 2^K`` for the KROP kinds), ``K`` angles, ``...`` batch axes.
+Shape legend: ``N`` vector dimension (``N = 2^L`` for the KROP kinds), ``L`` angles, ``...`` batch axes.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def check_pow2_vectors(x: ArrayLike, where: str, name: str = "x") -> Array:
 
 
 def check_theta(theta: ArrayLike, where: str, n: int | None = None) -> Array:
-    """A real vector of ``K >= 1`` angles; when ``n`` is given, ``K`` must equal ``log2(n)``."""
+    """A real vector of ``L >= 1`` angles; when ``n`` is given, ``L`` must equal ``log2(n)``."""
     theta = check_floating(theta, "theta", where)
     if theta.ndim != 1 or theta.shape[0] < 1:
-        raise ValueError(f"{where}: theta must be a vector of K >= 1 angles (shape (K,)), got shape {theta.shape}")
+        raise ValueError(f"{where}: theta must be a vector of L >= 1 angles (shape (L,)), got shape {theta.shape}")
     if n is not None:
         k = log2_size(n, "x.shape[-1]", where)
         if theta.shape[0] != k:

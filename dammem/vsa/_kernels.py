@@ -1,7 +1,7 @@
 """Unvalidated VSA kernels shared by the public modules (:mod:`~dammem.vsa.hrr`, :mod:`~dammem.vsa.krop`,
 :mod:`~dammem.vsa.codebooks`, :mod:`~dammem.vsa.memory`) and by code that validates once and calls them in a loop.
 
-Shape legend: ``N`` vector dimension (``N = 2^K`` for KROP), ``K`` angles, ``S`` scores, ``B`` rows (leading
+Shape legend: ``N`` vector dimension and number of scores (``N = 2^L`` for KROP), ``L`` angles, ``B`` rows (leading
 axes flattened), ``T`` steps, ``...`` batch axes. Inputs are assumed valid (see the public wrappers for the checks).
 
 * HRR (Plate (1995), circular convolution and correlation): ``bind_kernel(a, b) = a (*) b`` and
@@ -62,9 +62,9 @@ ARGMAX_BLOCK = 128
 def blockwise_argmax(scores: Array, axis: int) -> Array:
     """First index of the maximum along ``axis`` (as ``jnp.argmax``), by block maxima, then one block.
 
-    With ``S`` scores along ``axis``: the maxima of ``S / 128`` blocks, the argmax of those, then the argmax inside
+    With ``N`` scores along ``axis``: the maxima of ``N / 128`` blocks, the argmax of those, then the argmax inside
     the winning block. XLA:CPU runs this several times faster than a flat ``argmax`` over the same scores, in both
-    layouts used here (dense ``(..., S)`` with ``axis=-1``, KROP columns ``(S, B)`` with ``axis=0``). Sizes that are
+    layouts used here (dense ``(..., N)`` with ``axis=-1``, KROP columns ``(N, B)`` with ``axis=0``). Sizes that are
     not a multiple of 128, or below 512, use ``jnp.argmax`` directly.
 
     Args:
@@ -130,15 +130,15 @@ def unbind_exact_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def rotation_factors(theta: Float[Array, " K"]) -> Float[Array, "K 2 2"]:
-    """``[R(theta_{K-1}), ..., R(theta_0)]``, ``R(t) = [[cos t, sin t], [sin t, -cos t]]`` (most significant first)."""
+def rotation_factors(theta: Float[Array, " L"]) -> Float[Array, "L 2 2"]:
+    """``[R(theta_{L-1}), ..., R(theta_0)]``, ``R(t) = [[cos t, sin t], [sin t, -cos t]]`` (most significant first)."""
     t = theta[::-1]
     c, s = jnp.cos(t), jnp.sin(t)
     return jnp.stack([jnp.stack([c, s], -1), jnp.stack([s, -c], -1)], -2)
 
 
 def krop_columns(
-    theta: Float[Array, " K"], x2: Float[Array, "B N"], signs: Float[Array, " N"] | None, sizes: tuple[int, ...]
+    theta: Float[Array, " L"], x2: Float[Array, "B N"], signs: Float[Array, " N"] | None, sizes: tuple[int, ...]
 ) -> tuple[list[Array], Float[Array, "N B"]]:
     """The butterfly blocks of ``H`` and the scores ``H (d * x_b)`` of every row of ``x2`` as ``(N, B)`` columns."""
     if signs is not None:
@@ -182,13 +182,13 @@ def krop_soft_cleanup_kernel(theta, x, beta, signs, sizes) -> Array:
 
 
 @jax.jit
-def krop_rows_kernel(theta: Float[Array, " K"], idx: Int[Array, "*idx"], signs) -> Float[Array, "*idx N"]:
-    """Rows ``C_j = H_j * d``, ``H_j = R(theta_{K-1})[j_{K-1}] (x) ... (x) R(theta_0)[j_0]``, in O(N) each."""
+def krop_rows_kernel(theta: Float[Array, " L"], idx: Int[Array, "*idx"], signs) -> Float[Array, "*idx N"]:
+    """Rows ``C_j = H_j * d``, ``H_j = R(theta_{L-1})[j_{L-1}] (x) ... (x) R(theta_0)[j_0]``, in O(N) each."""
     k = theta.shape[0]
-    f = rotation_factors(theta)  # f[a] acts on bit K-1-a (a = 0: most significant)
+    f = rotation_factors(theta)  # f[a] acts on bit L-1-a (a = 0: most significant)
     shifts = jnp.arange(k - 1, -1, -1, dtype=idx.dtype)
-    bits = (idx[..., None] >> shifts) & 1  # (..., K) most significant first
-    picked = f[jnp.arange(k)[None, :], bits.reshape(-1, k)]  # (B, K, 2): row bit_a of factor a
+    bits = (idx[..., None] >> shifts) & 1  # (..., L) most significant first
+    picked = f[jnp.arange(k)[None, :], bits.reshape(-1, k)]  # (B, L, 2): row bit_a of factor a
     row = picked[:, 0, :]
     for a in range(1, k):
         row = (row[:, :, None] * picked[:, a, None, :]).reshape(row.shape[0], -1)

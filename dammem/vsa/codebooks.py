@@ -352,11 +352,11 @@ class OneHotCodebook(Codebook):
 
 
 class KropCodebook(Codebook):
-    """KROP codebook ``C = H = kron_{k=1..K} R(theta_{K-k})`` (Liu et al. (2025)): ``K = log2 D`` stored angles,
+    """KROP codebook ``C = H = kron_{k=1..L} R(theta_{L-k})`` (Liu et al. (2025)): ``L = log2 D`` stored angles,
     rows in O(D), scores and clean-up by one butterfly (:mod:`dammem.vsa.krop`).
 
     Args:
-      theta: ``(K,)`` angles, ``K >= 1`` (``D = 2^K``).
+      theta: ``(L,)`` angles, ``L >= 1`` (``D = 2^L``).
 
     Example:
       >>> import jax
@@ -372,7 +372,7 @@ class KropCodebook(Codebook):
     theta: Array
     signs: Array | None = None
 
-    def __init__(self, theta: Float[ArrayLike, " K"]):
+    def __init__(self, theta: Float[ArrayLike, " L"]):
         self.theta = check_theta(theta, type(self).__name__)
         self.size = self.dim = 1 << self.theta.shape[0]
 
@@ -409,14 +409,14 @@ class SignedKropCodebook(KropCodebook):
     restore full capacity in an HRR memory, at the same O(D log D) clean-up (:mod:`dammem.vsa.krop`).
 
     Args:
-      theta: ``(K,)`` angles.
-      signs: ``(D,)`` +-1 diagonal ``d`` (:func:`~dammem.vsa.krop_signs`), ``D = 2^K``.
+      theta: ``(L,)`` angles.
+      signs: ``(D,)`` +-1 diagonal ``d`` (:func:`~dammem.vsa.krop_signs`), ``D = 2^L``.
     """
 
     kind: ClassVar[str] = "krop_signed"
     _leaves = ("theta", "signs")
 
-    def __init__(self, theta: Float[ArrayLike, " K"], signs: Float[ArrayLike, " D"]):
+    def __init__(self, theta: Float[ArrayLike, " L"], signs: Float[ArrayLike, " D"]):
         super().__init__(theta)
         self.signs = check_signs(signs, self.dim, type(self).__name__)
 
@@ -537,7 +537,7 @@ def make_codebook(
     *,
     key: PRNGKey | None = None,
     size: int | None = None,
-    angles: Literal["uniform", "even"] | Float[ArrayLike, " K"] | None = None,
+    angles: Literal["uniform", "even"] | Float[ArrayLike, " L"] | None = None,
 ) -> Codebook:
     """Sample a value codebook of one of :data:`CODEBOOK_KINDS`.
 

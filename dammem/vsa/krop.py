@@ -1,6 +1,6 @@
 """KROP codebooks: Kronecker products of 2x2 rotation-reflections with an O(N log N) butterfly clean-up.
 
-Shape legend: ``N = 2^K`` codebook size (= vector dimension), ``K`` angles, ``...`` any leading batch axes.
+Shape legend: ``N = 2^L`` codebook size (= vector dimension), ``L`` angles, ``...`` any leading batch axes.
 
 Liu et al. (2025, slide "Codebook based on Hadamard matrices ... and Kronecker Rotation Products") build the value
 codebook by the recursion::
@@ -8,10 +8,10 @@ codebook by the recursion::
     H^(0) = [1],   H^(k+1) = [[H^(k) cos t_k,  H^(k) sin t_k],
                               [H^(k) sin t_k, -H^(k) cos t_k]],
 
-    =>  H^(K) = R(t_{K-1}) (x) R(t_{K-2}) (x) ... (x) R(t_0),    R(t) = [[cos t, sin t], [sin t, -cos t]],
+    =>  H^(L) = R(t_{L-1}) (x) R(t_{L-2}) (x) ... (x) R(t_0),    R(t) = [[cos t, sin t], [sin t, -cos t]],
 
 with ``t_k ~ U(0, 2 pi)``. ``H`` is orthogonal and symmetric (``R(t)`` is a reflection, so ``H^2 = I``) and
-``t = pi / 4`` everywhere gives the normalised Sylvester-Hadamard matrix. The codebook is stored as ``K = log2 N``
+``t = pi / 4`` everywhere gives the normalised Sylvester-Hadamard matrix. The codebook is stored as ``L = log2 N``
 angles; row ``j`` is built in O(N) from the bits of ``j`` (slide "Linear Time Vector Reconstruction"); clean-up
 ``argmax_j <H_j, v> = argmax H v`` (slide "Issue During Reading") is one butterfly (slide "O(N log N) Clean-up
 Process"), the shared grouped butterfly of :mod:`dammem._butterfly`.
@@ -81,17 +81,17 @@ def _prepare(theta: Any, x: Any, signs: Any, group: Any, where: str):
     return theta, x, signs, sizes
 
 
-def krop_factors(theta: Float[ArrayLike, " K"]) -> Float[Array, "K 2 2"]:
-    """The butterfly factors of ``H^(K)``: ``[R(theta_{K-1}), ..., R(theta_0)]``, ``R(t) = [[c, s], [s, -c]]``.
+def krop_factors(theta: Float[ArrayLike, " L"]) -> Float[Array, "L 2 2"]:
+    """The butterfly factors of ``H^(L)``: ``[R(theta_{L-1}), ..., R(theta_0)]``, ``R(t) = [[c, s], [s, -c]]``.
 
-    ``H^(K) = kron_{k=1..K} R(theta_{K-k})`` (Liu et al. (2025)), so the first (most significant) factor holds the
+    ``H^(L) = kron_{k=1..L} R(theta_{L-k})`` (Liu et al. (2025)), so the first (most significant) factor holds the
     last angle.
 
     Args:
-      theta: ``(K,)`` angles.
+      theta: ``(L,)`` angles.
 
     Returns:
-      ``(K, 2, 2)`` factors for :func:`dammem.vsa.butterfly_apply`.
+      ``(L, 2, 2)`` factors for :func:`dammem.vsa.butterfly_apply`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -107,13 +107,13 @@ def krop_factors(theta: Float[ArrayLike, " K"]) -> Float[Array, "K 2 2"]:
 
 
 def krop_apply(
-    theta: Float[ArrayLike, " K"], x: Float[ArrayLike, "*batch N"], *, group: int | None = None
+    theta: Float[ArrayLike, " L"], x: Float[ArrayLike, "*batch N"], *, group: int | None = None
 ) -> Float[Array, "*batch N"]:
-    """``H x`` along the last axis in O(N log N), ``H = H^(K)`` of the recursion of Liu et al. (2025).
+    """``H x`` along the last axis in O(N log N), ``H = H^(L)`` of the recursion of Liu et al. (2025).
 
     Args:
-      theta: ``(K,)`` angles (traced).
-      x: ``(..., N)``, ``N = 2^K``.
+      theta: ``(L,)`` angles (traced).
+      x: ``(..., N)``, ``N = 2^L``.
       group: static butterfly block width (see :func:`dammem.vsa.butterfly_apply`).
 
     Returns:
@@ -130,7 +130,7 @@ def krop_apply(
 
 
 def krop_scores(
-    theta: Float[ArrayLike, " K"],
+    theta: Float[ArrayLike, " L"],
     x: Float[ArrayLike, "*batch N"],
     *,
     signs: Float[ArrayLike, " N"] | None = None,
@@ -139,7 +139,7 @@ def krop_scores(
     """Clean-up scores ``<C_j, x>`` for all rows of the codebook ``C = H D``: ``C x = H (d * x)``.
 
     Args:
-      theta: ``(K,)`` angles.
+      theta: ``(L,)`` angles.
       x: ``(..., N)`` noisy vectors (the read-outs ``v'``).
       signs: optional ``(N,)`` fixed +-1 diagonal ``d`` (:func:`krop_signs`); ``None`` means ``C = H``.
       group: static butterfly block width.
@@ -158,7 +158,7 @@ def krop_scores(
 
 
 def krop_cleanup(
-    theta: Float[ArrayLike, " K"],
+    theta: Float[ArrayLike, " L"],
     x: Float[ArrayLike, "*batch N"],
     *,
     signs: Float[ArrayLike, " N"] | None = None,
@@ -171,7 +171,7 @@ def krop_cleanup(
     columns; ties go to the smallest index (as ``jnp.argmax``).
 
     Args:
-      theta: ``(K,)`` angles (traced).
+      theta: ``(L,)`` angles (traced).
       x: ``(..., N)`` noisy vectors.
       signs: optional ``(N,)`` +-1 column signs of the codebook (``C = H D``).
       group: static butterfly block width.
@@ -191,7 +191,7 @@ def krop_cleanup(
 
 
 def krop_soft_cleanup(
-    theta: Float[ArrayLike, " K"],
+    theta: Float[ArrayLike, " L"],
     x: Float[ArrayLike, "*batch N"],
     beta: float | Float[ArrayLike, ...] = 1.0,
     *,
@@ -205,7 +205,7 @@ def krop_soft_cleanup(
     clean-up as a limitation). As ``beta -> inf`` it tends to the row picked by :func:`krop_cleanup`.
 
     Args:
-      theta: ``(K,)`` angles (traced).
+      theta: ``(L,)`` angles (traced).
       x: ``(..., N)`` noisy vectors.
       beta: inverse temperature > 0, a scalar or broadcastable to ``x.shape[:-1]`` (traced; multiplies the scores).
       signs: optional ``(N,)`` +-1 column signs of the codebook.
@@ -227,16 +227,16 @@ def krop_soft_cleanup(
 
 
 def krop_row(
-    theta: Float[ArrayLike, " K"], idx: int | Int[ArrayLike, "*idx"], *, signs: Float[ArrayLike, " N"] | None = None
+    theta: Float[ArrayLike, " L"], idx: int | Int[ArrayLike, "*idx"], *, signs: Float[ArrayLike, " N"] | None = None
 ) -> Float[Array, "*idx N"]:
     """Codebook rows ``C_j = H_j * d`` in O(N) each, from the bits of ``j`` (Liu et al. (2025), slide "Linear Time
     Vector Reconstruction").
 
-    ``H_j = R(theta_{K-1})[j_{K-1}, :] (x) ... (x) R(theta_0)[j_0, :]`` where ``j_{K-1}`` is the most significant bit;
-    the row is grown by K outer products of doubling length (N - 2 + N multiplies in all).
+    ``H_j = R(theta_{L-1})[j_{L-1}, :] (x) ... (x) R(theta_0)[j_0, :]`` where ``j_{L-1}`` is the most significant bit;
+    the row is grown by L outer products of doubling length (N - 2 + N multiplies in all).
 
     Args:
-      theta: ``(K,)`` angles.
+      theta: ``(L,)`` angles.
       idx: integer indices of any shape ``(...)``, in ``[0, N)`` (checked when concrete; traced indices are taken
         modulo ``N``). Vmappable.
       signs: optional ``(N,)`` +-1 column signs.
@@ -258,11 +258,11 @@ def krop_row(
     return krop_rows_kernel(theta, idx, signs)
 
 
-def krop_matrix(theta: Float[ArrayLike, " K"], *, signs: Float[ArrayLike, " N"] | None = None) -> Float[Array, "N N"]:
-    """Dense codebook ``C = H D`` (``(N, N)``), ``H = kron_{k=1..K} R(theta_{K-k})``. For tests and small N.
+def krop_matrix(theta: Float[ArrayLike, " L"], *, signs: Float[ArrayLike, " N"] | None = None) -> Float[Array, "N N"]:
+    """Dense codebook ``C = H D`` (``(N, N)``), ``H = kron_{k=1..L} R(theta_{L-k})``. For tests and small N.
 
     Args:
-      theta: ``(K,)`` angles.
+      theta: ``(L,)`` angles.
       signs: optional ``(N,)`` +-1 column signs.
 
     Returns:
@@ -286,15 +286,15 @@ def krop_matrix(theta: Float[ArrayLike, " K"], *, signs: Float[ArrayLike, " N"] 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def uniform_angles(key: PRNGKey, k: int) -> Float[Array, " K"]:
-    """``K`` angles ``theta_k ~ U(0, 2 pi)`` (the choice of Liu et al. (2025)). Same key -> same angles.
+def uniform_angles(key: PRNGKey, k: int) -> Float[Array, " L"]:
+    """``L`` angles ``theta_k ~ U(0, 2 pi)`` (the choice of Liu et al. (2025)). Same key -> same angles.
 
     Args:
       key: a ``jax.random`` key.
-      k: number of angles ``K = log2 N`` (static, >= 1).
+      k: number of angles ``L = log2 N`` (static, >= 1).
 
     Returns:
-      ``(K,)`` float32.
+      ``(L,)`` float32.
 
     Example:
       >>> import jax
@@ -306,7 +306,7 @@ def uniform_angles(key: PRNGKey, k: int) -> Float[Array, " K"]:
     return jax.random.uniform(key, (k,), minval=0.0, maxval=2.0 * math.pi)
 
 
-def degenerate_factors(theta: Float[ArrayLike, " K"], tol: float = _DEGENERATE_TOL) -> np.ndarray:
+def degenerate_factors(theta: Float[ArrayLike, " L"], tol: float = _DEGENERATE_TOL) -> np.ndarray:
     """Indices ``k`` whose factor ``R(theta_k)`` is degenerate: ``|cos| < tol`` or ``|sin| < tol``.
 
     Such a factor is a signed permutation (diagonal or anti-diagonal), so half the entries of ``H`` become zero and
@@ -322,21 +322,21 @@ def degenerate_factors(theta: Float[ArrayLike, " K"], tol: float = _DEGENERATE_T
     return np.flatnonzero((np.abs(np.cos(t)) < tol) | (np.abs(np.sin(t)) < tol))
 
 
-def even_angles(k: int, *, warn: bool = True) -> Float[Array, " K"]:
-    """Evenly spaced angles ``theta_k = 2 pi (k + 1) / (K + 1)``, ``k = 0..K-1`` (the K non-zero points of a grid of
-    ``K + 1`` on the circle).
+def even_angles(k: int, *, warn: bool = True) -> Float[Array, " L"]:
+    """Evenly spaced angles ``theta_k = 2 pi (k + 1) / (L + 1)``, ``k = 0..L-1`` (the L non-zero points of a grid of
+    ``L + 1`` on the circle).
 
     Liu et al. (2025) sample the angles at random; this deterministic alternative follows the evenly spaced grid of
-    their public code as we read it (the slides do not give the formula). When ``K + 1`` is even, ``theta = pi``
-    appears (and ``pi / 2``, ``3 pi / 2`` when ``4 | K + 1``): those factors are signed permutations and most
+    their public code as we read it (the slides do not give the formula). When ``L + 1`` is even, ``theta = pi``
+    appears (and ``pi / 2``, ``3 pi / 2`` when ``4 | L + 1``): those factors are signed permutations and most
     entries of ``H`` vanish, so a ``UserWarning`` is issued (``warn=False`` silences it).
 
     Args:
-      k: number of angles ``K`` (>= 1).
+      k: number of angles ``L`` (>= 1).
       warn: warn about degenerate factors.
 
     Returns:
-      ``(K,)`` float32.
+      ``(L,)`` float32.
 
     Example:
       >>> import jax.numpy as jnp
@@ -358,7 +358,7 @@ def even_angles(k: int, *, warn: bool = True) -> Float[Array, " K"]:
     return jnp.asarray(theta, dtype=jnp.float32)
 
 
-def hadamard_angles(k: int) -> Float[Array, " K"]:
+def hadamard_angles(k: int) -> Float[Array, " L"]:
     """``theta = pi / 4`` everywhere: ``H`` is the normalised Sylvester-Hadamard matrix (Liu et al. (2025)).
 
     Example:
