@@ -2,7 +2,17 @@
 
 Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
 papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.vsa`, :mod:`dammem.experiments`; modules
-:mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`.
+:mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`. Shapes in
+every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> import dammem
+  >>> memories = jnp.array([[1.0, 1.0, -1.0, -1.0], [1.0, -1.0, 1.0, -1.0]])
+  >>> x0 = jnp.array([1.0, 0.2, -0.4, -1.0])  # a corrupted first memory
+  >>> out = dammem.retrieve(dammem.energies.rbf_energy, x0, (memories, 4.0), update=dammem.energies.rbf_update)
+  >>> [round(v, 2) for v in out.x.tolist()], bool(out.converged)
+  ([1.0, 1.0, -1.0, -1.0], True)
 """
 
 __version__ = "0.1.0"

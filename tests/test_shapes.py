@@ -49,3 +49,17 @@ def test_energy_shapes(fn, extra, out_shape):
     assert checked(fn)(X, MEM, *extra).shape == out_shape
     with pytest.raises(TypeCheckError):
         checked(fn)(jnp.ones(D + 1), MEM, *extra)
+
+
+def test_classical_shapes():
+    keys, values = jnp.ones((K, D)), jnp.ones((K, 3))
+    w_auto, w_hetero = checked(energies.hebbian_weights)(keys), checked(energies.hetero_weights)(keys, values)
+    assert w_auto.shape == (D, D) and w_hetero.shape == (3, D)
+    assert checked(energies.sync_update)(X, w_hetero).shape == (3,)  # hetero-associative: (D_out, D)
+    assert checked(energies.sync_update)(X, w_auto).shape == (D,)
+    assert checked(energies.classical_energy)(X, w_auto).shape == ()
+    assert checked(energies.one_step_modern)(X, keys, values).shape == (3,)
+    with pytest.raises(TypeCheckError):
+        checked(energies.hetero_weights)(keys, jnp.ones((K + 1, 3)))
+    with pytest.raises(TypeCheckError):
+        checked(energies.one_step_modern)(X, keys, jnp.ones((K + 1, 3)))
