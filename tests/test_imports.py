@@ -104,31 +104,10 @@ def private_uses(path: Path, root: Path = ROOT) -> list[str]:
     return bad
 
 
-# Known offenders in files whose owners have yet to move them to the public kernels. TEMPORARY: remove each entry
-# (and finally this allow-list) when its file is fixed; the test fails if an entry is no longer needed.
-# vsa/hrr.py and vsa/memory.py keep the aliases _bind, _correlate and _overwrite only for these two experiments.
-TEMPORARY_ALLOWED: dict[str, set[str]] = {
-    "dammem/experiments/krop_capacity.py": {
-        "from dammem.vsa.hrr import _bind",
-        "from dammem.vsa.hrr import _correlate",
-    },
-    "dammem/experiments/krop_mutable.py": {
-        "from dammem.vsa.hrr import _bind",
-        "from dammem.vsa.hrr import _correlate",
-        "from dammem.vsa.memory import _overwrite",
-    },
-}
-
-
 def test_no_module_uses_another_modules_underscore_names():
     assert len(FILES) >= 30  # the walk sees the whole package (subpackages included)
-    found = {path.relative_to(ROOT).as_posix(): set(private_uses(path)) for path in FILES}
-    new = {name: bad - TEMPORARY_ALLOWED.get(name, set()) for name, bad in found.items()}
-    assert {name: sorted(bad) for name, bad in new.items() if bad} == {}
-    stale = {name: allowed - found.get(name, set()) for name, allowed in TEMPORARY_ALLOWED.items()}
-    assert {name: sorted(s) for name, s in stale.items() if s} == {}, (
-        "fixed: remove these entries from TEMPORARY_ALLOWED in tests/test_imports.py"
-    )
+    found = {path.relative_to(ROOT).as_posix(): private_uses(path) for path in FILES}
+    assert {name: bad for name, bad in found.items() if bad} == {}
 
 
 def _probe(tmp_path: Path, relative: str, source: str) -> list[str]:

@@ -25,6 +25,7 @@ References:
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING, Literal
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,11 @@ from jaxtyping import Float, Int
 from dammem._butterfly import columns_to_rows, kron_blocks, map_row_chunks, row_chunk, rows_to_columns
 from dammem._types import Array
 
+if TYPE_CHECKING:  # annotations only: codebooks imports this module
+    from dammem.vsa.codebooks import Codebook
+
 __all__ = [
+    "EraseMode",
     "ARGMAX_BLOCK",
     "blockwise_argmax",
     "bind_kernel",
@@ -203,7 +208,11 @@ def krop_rows_kernel(theta: Float[Array, " L"], idx: Int[Array, "*idx"], signs) 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def erase_kernel(memory: Array, address: Array, codebook, erase: str) -> Array:
+EraseMode = Literal["cleanup", "sign", "raw", "none"]
+"""What the overwrite rule subtracts before storing a new value (see :data:`dammem.vsa.memory.ERASE_MODES`)."""
+
+
+def erase_kernel(memory: Array, address: Array, codebook: Codebook, erase: EraseMode) -> Array:
     """The estimate ``e`` of the value stored under ``address`` that the overwrite rule removes (``erase`` static)."""
     if erase == "none":
         return jnp.zeros(jnp.broadcast_shapes(memory.shape, address.shape), memory.dtype)
@@ -215,13 +224,15 @@ def erase_kernel(memory: Array, address: Array, codebook, erase: str) -> Array:
     return codebook.rows(codebook.cleanup(r)).astype(r.dtype)
 
 
-def overwrite_kernel(memory: Array, address: Array, value: Array, codebook, erase: str) -> Array:
+def overwrite_kernel(memory: Array, address: Array, value: Array, codebook: Codebook, erase: EraseMode) -> Array:
     """``M - a (*) e + a (*) v = M + a (*) (v - e)``."""
     return memory + bind_kernel(address, value - erase_kernel(memory, address, codebook, erase))
 
 
 @partial(jax.jit, static_argnums=4)
-def overwrite_scan_kernel(memory: Array, addresses: Array, values: Array, codebook, erase: str) -> tuple[Array, Array]:
+def overwrite_scan_kernel(
+    memory: Array, addresses: Array, values: Array, codebook: Codebook, erase: EraseMode
+) -> tuple[Array, Array]:
     """``T`` overwrites in order under one ``lax.scan``: ``(final memory, memory after every step)``."""
 
     def step(m, av):

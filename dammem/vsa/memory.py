@@ -25,7 +25,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -34,13 +34,12 @@ from jaxtyping import Float, Int
 from dammem._types import Array
 from dammem._validate import check_floating
 from dammem.vsa._checks import check_pair
-from dammem.vsa._kernels import bind_kernel, erase_kernel, overwrite_kernel, overwrite_scan_kernel
+from dammem.vsa._kernels import EraseMode, bind_kernel, erase_kernel, overwrite_kernel, overwrite_scan_kernel
 from dammem.vsa.codebooks import Codebook
 from dammem.vsa.hrr import unbind
 
 __all__ = ["store", "write", "recall", "erase_estimate", "overwrite", "overwrite_scan", "EraseMode", "ERASE_MODES"]
 
-EraseMode = Literal["cleanup", "sign", "raw", "none"]
 ERASE_MODES: tuple[str, ...] = get_args(EraseMode)
 """What the overwrite rule subtracts (bound to the address) before storing the new value:
 
