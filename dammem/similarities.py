@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Union
+from typing import Literal, Union
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,8 @@ __all__ = [
     "kernelize",
     "get_similarity",
     "SIMILARITIES",
+    "SimilarityName",
+    "SimilarityLike",
 ]
 
 ScoreFn = Callable[[Array, Array], Array]
@@ -202,7 +204,7 @@ class Similarity:
         return self.scores(memories, x)
 
 
-SIMILARITIES: dict[str, Similarity] = {
+SIMILARITIES: dict[SimilarityName, Similarity] = {
     "dot": Similarity("dot", dot, energy_scale=1.0),
     "neg_sq_l2": Similarity("neg_sq_l2", neg_sq_l2, energy_scale=0.5),
     "neg_l1": Similarity("neg_l1", neg_l1),
@@ -250,7 +252,10 @@ class Kernelized:
         return cls(base, *leaves)
 
 
-SimilarityLike = Union[str, Similarity, Kernelized, ScoreFn]
+SimilarityName = Literal["dot", "neg_sq_l2", "neg_l1", "cosine"]
+"""The names of :data:`SIMILARITIES`."""
+
+SimilarityLike = Union[SimilarityName, Similarity, Kernelized, ScoreFn]
 """What the functions that take a ``similarity`` accept: a name, a :class:`Similarity`, a :class:`Kernelized` or a
 plain callable (see :func:`get_similarity`)."""
 
@@ -283,7 +288,7 @@ def get_similarity(similarity: SimilarityLike) -> Similarity | Kernelized:
     )
 
 
-def kernelize(similarity: Union[str, Similarity, ScoreFn], weight: Float[ArrayLike, "F D"]) -> Kernelized:
+def kernelize(similarity: Union[SimilarityName, Similarity, ScoreFn], weight: Float[ArrayLike, "F D"]) -> Kernelized:
     """The similarity ``similarity`` between features ``Phi(u) = W u`` (Wu et al. (2024), eq. 2.1).
 
     ``kernelize("dot", W)`` is U-Hop's kernel ``K(u, v) = <W u, W v>``; ``kernelize("neg_sq_l2", W)`` scores

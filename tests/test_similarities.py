@@ -1,3 +1,5 @@
+import typing
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -134,3 +136,7 @@ def test_get_similarity_resolves_names_objects_and_callables():
 def test_bad_inputs(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_the_name_literal_lists_the_registry():
+    assert set(typing.get_args(S.SimilarityName)) == set(S.SIMILARITIES) == set(REFERENCES)
