@@ -1,24 +1,26 @@
-"""The ``dammem`` command line: ``dammem run CONFIG.yaml [key=value ...] [--out DIR]``, ``dammem list``,
-``dammem bench NAME [args ...]``."""
+"""The ``dammem`` command line: ``dammem run CONFIG.yaml [key=value ...] [--out DIR]`` and ``dammem list``.
+
+Problems with the config or its data (unknown keys, bad values, a missing or malformed data file, more memories than
+the data holds) are reported as one line ``dammem: error: ...`` with exit status 2, checked before the run starts
+where the config alone decides them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-BENCHMARKS: dict[str, str] = {
-    "separations": "dammem.benchmarks.separations",
-    "krop": "dammem.benchmarks.krop",
-}
-
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from dammem.experiments._base import apply_overrides, load_document, run_experiment
+    from dammem.experiments._base import ConfigError, apply_overrides, load_document, run_experiment
 
     doc = apply_overrides(load_document(args.config), args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {str(out)!r}: cannot create the output directory ({err.strerror or err})") from err
     record = run_experiment(doc, out, progress=not args.no_progress)
     print(f"{record['experiment']}: wrote {out / 'results.json'}, {out / 'summary.md'} ({record['elapsed_s']:.1f} s)")
     return 0
@@ -39,16 +41,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(f"configs in {config_dir}/:" if configs else f"configs: none found in {config_dir}/")
     for path in configs:
         print(f"  {path}")
-    print("benchmarks:")
-    for name in sorted(BENCHMARKS):
-        print(f"  {name}")
     return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.name not in BENCHMARKS:
-        raise SystemExit(f"dammem bench: unknown benchmark {args.name!r}; choose one of {sorted(BENCHMARKS)}")
-    return int(importlib.import_module(BENCHMARKS[args.name]).main(args.bench_args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,14 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     run.set_defaults(func=_cmd_run)
 
-    lst = sub.add_parser("list", help="list experiments, configs and benchmarks")
+    lst = sub.add_parser("list", help="list experiments and configs")
     lst.add_argument("--configs", default="configs", help="directory holding the YAML configs")
     lst.set_defaults(func=_cmd_list)
-
-    bench = sub.add_parser("bench", help="run a benchmark against its peer library")
-    bench.add_argument("name", help=f"one of {sorted(BENCHMARKS)}")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
-    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -80,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as err:
-        print(f"dammem: error: {err}", file=sys.stderr)
+        print("dammem: error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, even for YAML errors
         return 2
 
 

@@ -4,8 +4,8 @@ Shape legend: ``n`` images; ``H, W, C`` image height, width, channels (MNIST 28 
 ``D`` pattern dimension (``H * W * C``, the image flattened in C order); ``...`` any leading batch axes.
 
 Data. With ``path=None`` the loaders return small real subsets bundled in the package (``dammem/data``, credits in
-its README): the first 2000 MNIST test images and the first 500 CIFAR-10 training images. With a path they read the
-files a user downloads:
+its README): the first 2000 MNIST test images and the first 500 CIFAR-10 training images (:data:`BUNDLED_COUNTS`).
+With a path they read the files a user downloads:
 
 * MNIST: ``mnist.npz`` (keys ``x_train, y_train, x_test, y_test``, as distributed for Keras), or a directory with
   the four idx files ``train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
@@ -56,6 +56,7 @@ __all__ = [
     "gaussian_noise",
     "inverted_dropout",
     "SPLITS",
+    "BUNDLED_COUNTS",
     "PATTERN_SCALES",
     "OCCLUDED_HALVES",
 ]
@@ -68,9 +69,11 @@ _NUM_CLASSES = 10
 _MNIST_SHAPE = (28, 28)
 _CIFAR_SHAPE = (32, 32, 3)
 
+BUNDLED_COUNTS = {"mnist": 2000, "cifar10": 500}  # images in the bundled subsets (``path=None``)
+
 # Bundled subsets: (resource file, split it comes from, number of images).
-_BUNDLED_MNIST = ("mnist_test_first2000.npz", "test", 2000)
-_BUNDLED_CIFAR10 = ("cifar10_train_first500.npz", "train", 500)
+_BUNDLED_MNIST = ("mnist_test_first2000.npz", "test", BUNDLED_COUNTS["mnist"])
+_BUNDLED_CIFAR10 = ("cifar10_train_first500.npz", "train", BUNDLED_COUNTS["cifar10"])
 
 _MNIST_IDX = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -311,7 +314,9 @@ def load_mnist(
         or a split the bundled subset does not hold.
 
     Example:
-      >>> x, y = load_mnist(limit=100)  # bundled: x (100, 28, 28) uint8, y (100,) uint8
+      >>> x, y = load_mnist(limit=100)  # the bundled subset
+      >>> x.shape, x.dtype, y.shape
+      ((100, 28, 28), dtype('uint8'), (100,))
     """
     where = "load_mnist"
     split, limit = _check_split(split, where), _check_limit(limit, where)
@@ -413,7 +418,9 @@ def load_cifar10(
         subset does not hold.
 
     Example:
-      >>> x, y = load_cifar10(limit=10)  # bundled: x (10, 32, 32, 3) uint8, y (10,) uint8
+      >>> x, y = load_cifar10(limit=10)  # the bundled subset
+      >>> x.shape, x.dtype, y.shape
+      ((10, 32, 32, 3), dtype('uint8'), (10,))
     """
     where = "load_cifar10"
     split, limit = _check_split(split, where), _check_limit(limit, where)
@@ -466,7 +473,8 @@ def to_patterns(x: ArrayLike, *, scale: str = "unit") -> Array:
       Patterns (n, D) float32 with ``D`` the product of the other axes.
 
     Example:
-      >>> to_patterns(np.array([[[0, 255]]], np.uint8), scale="bipolar")  # [[-1., 1.]]
+      >>> to_patterns(np.array([[[0, 255]]], np.uint8), scale="bipolar").tolist()
+      [[-1.0, 1.0]]
     """
     where = "to_patterns"
     if not isinstance(scale, str) or scale not in PATTERN_SCALES:
@@ -507,7 +515,8 @@ def random_pixel_mask(key: PRNGKey, shape, visible_fraction: ArrayLike) -> Array
       Mask of ``shape``, dtype bool, True = visible.
 
     Example:
-      >>> random_pixel_mask(jax.random.key(0), (2, 784), 0.25).sum(-1)  # [196, 196]
+      >>> random_pixel_mask(jax.random.key(0), (2, 784), 0.25).sum(-1).tolist()  # round(0.25 * 784) each
+      [196, 196]
     """
     where = "random_pixel_mask"
     shape = _check_shape(shape, "shape", where)
@@ -534,7 +543,8 @@ def half_occlusion_mask(image_shape, which: str = "bottom") -> Array:
       Mask (D,) bool with ``D = H * W * C``, True = visible; broadcasts against patterns (..., D).
 
     Example:
-      >>> half_occlusion_mask((28, 28), "bottom").sum()  # 392 = 14 rows of 28 visible
+      >>> int(half_occlusion_mask((28, 28), "bottom").sum())  # 14 rows of 28 visible
+      392
     """
     where = "half_occlusion_mask"
     image_shape = _check_shape(image_shape, "image_shape", where)
@@ -568,7 +578,8 @@ def occlude(x: ArrayLike, mask: ArrayLike, fill: ArrayLike = 0.0) -> Array:
       Occluded patterns with the broadcast shape of ``x`` and ``mask`` and the dtype of ``x``.
 
     Example:
-      >>> occlude(jnp.ones(4), jnp.array([True, False, True, False]), fill=-1.0)  # [1, -1, 1, -1]
+      >>> occlude(jnp.ones(4), jnp.array([True, False, True, False]), fill=-1.0).tolist()
+      [1.0, -1.0, 1.0, -1.0]
     """
     where = "occlude"
     x = check_floating(x, "x", where)
@@ -601,7 +612,8 @@ def gaussian_noise(key: PRNGKey, x: ArrayLike, norm: ArrayLike) -> Array:
       Noisy patterns with the shape and dtype of ``x``.
 
     Example:
-      >>> jnp.linalg.norm(gaussian_noise(jax.random.key(0), jnp.zeros((2, 8)), 3.0), axis=-1)  # [3., 3.]
+      >>> jnp.linalg.norm(gaussian_noise(jax.random.key(0), jnp.zeros((2, 8)), 3.0), axis=-1).round(4).tolist()
+      [3.0, 3.0]
     """
     where = "gaussian_noise"
     x = check_floating(x, "x", where)
@@ -642,7 +654,8 @@ def inverted_dropout(key: PRNGKey, x: ArrayLike, drop_fraction: ArrayLike) -> Ar
       Corrupted patterns with the shape and dtype of ``x``.
 
     Example:
-      >>> inverted_dropout(jax.random.key(0), jnp.ones(6), 0.5)  # entries 0 or 2
+      >>> sorted(set(inverted_dropout(jax.random.key(0), jnp.ones(1000), 0.5).tolist()))  # dropped or doubled
+      [0.0, 2.0]
     """
     where = "inverted_dropout"
     x = check_floating(x, "x", where)

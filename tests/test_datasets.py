@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from dammem import datasets
 from dammem.datasets import (
+    BUNDLED_COUNTS,
     gaussian_noise,
     half_occlusion_mask,
     inverted_dropout,
@@ -48,6 +49,7 @@ def test_bundled_shapes_and_dtypes():
     x, y = load_cifar10()
     assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8
     assert y.shape == (500,) and y.dtype == np.uint8 and y.max() <= 9
+    assert BUNDLED_COUNTS == {"mnist": 2000, "cifar10": 500}
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the project's shared data folder is not present")

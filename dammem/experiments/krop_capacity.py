@@ -1,15 +1,21 @@
-"""Capacity of an HRR key-value memory per value codebook kind, and capacity vs N (seed 000, "Memory capacity").
+"""Capacity of an HRR key-value memory per value codebook kind, and capacity vs N.
 
-For each codebook kind and dimension ``N``, ``M`` pairs are stored in one trace ``M = sum_m a_m (*) v_m`` with
-Gaussian keys ``a_m ~ N(0, I/N)`` and values ``v_m = C_{j_m}`` (rows of the codebook at uniform random indices). The
-success rate is seed 000's ``(1/M) sum_m 1[clean-up(a_m # M) = v_m]``, averaged over trials (each trial draws its
-own codebook, keys and indices; trials are vectorised). All grid sizes ``M`` of one trial share the same draws: the
+Liu et al. (2025), experiment "Memory capacity". For each codebook kind and dimension ``N``, ``M`` pairs are stored
+in one trace ``M = sum_m a_m (*) v_m`` with Gaussian addresses ``a_m ~ N(0, I/N)`` and values ``v_m = C_{j_m}``
+(rows of the codebook at uniform random indices). The success rate is Liu et al.'s
+``(1/M) sum_m 1[clean-up(a_m # M) = v_m]``, averaged over trials (each trial draws its own codebook, addresses and
+indices; trials are vectorised). All grid sizes ``M`` of one trial share the same draws: the
 memory holding the first ``M`` pairs is a prefix sum of the bound pairs.
 
 The capacity is the number of items at which the success rate falls to ``threshold``, read off by linear
 interpolation between the last grid point at or above the threshold and the next one. KROP's rows have peaky
 Fourier spectra, which costs capacity; the signed KROP codebook ``C = H D`` restores it (see
 :mod:`dammem.vsa.krop`).
+
+References:
+  - R. Liu, Q. Qiu, S. Khan, G. E. Katz (2025). Linearithmic Clean-up for Vector-Symbolic Key-Value Memory with
+    Kronecker Rotation Products. NeSy 2025.
+  - T. A. Plate (1995). Holographic Reduced Representations. IEEE Trans. Neural Networks 6(3), 623-641.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import numpy as np
 from jax import lax
 
 from dammem.experiments._base import Progress, geometric_grid, markdown_table, pyplot, save_figure
-from dammem.vsa import CODEBOOK_KINDS, KEY_KINDS, make_codebook, random_keys
-from dammem.vsa.hrr import _bind, _correlate
+from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, make_codebook, random_addresses
+from dammem.vsa._kernels import bind_kernel, unbind_kernel
 
 __all__ = ["Config", "run", "report", "item_grid", "interpolated_capacity"]
 
@@ -64,7 +70,7 @@ class Config:
       grid_ratio: geometric ratio of the item grid (> 1).
       num_trials: independent draws (codebook, keys, values), vectorised.
       threshold: success rate that defines the capacity.
-      key_kind: HRR key distribution (``gaussian`` as in seed 000, or ``unitary``).
+      address_kind: HRR address distribution (``gaussian`` as in Liu et al. (2025), or ``unitary``).
     """
 
     kinds: tuple[str, ...] = ("gaussian", "bipolar", "hadamard", "krop", "krop_signed", "unitary_shift")
@@ -73,7 +79,7 @@ class Config:
     grid_ratio: float = 1.25
     num_trials: int = 30
     threshold: float = 0.9
-    key_kind: str = "gaussian"
+    address_kind: str = "gaussian"
 
     def __post_init__(self):
         kinds = list(self.kinds)
@@ -89,23 +95,23 @@ class Config:
             raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
-        if self.key_kind not in KEY_KINDS:
-            raise ValueError(f"key_kind must be one of {KEY_KINDS}, got {self.key_kind!r}")
+        if self.address_kind not in ADDRESS_KINDS:
+            raise ValueError(f"address_kind must be one of {ADDRESS_KINDS}, got {self.address_kind!r}")
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _success_rates(kind: str, n: int, m_max: int, key_kind: str, trial_keys: jax.Array, items: jax.Array):
+def _success_rates(kind: str, n: int, m_max: int, address_kind: str, trial_keys: jax.Array, items: jax.Array):
     """(trials, len(items)) success rates; the memory of the first m pairs is a prefix sum of the bound pairs."""
 
     def trial(key):
-        k_cb, k_keys, k_idx = jax.random.split(key, 3)
+        k_cb, k_addr, k_idx = jax.random.split(key, 3)
         cb = make_codebook(kind, n, key=k_cb)
-        keys = random_keys(k_keys, (m_max,), n, kind=key_kind)
+        addresses = random_addresses(k_addr, (m_max,), n, kind=address_kind)
         idx = jax.random.randint(k_idx, (m_max,), 0, n)
-        prefix = jnp.cumsum(_bind(keys, cb.rows(idx)), axis=0)  # prefix[m - 1] stores the first m pairs
+        prefix = jnp.cumsum(bind_kernel(addresses, cb.rows(idx)), axis=0)  # prefix[m - 1] stores the first m pairs
 
         def at(m):
-            reads = _correlate(keys, prefix[m - 1])  # a_j # M for every key (only j < m are scored)
+            reads = unbind_kernel(prefix[m - 1], addresses)  # a_j # M for every address (only j < m are scored)
             ok = (cb.cleanup(reads) == idx) & (jnp.arange(m_max) < m)
             return jnp.sum(ok) / m
 
@@ -121,11 +127,11 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     capacity: dict[str, list[float]] = {kind: [] for kind in config.kinds}
     for i, n in enumerate(config.dims):
         items = grids[n]
-        # the same trial keys for every kind: the keys/indices differ only through the codebook kind
+        # the same trial keys for every kind: the addresses and indices differ only through the codebook kind
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
         for kind in config.kinds:
             r = np.asarray(
-                _success_rates(kind, n, items[-1], config.key_kind, trial_keys, jnp.asarray(items, jnp.int32))
+                _success_rates(kind, n, items[-1], config.address_kind, trial_keys, jnp.asarray(items, jnp.int32))
             ).mean(0)
             rates[kind][str(n)] = r.tolist()
             capacity[kind].append(interpolated_capacity(items, r, config.threshold))
@@ -172,7 +178,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     cap_rows = [[kind] + [float(c) for c in results["capacity"][kind]] for kind in kinds]
     lines = [
         f"Capacity (items at success rate {results['threshold']}, interpolated), {config.num_trials} trials, "
-        f"{config.key_kind} keys:",
+        f"{config.address_kind} addresses:",
         "",
         markdown_table(headers, cap_rows, floatfmt=".1f"),
     ]
@@ -185,5 +191,25 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
                 headers, [[k] + [float(v) for v in results["capacity_over_gaussian"][k]] for k in kinds], floatfmt=".3f"
             ),
         ]
-    lines += ["", "![capacity](krop_capacity.png)"]
+    lines += ["", *_kind_sentences(results), "", "![capacity](krop_capacity.png)"]
     return "\n".join(lines)
+
+
+def _kind_sentences(results: dict) -> list[str]:
+    """One computed sentence per codebook kind: capacity per dimension, relative to Gaussian, grid limits."""
+    dims = results["dims"]
+    out = []
+    for kind, caps in results["capacity"].items():
+        per_n = results["capacity_over_n"][kind]
+        text = f"- {kind}: capacity / N from {min(per_n):.3f} to {max(per_n):.3f} over N = {dims[0]}..{dims[-1]}"
+        ratio = results["capacity_over_gaussian"].get(kind)
+        if ratio and kind != "gaussian" and all(np.isfinite(ratio)):
+            text += f", {min(ratio):.2f} to {max(ratio):.2f} times the Gaussian codebook's"
+        capped = [n for n, c in zip(dims, caps) if c >= results["items"][str(n)][-1]]
+        empty = [n for n, c in zip(dims, caps) if c == 0]
+        if capped:
+            text += f"; at N = {', '.join(map(str, capped))} the rate never fell below the threshold (a lower bound)"
+        if empty:
+            text += f"; at N = {', '.join(map(str, empty))} even the smallest grid point failed"
+        out.append(text + ".")
+    return out

@@ -1,16 +1,30 @@
 """Complete occluded MNIST digits with MrDAM energy descent and sparse Hopfield retrieval (visible pixels clamped).
 
-Memories are bundled MNIST test digits (pixels in [0, 1], D = 784); each query is one stored digit with part of it
+Memories are MNIST test digits (pixels in [0, 1], D = 784); each query is one stored digit with part of its pixels
 hidden (set to 0). Two retrievals complete it while the visible pixels stay clamped:
 
-- MrDAM: gradient descent on the RBF energy (seed 001 eq. 11, gradient eq. 18) until ``|dE| < tol``;
-- sparse Hopfield: the fixed-point map ``x <- Xi entmax_alpha(beta sim(Xi, x))`` (seed 002 eq. 2.4; alpha = 2 is
-  sparsemax).
+- MrDAM: gradient descent ``x <- x - eta grad E(x)`` on the RBF energy ``E(x) = -(1/beta) log sum_mu
+  exp(-beta/2 ||xi_mu - x||^2)`` (Hoover et al. (2024), eqs. 5 and 11, gradient eq. 18) until ``|dE| < tol``, the
+  gradient of the visible pixels zeroed (their App. D). With ``eta = 1`` one step is the fixed-point
+  map ``x <- softmax(-beta/2 ||Xi - x||^2) Xi`` on the hidden pixels.
+- sparse Hopfield: the fixed-point map ``x <- Xi^T entmax_alpha(beta sim(Xi, x))`` (Wu et al. (2024), eq. 2.4;
+  alpha = 2 is sparsemax), stopped by its energy (eq. 2.2).
+
+The default follows Wu et al. (2024), Sec. 4.1: half of each query's pixels hidden at random. ``occlusion`` hides a
+half of the image instead (Hoover et al. (2024) hide the bottom). Pixels here are in [0, 1]; in the pixel scale
+``[0, 1/sqrt(D)]`` of Hoover et al. (2024) the same energy has inverse temperature ``beta D``.
 
 Metrics per method (averaged over queries and trials): mean squared error on the hidden pixels, recall accuracy
-(the memory nearest to the completed image is the query's own), steps taken. References: the occluded query's
-error and the accuracy of picking the memory nearest on the visible pixels alone. Trials (different memory sets)
-are vectorised over PRNG keys.
+(the memory nearest to the completed image is the query's own), steps taken, and for the misses whether the
+retrieved memory has less ink on the hidden pixels than the target (the zero fill of the hidden pixels pulls the
+first update towards such memories). Baselines: the occluded query itself, and the memory nearest on the visible
+pixels alone (its accuracy, and the error of copying its hidden pixels). A beta sweep (multiples of both betas)
+runs on the same memory sets and queries. Trials (different memory sets) are vectorised over PRNG keys.
+
+References:
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
+  - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
 """
 
 from __future__ import annotations
@@ -27,39 +41,45 @@ import numpy as np
 from dammem import datasets
 from dammem.dynamics import retrieve
 from dammem.energies import rbf_energy, sparse_hopfield_energy, sparse_hopfield_update
-from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._base import ConfigError, Progress, markdown_table, pyplot, save_figure
 
-Occlusion = Literal["bottom", "top", "left", "right", "random"]
+__all__ = ["Config", "run", "report", "occlusion_masks", "DEFAULT_VISIBLE_FRACTION"]
+
+Occlusion = Literal["random", "bottom", "top", "left", "right"]
+METHODS = {"mrdam": "MrDAM", "sparse_hopfield": "sparse Hopfield"}  # result keys -> names in the report
+DEFAULT_VISIBLE_FRACTION = 0.5  # Wu et al. (2024), Sec. 4.1: 50% of the pixels masked
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Quickstart settings (the defaults run in well under a minute on a laptop CPU).
+    """Quickstart settings (the defaults run in seconds on a laptop CPU).
 
     Attributes:
-      num_memories: digits stored per trial (K).
+      num_memories: digits stored per trial (K); at most the digits available (2000 in the bundled subset).
       num_queries: stored digits that are occluded and completed per trial.
       num_trials: independent memory sets (vectorised).
-      occlusion: which half is hidden, or ``random`` pixels.
-      visible_fraction: fraction of pixels left visible; required by ``occlusion: random``, refused otherwise.
+      occlusion: ``random`` pixels, or which half of the image is hidden.
+      visible_fraction: fraction of pixels left visible by ``occlusion: random`` (None: 0.5); refused otherwise.
       beta_rbf, step_size, max_steps, tol: MrDAM energy descent (tol on ``|dE|``).
       beta_sparse, alpha, similarity, sparse_steps: sparse Hopfield fixed-point retrieval.
+      beta_sweep: multipliers applied to both betas for the sweep in the report (empty: no sweep).
       data_path: optional path to the full MNIST files (mnist.npz or the idx directory); default: bundled subset.
     """
 
     num_memories: int = 100
     num_queries: int = 16
     num_trials: int = 4
-    occlusion: Occlusion = "bottom"
+    occlusion: Occlusion = "random"
     visible_fraction: float | None = None
-    beta_rbf: float = 0.5
+    beta_rbf: float = 0.4
     step_size: float = 1.0
     max_steps: int = 300
     tol: float = 1e-5
-    beta_sparse: float = 0.05
+    beta_sparse: float = 0.03
     alpha: float = 2.0
-    similarity: Literal["dot", "neg_sq_l2", "neg_l1", "cosine"] = "neg_sq_l2"
+    similarity: Literal["dot", "neg_sq_l2"] = "neg_sq_l2"
     sparse_steps: int = 50
+    beta_sweep: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
     data_path: str | None = None
 
     def __post_init__(self):
@@ -68,42 +88,53 @@ class Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_queries > self.num_memories:
             raise ValueError(f"num_queries ({self.num_queries}) cannot exceed num_memories ({self.num_memories})")
+        if self.data_path is None and self.num_memories > datasets.BUNDLED_COUNTS["mnist"]:
+            raise ValueError(
+                f"num_memories ({self.num_memories}) exceeds the {datasets.BUNDLED_COUNTS['mnist']} digits of the "
+                "bundled MNIST subset; lower it or set data_path to the full MNIST files"
+            )
+        if self.data_path is not None and not Path(self.data_path).exists():
+            raise ValueError(
+                f"data_path {self.data_path!r} does not exist; give mnist.npz or the directory of the MNIST idx "
+                "files, or leave data_path unset for the bundled subset"
+            )
         for name in ("beta_rbf", "step_size", "beta_sparse"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if any(not m > 0 for m in self.beta_sweep) or list(self.beta_sweep) != sorted(set(self.beta_sweep)):
+            raise ValueError(f"beta_sweep must be strictly increasing multipliers > 0, got {list(self.beta_sweep)}")
         if self.tol < 0:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if not 1.0 <= self.alpha <= 2.0:
             raise ValueError(f"alpha must lie in [1, 2], got {self.alpha}")
-        if self.occlusion == "random":
-            if self.visible_fraction is None or not 0.0 < self.visible_fraction < 1.0:
-                raise ValueError(f"occlusion 'random' needs visible_fraction in (0, 1), got {self.visible_fraction}")
-        elif self.visible_fraction is not None:
-            raise ValueError(f"visible_fraction is only used with occlusion 'random' (occlusion is {self.occlusion!r})")
+        if self.visible_fraction is not None:
+            if self.occlusion != "random":
+                raise ValueError(
+                    f"visible_fraction is only used with occlusion 'random' (occlusion is {self.occlusion!r})"
+                )
+            if not 0.0 < self.visible_fraction < 1.0:
+                raise ValueError(f"visible_fraction must lie in (0, 1), got {self.visible_fraction}")
 
 
-def _visible(config: Config, key: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """(num_queries, D) masks, True = visible."""
+def occlusion_masks(config: Config, key: jax.Array, image_shape: tuple[int, int]) -> jax.Array:
+    """(num_queries, H * W) boolean masks, True = visible: exactly ``round(visible_fraction * D)`` random pixels per
+    query for ``occlusion: random``, else the same half-image mask for every query."""
+    d = image_shape[0] * image_shape[1]
     if config.occlusion == "random":
-        return datasets.random_pixel_mask(key, (config.num_queries, shape[0] * shape[1]), config.visible_fraction)
-    half = datasets.half_occlusion_mask(shape, config.occlusion)
-    return jnp.broadcast_to(half, (config.num_queries, half.shape[0]))
+        fraction = DEFAULT_VISIBLE_FRACTION if config.visible_fraction is None else config.visible_fraction
+        return datasets.random_pixel_mask(key, (config.num_queries, d), fraction)
+    half = datasets.half_occlusion_mask(image_shape, config.occlusion)
+    return jnp.broadcast_to(half, (config.num_queries, d))
 
 
-def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], key: jax.Array) -> dict:
-    """One memory set: store, occlude, complete with both methods (queries vmapped)."""
-    k_mem, k_query, k_mask = jax.random.split(key, 3)
-    memories = pool[jax.random.choice(k_mem, pool.shape[0], (config.num_memories,), replace=False)]
-    targets = jax.random.choice(k_query, config.num_memories, (config.num_queries,), replace=False)
-    truth = memories[targets]
-    visible = _visible(config, k_mask, image_shape)
-    queries = datasets.occlude(truth, visible)
+def _complete(config: Config, memories, queries, visible, beta_rbf, beta_sparse) -> dict:
+    """Both retrievals of every query (vmapped) at the given (traced) betas."""
 
     def mrdam(q, vis):
         return retrieve(
             rbf_energy,
             q,
-            (memories, config.beta_rbf),
+            (memories, beta_rbf),
             step_size=config.step_size,
             clamp=vis,
             max_steps=config.max_steps,
@@ -117,68 +148,127 @@ def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], key: j
         return retrieve(
             energy,
             q,
-            (memories, config.beta_sparse, config.alpha),
+            (memories, beta_sparse, config.alpha),
             update=update,
             clamp=vis,
             max_steps=config.sparse_steps,
             tol=config.tol,
         )
 
+    return {
+        name: jax.vmap(method)(queries, visible) for name, method in (("mrdam", mrdam), ("sparse_hopfield", sparse))
+    }
+
+
+def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], betas: jax.Array, key: jax.Array) -> dict:
+    """One memory set: store, occlude, complete with both methods at the configured betas and over the sweep."""
+    k_mem, k_query, k_mask = jax.random.split(key, 3)
+    memories = pool[jax.random.choice(k_mem, pool.shape[0], (config.num_memories,), replace=False)]
+    targets = jax.random.choice(k_query, config.num_memories, (config.num_queries,), replace=False)
+    truth = memories[targets]
+    visible = occlusion_masks(config, k_mask, image_shape)
+    queries = datasets.occlude(truth, visible)
     hidden = (~visible).astype(truth.dtype)
     n_hidden = jnp.maximum(hidden.sum(-1), 1.0)
+    hidden_ink = jnp.sum(jnp.square(memories[None]) * hidden[:, None], -1)  # (Q, K): memories' ink where hidden
 
     def scores(completed):
         mse = jnp.sum(jnp.square(completed - truth) * hidden, -1) / n_hidden
         nearest = jnp.argmin(jnp.sum(jnp.square(completed[:, None] - memories[None]), -1), -1)
-        return mse, nearest == targets
+        return mse, nearest
 
-    out = {"queries": queries, "truth": truth}
-    for name, method in (("mrdam", mrdam), ("sparse_hopfield", sparse)):
-        result = jax.vmap(method)(queries, visible)
-        mse, correct = scores(result.x)
+    out = {"queries": queries, "truth": truth, "visible": visible}
+    main = _complete(config, memories, queries, visible, config.beta_rbf, config.beta_sparse)
+    for name, result in main.items():
+        mse, nearest = scores(result.x)
+        correct = nearest == targets
+        rows = jnp.arange(config.num_queries)
         out[name] = {
             "x": result.x,
             "mse": mse,
             "correct": correct,
+            "darker_miss": ~correct & (hidden_ink[rows, nearest] < hidden_ink[rows, targets]),
             "steps": result.steps,
             "converged": result.converged,
         }
-    query_mse, _ = scores(queries)
+
+    def sweep_point(factor):
+        done = _complete(config, memories, queries, visible, factor * config.beta_rbf, factor * config.beta_sparse)
+        summary = {}
+        for name, result in done.items():
+            mse, nearest = scores(result.x)
+            summary[name] = {
+                "hidden_mse": mse.mean(),
+                "recall_accuracy": (nearest == targets).mean(),
+                "mean_steps": result.steps.mean(),
+            }
+        return summary
+
+    out["sweep"] = jax.vmap(sweep_point)(betas)
+    out["occluded_mse"], _ = scores(queries)
     visible_dist = jnp.sum(jnp.square((queries[:, None] - memories[None]) * visible[:, None]), -1)
-    out["occluded_mse"] = query_mse
-    out["visible_nn_correct"] = jnp.argmin(visible_dist, -1) == targets
+    nn = jnp.argmin(visible_dist, -1)
+    out["visible_nn_correct"] = nn == targets
+    out["visible_nn_mse"], _ = scores(jnp.where(visible, queries, memories[nn]))
     return out
 
 
-def run(config: Config, key: jax.Array, progress: Progress) -> dict:
-    x, _ = datasets.load_mnist(config.data_path)
+def _load(config: Config) -> np.ndarray:
+    """The digits, with data problems turned into config errors that name ``data_path`` / ``num_memories``."""
+    try:
+        x, _ = datasets.load_mnist(config.data_path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"config.data_path: {err}") from err
     if config.num_memories > x.shape[0]:
-        raise ValueError(f"num_memories ({config.num_memories}) exceeds the {x.shape[0]} available digits")
+        raise ConfigError(
+            f"config.num_memories: {config.num_memories} exceeds the {x.shape[0]} digits in "
+            f"{config.data_path or 'the bundled MNIST subset'}"
+        )
+    return x
+
+
+def run(config: Config, key: jax.Array, progress: Progress) -> dict:
+    x = _load(config)
     pool = datasets.to_patterns(x, scale="unit")
     progress.total(2)
-    trial = jax.jit(jax.vmap(partial(_trial, config, pool, x.shape[1:3])))
+    betas = jnp.asarray(config.beta_sweep, jnp.float32)
+    trial = jax.jit(jax.vmap(partial(_trial, config, pool, x.shape[1:3], betas)))
     keys = jax.random.split(key, config.num_trials)
     compiled = trial.lower(keys).compile()
     progress.update(1)
     out = jax.device_get(compiled(keys))
     progress.update(1)
     methods = {}
-    for name in ("mrdam", "sparse_hopfield"):
+    for name in METHODS:
         r = out[name]
         methods[name] = {
+            "beta": config.beta_rbf if name == "mrdam" else config.beta_sparse,
             "hidden_mse": float(np.mean(r["mse"])),
             "recall_accuracy": float(np.mean(r["correct"])),
+            "misses": int(np.sum(~r["correct"])),
+            "misses_to_less_hidden_ink": int(np.sum(r["darker_miss"])),
             "mean_steps": float(np.mean(r["steps"])),
             "max_steps_taken": int(np.max(r["steps"])),
             "converged_fraction": float(np.mean(r["converged"])),
         }
+    sweep = {"multiplier": list(config.beta_sweep)}
+    for name in METHODS:
+        base = config.beta_rbf if name == "mrdam" else config.beta_sparse
+        sweep[name] = {"beta": [m * base for m in config.beta_sweep]}
+        for metric, values in out["sweep"][name].items():
+            sweep[name][metric] = np.mean(values, axis=0).tolist()  # trials first, then sweep points
     show = min(8, config.num_queries)
     return {
+        "num_queries_total": config.num_trials * config.num_queries,
+        "pixels": int(x.shape[1] * x.shape[2]),
         "methods": methods,
+        "beta_sweep": sweep,
         "occluded_query_mse": float(np.mean(out["occluded_mse"])),
         "visible_nearest_neighbour_accuracy": float(np.mean(out["visible_nn_correct"])),
+        "visible_nearest_neighbour_mse": float(np.mean(out["visible_nn_mse"])),
         "examples": {
             "image_shape": list(x.shape[1:3]),
+            "visible": out["visible"][0, :show],
             "query": out["queries"][0, :show],
             "mrdam": out["mrdam"]["x"][0, :show],
             "sparse_hopfield": out["sparse_hopfield"]["x"][0, :show],
@@ -187,18 +277,78 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Report: every sentence is computed from the results
+
+
+def _versus_baseline(name: str, m: dict, results: dict) -> str:
+    label = METHODS[name]
+    cap = label[0].upper() + label[1:]
+    base = results["visible_nearest_neighbour_accuracy"]
+    total = results["num_queries_total"]
+    acc = m["recall_accuracy"]
+    head = (
+        f"{cap} (beta = {m['beta']:g}) recalls the stored digit for {round(acc * total)} of {total} queries "
+        f"(accuracy {acc:.3f}); the nearest memory on the visible pixels reaches {base:.3f}. "
+    )
+    if acc > base:
+        verdict = f"{cap} is above that baseline by {acc - base:.3f}."
+    elif acc == base:
+        verdict = f"{cap} matches that baseline."
+    else:
+        verdict = f"{cap} falls below that baseline by {base - acc:.3f}"
+        darker = m["misses_to_less_hidden_ink"]
+        if darker:
+            verdict += (
+                f": in {darker} of its {m['misses']} misses the retrieved memory has less ink on the hidden pixels "
+                "than the target, the memories that the zero-filled start favours, while the baseline compares "
+                "visible pixels only."
+            )
+        else:
+            verdict += "."
+    mse = (
+        f" Its hidden-pixel MSE is {m['hidden_mse']:.3g}, against {results['occluded_query_mse']:.3g} for the "
+        f"occluded query and {results['visible_nearest_neighbour_mse']:.3g} for copying the nearest memory's pixels."
+    )
+    return head + verdict + mse
+
+
+def _sweep_sentence(name: str, results: dict) -> str:
+    sweep = results["beta_sweep"]
+    s = sweep[name]
+    acc = np.asarray(s["recall_accuracy"])
+    best = acc.max()
+    at_best = [f"{b:.3g}" for b, a in zip(s["beta"], acc) if a == best]
+    default = results["methods"][name]["beta"]
+    inside = any(np.isclose(b, default) for b, a in zip(s["beta"], acc) if a == best)
+    mse = np.asarray(s["hidden_mse"])
+    text = (
+        f"Over the sweep (beta = {s['beta'][0]:.3g} to {s['beta'][-1]:.3g}) {METHODS[name]}'s recall ranges from "
+        f"{acc.min():.3f} to {best:.3f}, highest at beta = {', '.join(at_best)}; "
+        f"the default beta {'is' if inside else 'is not'} among them. Its hidden-pixel MSE is lowest "
+        f"({mse.min():.3g}) at beta = {s['beta'][int(mse.argmin())]:.3g}"
+    )
+    base = results["visible_nearest_neighbour_accuracy"]
+    reach = [f"{b:.3g}" for b, a in zip(s["beta"], acc) if a >= base]
+    if reach:
+        text += f"; it reaches the nearest-memory baseline at beta = {', '.join(reach)}."
+    else:
+        text += f"; no beta of the sweep reaches the nearest-memory baseline ({base:.3f})."
+    return text
+
+
 def report(config: Config, results: dict, out_dir: Path) -> str:
     plt = pyplot()
 
     ex = results["examples"]
     rows = [
         ("query", ex["query"]),
-        ("MrDAM", ex["mrdam"]),
-        ("sparse Hopfield", ex["sparse_hopfield"]),
+        (f"MrDAM\nbeta={config.beta_rbf:g}", ex["mrdam"]),
+        (f"sparse Hopfield\nbeta={config.beta_sparse:g}", ex["sparse_hopfield"]),
         ("truth", ex["truth"]),
     ]
     cols = len(ex["truth"])
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.4 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.45 * len(rows)), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(cols):
             ax = axes[r][c]
@@ -211,22 +361,86 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(f"MNIST completion, {config.occlusion} occluded, K={config.num_memories}", fontsize=9)
+                ax.set_ylabel(label, fontsize=7)
+    hidden = "random pixels" if config.occlusion == "random" else f"{config.occlusion} half"
+    fig.suptitle(f"MNIST completion, {hidden} hidden, K={config.num_memories}", fontsize=9)
     save_figure(fig, out_dir / "completions.png")
 
     table = markdown_table(
-        ["method", "hidden-pixel MSE", "recall accuracy", "mean steps", "converged"],
+        ["method", "beta", "hidden-pixel MSE", "recall accuracy", "mean steps", "converged"],
         [
-            [name, m["hidden_mse"], m["recall_accuracy"], m["mean_steps"], m["converged_fraction"]]
+            [METHODS[name], m["beta"], m["hidden_mse"], m["recall_accuracy"], m["mean_steps"], m["converged_fraction"]]
             for name, m in results["methods"].items()
         ]
         + [
-            ["occluded query (no retrieval)", results["occluded_query_mse"], "-", "-", "-"],
-            ["nearest memory on visible pixels", "-", results["visible_nearest_neighbour_accuracy"], "-", "-"],
+            ["occluded query (no retrieval)", "-", results["occluded_query_mse"], "-", "-", "-"],
+            [
+                "nearest memory on visible pixels",
+                "-",
+                results["visible_nearest_neighbour_mse"],
+                results["visible_nearest_neighbour_accuracy"],
+                "-",
+                "-",
+            ],
         ],
     )
-    return (
+    if config.occlusion == "random":
+        fraction = DEFAULT_VISIBLE_FRACTION if config.visible_fraction is None else config.visible_fraction
+        occlusion = f"{1 - fraction:.0%} of the pixels hidden at random"
+    else:
+        occlusion = f"the {config.occlusion} half hidden"
+    d = results["pixels"]
+    lines = [
         f"{config.num_trials} trials x {config.num_queries} queries, K = {config.num_memories} memories, "
-        f"occlusion: {config.occlusion}.\n\n{table}\n\n![completions](completions.png)\n"
-    )
+        f"{occlusion}. Pixels in [0, 1]: in the [0, 1/sqrt(D)] scale of Hoover et al. (2024) MrDAM's beta is "
+        f"{config.beta_rbf * d:g}.",
+        "",
+        table,
+        "",
+        *(f"- {_versus_baseline(name, m, results)}" for name, m in results["methods"].items()),
+    ]
+    sweep = results["beta_sweep"]
+    if sweep["multiplier"]:
+        lines += ["", "Beta sweep (multiples of the default betas, same memories and queries):", ""]
+        lines.append(
+            markdown_table(
+                ["multiplier"]
+                + [f"{METHODS[n]} {col}" for n in METHODS for col in ("beta", "recall", "hidden MSE", "steps")],
+                [
+                    [f"{m:g}"]
+                    + [
+                        v
+                        for n in METHODS
+                        for v in (
+                            f"{sweep[n]['beta'][i]:.3g}",
+                            sweep[n]["recall_accuracy"][i],
+                            sweep[n]["hidden_mse"][i],
+                            sweep[n]["mean_steps"][i],
+                        )
+                    ]
+                    for i, m in enumerate(sweep["multiplier"])
+                ],
+            )
+        )
+        lines += ["", *(f"- {_sweep_sentence(name, results)}" for name in METHODS)]
+        _plot_sweep(plt, results, out_dir)
+        lines += ["", "![beta sweep](beta_sweep.png)"]
+    lines += ["", "![completions](completions.png)"]
+    return "\n".join(lines)
+
+
+def _plot_sweep(plt, results: dict, out_dir: Path) -> None:
+    sweep = results["beta_sweep"]
+    fig, (ax_acc, ax_mse) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, label in METHODS.items():
+        ax_acc.plot(sweep["multiplier"], sweep[name]["recall_accuracy"], "o-", label=label)
+        ax_mse.plot(sweep["multiplier"], sweep[name]["hidden_mse"], "o-", label=label)
+    ax_acc.axhline(results["visible_nearest_neighbour_accuracy"], color="gray", ls=":", label="nearest on visible")
+    ax_mse.axhline(results["occluded_query_mse"], color="gray", ls=":", label="occluded query")
+    for ax, ylabel in ((ax_acc, "recall accuracy"), (ax_mse, "hidden-pixel MSE")):
+        ax.set_xscale("log", base=2)
+        ax.axvline(1.0, color="k", lw=0.6)
+        ax.set_xlabel("beta / default beta")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "beta_sweep.png")
