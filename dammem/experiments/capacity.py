@@ -400,7 +400,9 @@ def _modern_sentences(config: Config, results: dict) -> list[str]:
     if every_key:
         out.append(
             f"At d = {', '.join(map(str, every_key))} it stores and recalls all 2^d possible keys (no memory can "
-            "hold more distinct keys), so these points bound the capacity only from below."
+            "hold more distinct keys), so "
+            + ("this point bounds" if len(every_key) == 1 else "these points bound")
+            + " the capacity only from below."
         )
     if saturated:
         out.append(

@@ -168,6 +168,7 @@ def test_capacity_readers_and_fits():
         fit_exponential([8], [100.0])
     assert mean_field_rate(1.0) == pytest.approx(1 - math.log(math.cosh(1.0)))
     assert mean_field_rate(1.0) == pytest.approx(0.566219, abs=1e-6)
+    assert mean_field_rate(2.0) == pytest.approx(2 - math.log((math.e**2 + math.e**-2) / 2))  # 0.675
     theory = classical_theory_capacity(np.array([16.0, 128.0, 512.0]), 0.9)
     np.testing.assert_allclose(theory, [3.6, 13.9, 42.0], atol=0.1)
     ratio = theory / (np.array([16.0, 128.0, 512.0]) / np.log([16.0, 128.0, 512.0]))
