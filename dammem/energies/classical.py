@@ -21,6 +21,7 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Float
 
@@ -319,6 +320,6 @@ def one_step_modern(
                 f"one_step_modern: mask must be booleans of shape ({keys.shape[0]},), got "
                 f"{mask.dtype} {tuple(mask.shape)}"
             )
-        if is_concrete(mask) and not bool(jnp.any(mask)):
+        if is_concrete(mask) and not np.asarray(mask).any():  # numpy: jnp.any would trace under jit
             raise ValueError("one_step_modern: mask stores no pair (all False); at least one pair must be stored")
     return nan_unless_positive(beta, bipolar_sign(softmax(beta * (keys @ x), where=mask) @ values))

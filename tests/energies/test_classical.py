@@ -173,6 +173,12 @@ def test_one_step_modern_with_every_pair_masked():
     out = jax.jit(lambda m: one_step_modern(keys[0], keys, values, mask=m))(jnp.zeros(4, bool))
     np.testing.assert_array_equal(np.asarray(out), np.ones(3))
     traced_beta = jax.jit(lambda b: one_step_modern(keys[0], keys, values, b))(-1.0)
+    # a concrete mask closed over by a jitted function is checked, not turned into a tracer error
+    partial_mask = jnp.array([True, False, True, False])
+    inside = jax.jit(lambda q: one_step_modern(q, keys, values, mask=partial_mask))(keys[0])
+    np.testing.assert_array_equal(np.asarray(inside), np.asarray(one_step_modern(keys[0], keys, values, mask=partial_mask)))
+    with pytest.raises(ValueError, match="mask stores no pair"):
+        jax.jit(lambda q: one_step_modern(q, keys, values, mask=jnp.zeros(4, bool)))(keys[0])
     assert np.all(np.isnan(np.asarray(traced_beta)))
 
 
