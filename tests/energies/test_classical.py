@@ -177,8 +177,9 @@ def test_one_step_modern_with_every_pair_masked():
     partial_mask = jnp.array([True, False, True, False])
     inside = jax.jit(lambda q: one_step_modern(q, keys, values, mask=partial_mask))(keys[0])
     np.testing.assert_array_equal(np.asarray(inside), np.asarray(one_step_modern(keys[0], keys, values, mask=partial_mask)))
+    no_pair = jnp.zeros(4, bool)
     with pytest.raises(ValueError, match="mask stores no pair"):
-        jax.jit(lambda q: one_step_modern(q, keys, values, mask=jnp.zeros(4, bool)))(keys[0])
+        jax.jit(lambda q: one_step_modern(q, keys, values, mask=no_pair))(keys[0])
     assert np.all(np.isnan(np.asarray(traced_beta)))
 
 
