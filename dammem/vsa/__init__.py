@@ -52,9 +52,3 @@ from .memory import overwrite_scan as overwrite_scan
 from .memory import recall as recall
 from .memory import store as store
 from .memory import write as write
-
-# isort: split
-# transitional: remove once experiments and the README use random_addresses, ADDRESS_KINDS and unbind
-from .hrr import KEY_KINDS as KEY_KINDS
-from .hrr import random_keys as random_keys
-from .memory import read as read

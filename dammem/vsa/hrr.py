@@ -177,15 +177,3 @@ def random_addresses(
         return jnp.fft.irfft(spectrum, n=n, axis=-1).astype(jnp.float32)
     raise ValueError(f"{where}: kind must be one of {ADDRESS_KINDS}, got {kind!r}")
 
-
-# transitional: remove once experiments import the public kernel names
-_bind = bind_kernel
-
-
-def _correlate(a, b):  # transitional: remove once experiments import the public kernel names (old argument order)
-    return unbind_kernel(b, a)
-
-
-# transitional: remove once experiments and the README use the new names (random_addresses, ADDRESS_KINDS)
-random_keys = random_addresses
-KEY_KINDS = ADDRESS_KINDS

@@ -256,8 +256,3 @@ def overwrite_scan(
     memory = jnp.broadcast_to(memory, out_shape).astype(dtype)
     return overwrite_scan_kernel(memory, addresses.astype(dtype), values.astype(dtype), codebook, erase)
 
-
-# transitional: remove once experiments import the public kernel names
-_overwrite = overwrite_kernel
-# transitional: remove once the README uses unbind (the read M # a is unbind(memory, address))
-read = unbind
