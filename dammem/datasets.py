@@ -1,7 +1,7 @@
-"""Real image data (bundled subsets and loaders for the standard MNIST / CIFAR-10 files) and query corruptions.
+"""Real image data: bundled subsets and loaders for the standard MNIST / CIFAR-10 files, and images as patterns.
 
 Shape legend: ``n`` images; ``H, W, C`` image height, width, channels (MNIST 28 x 28, CIFAR-10 32 x 32 x 3, HWC);
-``D`` pattern dimension (``H * W * C``, the image flattened in C order); ``...`` any leading batch axes.
+``D`` pattern dimension (``H * W * C``, the image flattened in C order).
 
 Data. With ``path=None`` the loaders return small real subsets bundled in the package (``dammem/data``, credits in
 its README): the first 2000 MNIST test images and the first 500 CIFAR-10 training images (:data:`BUNDLED_COUNTS`).
@@ -18,13 +18,7 @@ Images come back as NumPy ``uint8`` arrays ``x`` of shape (n, 28, 28) or (n, 32,
 ``uint8`` in 0-9. A missing file or directory raises ``FileNotFoundError`` and a malformed one ``ValueError``; both
 name the path and the expected format. :func:`to_patterns` turns images into float32 patterns (n, D).
 
-Corruptions (pure functions, batched over leading axes, jit-friendly; masks say True = visible, Flax polarity):
-
-* :func:`random_pixel_mask`: exactly ``round(visible_fraction * D)`` visible entries per pattern, uniformly placed.
-* :func:`half_occlusion_mask`: the top / bottom / left / right half of an image hidden.
-* :func:`occlude`: hidden entries replaced by a fill value.
-* :func:`gaussian_noise`: additive noise of L2 norm exactly ``norm`` per pattern, direction uniform on the sphere.
-* :func:`inverted_dropout`: Bernoulli dropout with survivors scaled by ``1 / (1 - p)`` (public U-Hop code protocol).
+Query corruptions (masks, occlusions, noise, dropout, bit flips) live in :mod:`dammem.corruptions`.
 """
 
 from __future__ import annotations
@@ -32,38 +26,35 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import io
-import numbers
 import os
 import pathlib
 import pickle
+import typing
 import zipfile
 import zlib
+from typing import Literal
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_floating, check_int, check_positive, is_concrete
+from dammem._types import Array, ArrayLike
+from dammem._validate import check_int
 
 __all__ = [
     "load_mnist",
     "load_cifar10",
     "to_patterns",
-    "random_pixel_mask",
-    "half_occlusion_mask",
-    "occlude",
-    "gaussian_noise",
-    "inverted_dropout",
+    "Split",
+    "PatternScale",
     "SPLITS",
     "BUNDLED_COUNTS",
     "PATTERN_SCALES",
-    "OCCLUDED_HALVES",
 ]
 
-SPLITS = ("train", "test")
-PATTERN_SCALES = ("unit", "bipolar", "centered")
-OCCLUDED_HALVES = ("bottom", "top", "left", "right")
+Split = Literal["train", "test"]
+PatternScale = Literal["unit", "bipolar", "centered"]
+SPLITS: tuple[str, ...] = typing.get_args(Split)
+PATTERN_SCALES: tuple[str, ...] = typing.get_args(PatternScale)
 
 _NUM_CLASSES = 10
 _MNIST_SHAPE = (28, 28)
@@ -128,28 +119,6 @@ def _check_path(path, where: str) -> pathlib.Path:
         return pathlib.Path(os.fspath(path))
     except TypeError as err:
         raise TypeError(f"{where}: path must be None, a str or an os.PathLike, got {type(path).__name__}") from err
-
-
-def _check_fraction(value, name: str, where: str):
-    """For concrete scalars: 0 <= value <= 1. Traced values pass unchecked."""
-    if not is_concrete(value):
-        return value
-    arr = np.asarray(value)
-    if arr.ndim != 0 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{where}: {name} must be a real scalar, got {value!r}")
-    if not 0.0 <= float(arr) <= 1.0:
-        raise ValueError(f"{where}: {name} must lie in [0, 1], got {float(arr)}")
-    return value
-
-
-def _check_shape(shape, name: str, where: str) -> tuple[int, ...]:
-    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)) or len(shape) == 0:
-        raise TypeError(f"{where}: {name} must be a non-empty tuple of ints, got {shape!r}")
-    return tuple(
-        check_int(s, f"{name}[{i}]", where, minimum=1 if i == len(shape) - 1 else 0) for i, s in enumerate(shape)
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -293,7 +262,7 @@ def _read_mnist_idx(images: pathlib.Path, labels: pathlib.Path, where: str) -> t
 
 
 def load_mnist(
-    path: str | os.PathLike | None = None, split: str = "test", *, limit: int | None = None
+    path: str | os.PathLike | None = None, split: Split = "test", *, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST handwritten digits: the bundled subset, or the standard files from ``path``.
 
@@ -394,7 +363,7 @@ def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.nd
 
 
 def load_cifar10(
-    path: str | os.PathLike | None = None, split: str = "train", *, limit: int | None = None
+    path: str | os.PathLike | None = None, split: Split = "train", *, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load CIFAR-10 colour images: the bundled subset, or the python pickle batches from ``path``.
 
@@ -456,10 +425,10 @@ def load_cifar10(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# patterns and corruptions
+# patterns
 
 
-def to_patterns(x: ArrayLike, *, scale: str = "unit") -> Array:
+def to_patterns(x: ArrayLike, *, scale: PatternScale = "unit") -> Array:
     """Flatten uint8 images to float32 patterns, one per row (C order, so HWC pixels stay together).
 
     ``"unit"``: ``x / 255`` in [0, 1]; ``"bipolar"``: ``2 x / 255 - 1`` in [-1, 1]; ``"centered"``: each row minus
@@ -497,173 +466,9 @@ def to_patterns(x: ArrayLike, *, scale: str = "unit") -> Array:
     return centered / jnp.where(norm > 0, norm, 1.0)
 
 
-def random_pixel_mask(key: PRNGKey, shape, visible_fraction: ArrayLike) -> Array:
-    """Boolean masks with exactly ``k = round(visible_fraction * D)`` visible entries per pattern, placed uniformly.
-
-    Each pattern's mask is a uniformly random permutation of ``k`` Trues and ``D - k`` Falses, drawn independently
-    per pattern (``jax.random.permutation(..., independent=True)``), so the count is exact, unlike a Bernoulli mask.
-    ``k`` is computed in float32 and rounds half to even. ``visible_fraction`` may be traced (a sweep does not
-    re-trace); traced values outside [0, 1] clip to none / all visible. To hide whole pixels of a colour image
-    flattened from (H, W, C), draw the mask for ``(..., H * W)`` and ``jnp.repeat(mask, C, axis=-1)``.
-
-    Args:
-      key: a ``jax.random`` key; the same key gives the same masks.
-      shape: static mask shape ``(..., D)`` (a tuple of ints, or an int for one pattern).
-      visible_fraction: scalar in [0, 1], the fraction of entries left visible.
-
-    Returns:
-      Mask of ``shape``, dtype bool, True = visible.
-
-    Example:
-      >>> random_pixel_mask(jax.random.key(0), (2, 784), 0.25).sum(-1).tolist()  # round(0.25 * 784) each
-      [196, 196]
-    """
-    where = "random_pixel_mask"
-    shape = _check_shape(shape, "shape", where)
-    _check_fraction(visible_fraction, "visible_fraction", where)
-    if jnp.ndim(visible_fraction) != 0:
-        raise ValueError(f"{where}: visible_fraction must be a scalar, got shape {jnp.shape(visible_fraction)}")
-    d = shape[-1]
-    k = jnp.round(jnp.asarray(visible_fraction, jnp.float32) * d)
-    base = jnp.broadcast_to(jnp.arange(d) < k, shape)
-    return jax.random.permutation(key, base, axis=-1, independent=True)
-
-
-def half_occlusion_mask(image_shape, which: str = "bottom") -> Array:
-    """Flattened mask hiding one half of an image (rows for top / bottom, columns for left / right).
-
-    The hidden half has ``H // 2`` rows (or ``W // 2`` columns), so with an odd size the middle line stays visible.
-    Flattening is C order over (H, W[, C]), matching :func:`to_patterns`; all channels of a pixel share its value.
-
-    Args:
-      image_shape: static ``(H, W)`` or ``(H, W, C)``.
-      which: the hidden half, one of ``OCCLUDED_HALVES`` (``"bottom"`` keeps the top half visible).
-
-    Returns:
-      Mask (D,) bool with ``D = H * W * C``, True = visible; broadcasts against patterns (..., D).
-
-    Example:
-      >>> int(half_occlusion_mask((28, 28), "bottom").sum())  # 14 rows of 28 visible
-      392
-    """
-    where = "half_occlusion_mask"
-    image_shape = _check_shape(image_shape, "image_shape", where)
-    if len(image_shape) not in (2, 3) or min(image_shape) < 1:
-        raise ValueError(f"{where}: image_shape must be (H, W) or (H, W, C) of positive ints, got {image_shape}")
-    if not isinstance(which, str) or which not in OCCLUDED_HALVES:
-        raise ValueError(f"{where}: which must be one of {OCCLUDED_HALVES}, got {which!r}")
-    h, w = image_shape[:2]
-    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
-    hidden = {
-        "bottom": rows >= h - h // 2,
-        "top": rows < h // 2,
-        "right": cols >= w - w // 2,
-        "left": cols < w // 2,
-    }[which]
-    visible = np.broadcast_to(~hidden, (h, w))
-    if len(image_shape) == 3:
-        visible = np.broadcast_to(visible[:, :, None], image_shape)
-    return jnp.asarray(visible.reshape(-1))
-
-
-def occlude(x: ArrayLike, mask: ArrayLike, fill: ArrayLike = 0.0) -> Array:
-    """Replace hidden entries by ``fill``: ``where(mask, x, fill)``.
-
-    Args:
-      x: patterns (..., D); integers become float32.
-      mask: bool, broadcastable with ``x`` (e.g. (D,) for one mask, (..., D) per pattern); True = visible.
-      fill: scalar written into the hidden entries (e.g. 0 for unit patterns, -1 or 0 for bipolar); may be traced.
-
-    Returns:
-      Occluded patterns with the broadcast shape of ``x`` and ``mask`` and the dtype of ``x``.
-
-    Example:
-      >>> occlude(jnp.ones(4), jnp.array([True, False, True, False]), fill=-1.0).tolist()
-      [1.0, -1.0, 1.0, -1.0]
-    """
-    where = "occlude"
-    x = check_floating(x, "x", where)
-    mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(f"{where}: mask must be boolean (True = visible), got dtype {mask.dtype}")
-    try:
-        np.broadcast_shapes(x.shape, mask.shape)
-    except ValueError as err:
-        raise ValueError(
-            f"{where}: mask shape {tuple(mask.shape)} does not broadcast with x shape {tuple(x.shape)}"
-        ) from err
-    if jnp.ndim(fill) != 0:
-        raise ValueError(f"{where}: fill must be a scalar, got shape {jnp.shape(fill)}")
-    return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
-
-
-def gaussian_noise(key: PRNGKey, x: ArrayLike, norm: ArrayLike) -> Array:
-    """Add noise of L2 norm exactly ``norm`` to each pattern: ``x + norm * g / ||g||``, ``g ~ N(0, I_D)``.
-
-    The direction ``g / ||g||`` is uniform on the unit sphere in D dimensions, independently per pattern. The noise
-    is computed in float32 (or float64 for float64 ``x``); the result is cast back to the dtype of ``x``.
-
-    Args:
-      key: a ``jax.random`` key; the same key gives the same noise.
-      x: patterns (..., D); integers become float32.
-      norm: noise norm >= 0, a scalar or an array broadcastable to the leading shape ``x.shape[:-1]``; may be traced.
-
-    Returns:
-      Noisy patterns with the shape and dtype of ``x``.
-
-    Example:
-      >>> jnp.linalg.norm(gaussian_noise(jax.random.key(0), jnp.zeros((2, 8)), 3.0), axis=-1).round(4).tolist()
-      [3.0, 3.0]
-    """
-    where = "gaussian_noise"
-    x = check_floating(x, "x", where)
-    if x.ndim < 1:
-        raise ValueError(f"{where}: x must have shape (..., D), got a scalar")
-    check_positive(norm, "norm", where, allow_zero=True)
-    lead = x.shape[:-1]
-    try:
-        ok = np.broadcast_shapes(jnp.shape(norm), lead) == lead
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{where}: norm shape {jnp.shape(norm)} must broadcast to the leading shape {lead} of x "
-            f"(shape {tuple(x.shape)})"
-        )
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
-    g = jax.random.normal(key, x.shape, dtype)
-    direction = g / jnp.linalg.norm(g, axis=-1, keepdims=True)
-    noise = jnp.asarray(norm, dtype)[..., None] * direction
-    return (x.astype(dtype) + noise).astype(x.dtype)
-
-
-def inverted_dropout(key: PRNGKey, x: ArrayLike, drop_fraction: ArrayLike) -> Array:
-    """Inverted dropout: zero each entry with probability ``p``, scale the survivors by ``1 / (1 - p)``.
-
-    This is the query corruption of the public U-Hop code (``torch.nn.functional.dropout`` semantics), a variant of
-    plain masking: the number of dropped entries is Binomial(D, p) rather than exact, and survivors are rescaled so
-    that the expected pattern is unchanged. For an exact count with unscaled survivors use :func:`random_pixel_mask`
-    with :func:`occlude`. ``p = 1`` drops everything (zeros, as in torch).
-
-    Args:
-      key: a ``jax.random`` key; the same key gives the same mask.
-      x: patterns (..., D); integers become float32.
-      drop_fraction: probability ``p`` in [0, 1] of dropping each entry; may be traced.
-
-    Returns:
-      Corrupted patterns with the shape and dtype of ``x``.
-
-    Example:
-      >>> sorted(set(inverted_dropout(jax.random.key(0), jnp.ones(1000), 0.5).tolist()))  # dropped or doubled
-      [0.0, 2.0]
-    """
-    where = "inverted_dropout"
-    x = check_floating(x, "x", where)
-    _check_fraction(drop_fraction, "drop_fraction", where)
-    if jnp.ndim(drop_fraction) != 0:
-        raise ValueError(f"{where}: drop_fraction must be a scalar, got shape {jnp.shape(drop_fraction)}")
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
-    keep_prob = 1.0 - jnp.asarray(drop_fraction, dtype)
-    keep = jax.random.bernoulli(key, keep_prob, x.shape)
-    scale = jnp.where(keep_prob > 0, 1.0 / jnp.where(keep_prob > 0, keep_prob, 1.0), 0.0)
-    return jnp.where(keep, x.astype(dtype) * scale, 0.0).astype(x.dtype)
+# Transitional: the corruptions moved to dammem.corruptions; these names stay importable from here only until the
+# last caller (the U-Hop retrieval experiment) imports them from there.
+from dammem.corruptions import gaussian_noise as gaussian_noise  # noqa: E402  # transitional
+from dammem.corruptions import inverted_dropout as inverted_dropout  # noqa: E402  # transitional
+from dammem.corruptions import occlude as occlude  # noqa: E402  # transitional
+from dammem.corruptions import random_pixel_mask as random_pixel_mask  # noqa: E402  # transitional

@@ -1,4 +1,4 @@
-"""Tests for dammem.datasets: bundled data, loaders on synthetic files in every standard format, corruptions."""
+"""Tests for dammem.datasets: bundled data, loaders on synthetic files in every standard format, patterns."""
 
 from __future__ import annotations
 
@@ -7,25 +7,12 @@ import pathlib
 import pickle
 import struct
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dammem import datasets
-from dammem.datasets import (
-    BUNDLED_COUNTS,
-    gaussian_noise,
-    half_occlusion_mask,
-    inverted_dropout,
-    load_cifar10,
-    load_mnist,
-    occlude,
-    random_pixel_mask,
-    to_patterns,
-)
+from dammem.datasets import BUNDLED_COUNTS, load_cifar10, load_mnist, to_patterns
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -440,184 +427,3 @@ def test_to_patterns_errors():
         to_patterns(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="at least 2 dims"):
         to_patterns(np.zeros(3, np.uint8))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# corruptions
-
-
-@settings(max_examples=20, deadline=None)
-@given(d=st.integers(1, 64), fraction=st.floats(0.0, 1.0), rows=st.integers(1, 4))
-def test_random_pixel_mask_exact_count(d, fraction, rows):
-    mask = random_pixel_mask(jax.random.key(0), (rows, d), fraction)
-    assert mask.shape == (rows, d) and mask.dtype == jnp.bool_
-    expected = int(np.round(np.float32(fraction) * np.float32(d)))
-    np.testing.assert_array_equal(np.asarray(mask).sum(-1), expected)
-
-
-def test_random_pixel_mask_properties():
-    key = jax.random.key(1)
-    mask = random_pixel_mask(key, (3, 5, 784), 0.3)
-    assert mask.shape == (3, 5, 784)
-    np.testing.assert_array_equal(np.asarray(mask).sum(-1), round(0.3 * 784))
-    np.testing.assert_array_equal(mask, random_pixel_mask(key, (3, 5, 784), 0.3))  # same key, same mask
-    assert not np.array_equal(mask, random_pixel_mask(jax.random.key(2), (3, 5, 784), 0.3))
-    flat = np.asarray(mask).reshape(15, 784)
-    assert len({row.tobytes() for row in flat}) == 15  # patterns get independent masks
-    assert random_pixel_mask(key, 10, 0.5).shape == (10,)
-    assert not np.asarray(random_pixel_mask(key, (2, 10), 0.0)).any()
-    assert np.asarray(random_pixel_mask(key, (2, 10), 1)).all()
-    # placement is uniform: every position is visible with frequency ~ the fraction
-    freq = np.asarray(random_pixel_mask(key, (4000, 20), 0.25)).mean(0)
-    np.testing.assert_allclose(freq, 0.25, atol=0.03)
-
-
-def test_random_pixel_mask_traced_fraction_does_not_retrace():
-    traces = []
-
-    @jax.jit
-    def counts(key, fraction):
-        traces.append(None)
-        return random_pixel_mask(key, (2, 100), fraction).sum(-1)
-
-    for fraction in (0.1, 0.5, 0.93):
-        np.testing.assert_array_equal(counts(jax.random.key(0), fraction), round(fraction * 100))
-    assert len(traces) == 1
-
-
-def test_random_pixel_mask_errors():
-    key = jax.random.key(0)
-    for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="visible_fraction must lie in"):
-            random_pixel_mask(key, (2, 10), bad)
-    with pytest.raises(TypeError, match="visible_fraction must be a real scalar"):
-        random_pixel_mask(key, (2, 10), [0.5, 0.5])
-    with pytest.raises(TypeError, match="shape"):
-        random_pixel_mask(key, (), 0.5)
-    with pytest.raises(ValueError, match=r"shape\[1\]"):
-        random_pixel_mask(key, (2, 0), 0.5)
-    with pytest.raises(TypeError, match=r"shape\[0\]"):
-        random_pixel_mask(key, (2.0, 10), 0.5)
-
-
-@pytest.mark.parametrize("which", ["bottom", "top", "left", "right"])
-def test_half_occlusion_mask_covers_half(which):
-    mask = np.asarray(half_occlusion_mask((28, 28), which))
-    assert mask.shape == (784,) and mask.dtype == bool and mask.sum() == 392
-    visible = mask.reshape(28, 28)
-    region = {
-        "bottom": (slice(0, 14), slice(None)),
-        "top": (slice(14, 28), slice(None)),
-        "right": (slice(None), slice(0, 14)),
-        "left": (slice(None), slice(14, 28)),
-    }[which]
-    assert visible[region].all() and visible.sum() == visible[region].size
-    color = np.asarray(half_occlusion_mask((32, 32, 3), which)).reshape(32, 32, 3)
-    assert color.sum() == 32 * 32 * 3 // 2
-    assert (color == color[:, :, :1]).all()  # channels of a pixel share visibility
-
-
-def test_half_occlusion_mask_odd_and_errors():
-    mask = np.asarray(half_occlusion_mask((5, 4), "bottom")).reshape(5, 4)
-    np.testing.assert_array_equal(mask.all(1), [True, True, True, False, False])  # middle row stays visible
-    mask = np.asarray(half_occlusion_mask((4, 5), "left")).reshape(4, 5)
-    np.testing.assert_array_equal(mask.all(0), [False, False, True, True, True])
-    with pytest.raises(ValueError, match="which must be one of"):
-        half_occlusion_mask((28, 28), "middle")
-    with pytest.raises(ValueError, match="image_shape"):
-        half_occlusion_mask((784,), "top")
-    with pytest.raises(ValueError, match="image_shape"):
-        half_occlusion_mask((0, 28), "top")
-
-
-def test_occlude_with_half_mask_on_real_images():
-    x, _ = load_mnist(limit=3)
-    patterns = to_patterns(x)
-    out = occlude(patterns, half_occlusion_mask((28, 28), "bottom"), fill=-1.0)
-    images = np.asarray(out).reshape(3, 28, 28)
-    np.testing.assert_array_equal(images[:, 14:], -1.0)
-    np.testing.assert_array_equal(images[:, :14], np.asarray(patterns).reshape(3, 28, 28)[:, :14])
-
-
-def test_occlude_values_and_errors():
-    x = jnp.arange(6.0).reshape(2, 3)
-    mask = jnp.array([[True, False, True], [False, False, True]])
-    np.testing.assert_array_equal(occlude(x, mask), [[0, 0, 2], [0, 0, 5]])
-    np.testing.assert_array_equal(occlude(x, mask[0], fill=9), [[0, 9, 2], [3, 9, 5]])
-    assert occlude(x.astype(jnp.bfloat16), mask).dtype == jnp.bfloat16
-    with pytest.raises(TypeError, match="boolean"):
-        occlude(x, jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match="does not broadcast"):
-        occlude(x, jnp.ones((4,), bool))
-    with pytest.raises(ValueError, match="fill must be a scalar"):
-        occlude(x, mask, fill=jnp.zeros(3))
-
-
-def test_gaussian_noise_norm_is_exact():
-    key = jax.random.key(3)
-    x = jnp.zeros((4, 5, 784))
-    noise = np.asarray(gaussian_noise(key, x, 2.5), np.float64)
-    np.testing.assert_allclose(np.linalg.norm(noise, axis=-1), 2.5, rtol=2e-6)
-    norms = jnp.array([0.0, 1.0, 7.0, 0.25])[:, None]  # per-pattern norms broadcast over the leading shape
-    noise = np.asarray(gaussian_noise(key, x, norms), np.float64)
-    np.testing.assert_allclose(np.linalg.norm(noise, axis=-1), np.broadcast_to(norms, (4, 5)), rtol=2e-6)
-    patterns = to_patterns(load_mnist(limit=8)[0])
-    noisy = gaussian_noise(key, patterns, 3.0)
-    diff = np.asarray(noisy, np.float64) - np.asarray(patterns, np.float64)
-    np.testing.assert_allclose(np.linalg.norm(diff, axis=-1), 3.0, rtol=1e-5)
-    np.testing.assert_array_equal(gaussian_noise(key, patterns, 0.0), patterns)
-
-
-def test_gaussian_noise_keys_dtype_and_direction():
-    key = jax.random.key(4)
-    x = jnp.ones((3, 50))
-    a = gaussian_noise(key, x, 1.0)
-    np.testing.assert_array_equal(a, gaussian_noise(key, x, 1.0))
-    assert not np.array_equal(a, gaussian_noise(jax.random.key(5), x, 1.0))
-    assert gaussian_noise(key, x.astype(jnp.bfloat16), 1.0).dtype == jnp.bfloat16
-    # uniform direction: the mean of many unit noise vectors is near zero, each coordinate's second moment 1/D
-    d = np.asarray(gaussian_noise(key, jnp.zeros((20000, 4)), 1.0), np.float64)
-    np.testing.assert_allclose(d.mean(0), 0.0, atol=0.02)
-    np.testing.assert_allclose((d**2).mean(0), 0.25, atol=0.01)
-
-
-def test_gaussian_noise_traced_norm_does_not_retrace_and_errors():
-    traces = []
-
-    @jax.jit
-    def noisy(key, norm):
-        traces.append(None)
-        return gaussian_noise(key, jnp.zeros((2, 30)), norm)
-
-    for norm in (0.5, 1.5, 4.0):
-        np.testing.assert_allclose(np.linalg.norm(np.asarray(noisy(jax.random.key(0), norm)), axis=-1), norm, rtol=1e-5)
-    assert len(traces) == 1
-    key, x = jax.random.key(0), jnp.zeros((2, 30))
-    with pytest.raises(ValueError, match="norm must be finite and >= 0"):
-        gaussian_noise(key, x, -1.0)
-    with pytest.raises(ValueError, match="norm shape"):
-        gaussian_noise(key, x, jnp.ones(3))
-    with pytest.raises(ValueError, match="norm shape"):
-        gaussian_noise(key, x, jnp.ones((2, 30)))
-    with pytest.raises(ValueError, match="scalar"):
-        gaussian_noise(key, 1.0, 1.0)
-
-
-def test_inverted_dropout():
-    key = jax.random.key(6)
-    x = jnp.arange(1.0, 20001.0).reshape(4, 5000)
-    out = np.asarray(inverted_dropout(key, x, 0.3))
-    kept = out != 0
-    np.testing.assert_allclose(out[kept], np.asarray(x)[kept] / 0.7, rtol=1e-6)
-    assert abs(kept.mean() - 0.7) < 0.02  # Bernoulli, not an exact count
-    np.testing.assert_array_equal(out, inverted_dropout(key, x, 0.3))
-    assert not np.array_equal(out, inverted_dropout(jax.random.key(7), x, 0.3))
-    np.testing.assert_array_equal(inverted_dropout(key, x, 0.0), x)
-    np.testing.assert_array_equal(inverted_dropout(key, x, 1.0), 0.0)
-    grad = jax.grad(lambda v: inverted_dropout(key, v, 1.0).sum())(x)
-    assert np.isfinite(np.asarray(grad)).all()
-    for bad in (-0.2, 1.2):
-        with pytest.raises(ValueError, match="drop_fraction must lie in"):
-            inverted_dropout(key, x, bad)
-    with pytest.raises(TypeError, match="drop_fraction must be a real scalar"):
-        inverted_dropout(key, x, jnp.array([0.1, 0.2]))

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dammem import datasets
+from dammem import corruptions, datasets
 from dammem.dynamics import retrieve
 from dammem.energies import rbf_energy, sparse_hopfield_energy, sparse_hopfield_update
 from dammem.experiments._base import ConfigError, Progress, markdown_table, pyplot, save_figure
@@ -122,8 +122,8 @@ def occlusion_masks(config: Config, key: jax.Array, image_shape: tuple[int, int]
     d = image_shape[0] * image_shape[1]
     if config.occlusion == "random":
         fraction = DEFAULT_VISIBLE_FRACTION if config.visible_fraction is None else config.visible_fraction
-        return datasets.random_pixel_mask(key, (config.num_queries, d), fraction)
-    half = datasets.half_occlusion_mask(image_shape, config.occlusion)
+        return corruptions.random_pixel_mask(key, (config.num_queries, d), fraction)
+    half = corruptions.half_occlusion_mask(image_shape, config.occlusion)
     return jnp.broadcast_to(half, (config.num_queries, d))
 
 
@@ -167,7 +167,7 @@ def _trial(config: Config, pool: jax.Array, image_shape: tuple[int, int], betas:
     targets = jax.random.choice(k_query, config.num_memories, (config.num_queries,), replace=False)
     truth = memories[targets]
     visible = occlusion_masks(config, k_mask, image_shape)
-    queries = datasets.occlude(truth, visible)
+    queries = corruptions.occlude(truth, visible)
     hidden = (~visible).astype(truth.dtype)
     n_hidden = jnp.maximum(hidden.sum(-1), 1.0)
     hidden_ink = jnp.sum(jnp.square(memories[None]) * hidden[:, None], -1)  # (Q, K): memories' ink where hidden
