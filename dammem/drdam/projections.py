@@ -19,8 +19,9 @@ Rahimi & Recht (2007) need:
   ``diag(r_j) H S_{j,1} H S_{j,2} H S_{j,3}`` with ``H`` the normalised ``P x P`` Walsh-Hadamard matrix, ``S`` random
   +-1 diagonals and ``r_j`` independent ``chi(P)`` row norms (the norms of Gaussian rows, in place of the fixed
   ``sqrt(P)`` of Yu et al.). Inputs are zero-padded from ``D`` to ``P = G``, a power of two. Applying a block costs
-  ``O(P log P)``, so a query costs ``O(Y log P)`` time and ``O(Y + D)`` memory; the signs (``int8``) and norms are
-  drawn once and stored (``O(Y)``), so nothing is sampled at run time.
+  ``O(P log P)`` with the shared Walsh-Hadamard butterfly (``dammem._butterfly.fwht``), so a query costs
+  ``O(Y log P)`` time and ``O(Y + D)`` memory; the signs (``int8``) and norms are drawn once and stored (``O(Y)``),
+  so nothing is sampled at run time.
 - ``materialized``: the ``Y x D`` matrix of the ``gaussian`` kind (same key and block size, same rows), stored; the
   baseline for small problems.
 
@@ -32,7 +33,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dammem._butterfly import fwht
 from dammem._types import Array
 
 __all__ = [
@@ -158,34 +159,22 @@ def _dense(omega: Array) -> ChunkOperator:
     )
 
 
-def _fwht(x: Array) -> Array:
-    """Normalised Walsh-Hadamard transform along the last axis (natural order), O(N log N)."""
-    n = x.shape[-1]
-    lead = x.shape[:-1]
-    h = 1
-    while h < n:
-        y = x.reshape(*lead, n // (2 * h), 2, h)
-        x = jnp.stack([y[..., 0, :] + y[..., 1, :], y[..., 0, :] - y[..., 1, :]], axis=-2).reshape(*lead, n)
-        h *= 2
-    return x / math.sqrt(n)
-
-
 def _structured(signs: Array, norms: Array) -> ChunkOperator:
     """Blocks ``diag(r) H S_1 H S_2 H S_3``; ``signs`` (nb, 3, P), ``norms`` (nb, P)."""
     nb, _, p = signs.shape
 
     def apply(z):
         u = z[..., None, :] * signs[:, 2]
-        u = _fwht(u) * signs[:, 1]
-        u = _fwht(u) * signs[:, 0]
-        u = _fwht(u) * norms
+        u = fwht(u) * signs[:, 1]
+        u = fwht(u) * signs[:, 0]
+        u = fwht(u) * norms
         return u.reshape(*z.shape[:-1], nb * p)
 
     def apply_t(c):
         v = c.reshape(*c.shape[:-1], nb, p) * norms
-        v = _fwht(v) * signs[:, 0]
-        v = _fwht(v) * signs[:, 1]
-        v = _fwht(v) * signs[:, 2]
+        v = fwht(v) * signs[:, 0]
+        v = fwht(v) * signs[:, 1]
+        v = fwht(v) * signs[:, 2]
         return v.sum(-2)
 
     return ChunkOperator(apply, apply_t)
