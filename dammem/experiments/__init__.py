@@ -15,6 +15,7 @@ EXPERIMENTS: dict[str, str] = {
     "krop_timing": "dammem.experiments.krop_timing",
     "krop_capacity": "dammem.experiments.krop_capacity",
     "krop_mutable": "dammem.experiments.krop_mutable",
+    "uhop_retrieval": "dammem.experiments.uhop_retrieval",
 }
 
 
