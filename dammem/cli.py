@@ -1,27 +1,58 @@
-"""The ``dammem`` command line: ``dammem run CONFIG.yaml [key=value ...] [--out DIR]`` and ``dammem list``.
+"""The ``dammem`` command line: ``dammem run CONFIG [key=value ...] [--out DIR] [--overwrite]`` and ``dammem list``.
+
+CONFIG is the name of a config shipped with the package (``dammem run quickstart``; ``dammem list`` shows them) or a
+path to a YAML file. The run writes ``results.json``, ``summary.md`` and its figures into ``--out`` (default
+``runs/<config name>``), which must be empty or new unless ``--overwrite`` is given; a run that fails leaves no
+output behind.
 
 Problems with the config or its data (unknown keys, bad values, a missing or malformed data file, more memories than
-the data holds) are reported as one line ``dammem: error: ...`` with exit status 2, checked before the run starts
-where the config alone decides them.
+the data holds) and a non-empty or unwritable ``--out`` are reported as one line ``dammem: error: ...`` with exit
+status 2, checked before the run starts where the config alone decides them.
+
+Example:
+  >>> build_parser().parse_args(["run", "quickstart", "seed=3", "--out", "q"]).overrides
+  ['seed=3']
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from dammem.experiments._base import ConfigError, apply_overrides, load_document, run_experiment
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty directory without ``--overwrite``."""
+    from dammem.experiments._base import ConfigError
 
-    doc = apply_overrides(load_document(args.config), args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out {str(out)!r}: cannot create the output directory ({err.strerror or err})") from err
-    record = run_experiment(doc, out, progress=not args.no_progress)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    if out.is_dir() and not overwrite:
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+            raise ConfigError(
+                f"--out {str(out)!r} is not empty ({shown}); pass --overwrite to write into it (files of the same "
+                "names are replaced), or choose another directory"
+            )
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from dammem.experiments._base import apply_overrides, find_config, load_document, run_experiment
+
+    name, source = find_config(args.config)
+    doc = apply_overrides(load_document(source), args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / name
+    _check_out(out, args.overwrite)
+    command = {
+        "argv": ["dammem", *argv],
+        "cwd": os.getcwd(),
+        "config": args.config,
+        "config_file": str(source),
+        "overrides": list(args.overrides),
+    }
+    record = run_experiment(doc, out, progress="lines" if args.no_progress else "bar", command=command)
     print(f"{record['experiment']}: wrote {out / 'results.json'}, {out / 'summary.md'} ({record['elapsed_s']:.1f} s)")
     return 0
 
@@ -30,17 +61,23 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
+def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from dammem.experiments import EXPERIMENTS, get_experiment
+    from dammem.experiments._base import ConfigError, load_document, packaged_configs
 
     print("experiments:")
     for name in sorted(EXPERIMENTS):
         print(f"  {name:18s} {_first_line(get_experiment(name).__doc__)}")
-    config_dir = Path(args.configs)
-    configs = sorted(config_dir.glob("*.yaml")) if config_dir.is_dir() else []
-    print(f"configs in {config_dir}/:" if configs else f"configs: none found in {config_dir}/")
-    for path in configs:
-        print(f"  {path}")
+    configs = packaged_configs()
+    print("configs (run one with `dammem run NAME`; a path to a YAML file works too):")
+    for name, source in configs.items():
+        try:
+            experiment = load_document(source).get("experiment", "?")
+        except ConfigError as err:
+            experiment = f"unreadable ({err})"
+        print(f"  {name:18s} experiment {experiment}")
+    if not configs:
+        print("  none found in the installed package")
     return 0
 
 
@@ -48,15 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dammem", description="Differentiable associative memory experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run an experiment from a YAML config")
-    run.add_argument("config", help="path to an experiment YAML (see `dammem list`)")
-    run.add_argument("overrides", nargs="*", help="dotted overrides such as config.beta=2.0 or seed=3")
-    run.add_argument("--out", help="output directory (default: runs/<config name>)")
-    run.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    run = sub.add_parser("run", help="run an experiment from a packaged config or a YAML file")
+    run.add_argument("config", help="a packaged config's name (see `dammem list`) or a path to a YAML file")
+    # default=[] keeps argparse from listing the optional overrides as required when CONFIG is missing
+    run.add_argument("overrides", nargs="*", default=[], help="dotted overrides such as config.beta=2.0 or seed=3")
+    run.add_argument("--out", help="output directory, empty or new (default: runs/<config name>)")
+    run.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing its files")
+    run.add_argument("--no-progress", action="store_true", help="print one line per stage instead of a progress bar")
     run.set_defaults(func=_cmd_run)
 
-    lst = sub.add_parser("list", help="list experiments and configs")
-    lst.add_argument("--configs", default="configs", help="directory holding the YAML configs")
+    lst = sub.add_parser("list", help="list the experiments and the packaged configs")
     lst.set_defaults(func=_cmd_list)
     return parser
 
@@ -64,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dammem.experiments._base import ConfigError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return args.func(args, argv)
     except ConfigError as err:
         print("dammem: error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, even for YAML errors
         return 2

@@ -1,38 +1,55 @@
-"""Experiment plumbing: strict configs from YAML, dotted overrides, progress, JSON/markdown output, environment.
+"""Experiment plumbing: strict configs from YAML, dotted overrides, progress, JSON/markdown output, provenance.
 
 An experiment module defines a frozen dataclass ``Config``, ``run(config, key, progress) -> dict`` and
 ``report(config, results, out_dir) -> str`` (see ``CONTRACT.md``); :func:`run_experiment` ties them together.
+The configs shipped with the package live in ``dammem/configs`` (:func:`packaged_configs`, :func:`find_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.resources
 import json
 import math
 import numbers
+import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TextIO
 
 import jax
 import numpy as np
 import yaml
 
+from dammem._timing import cpu_model
+
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # pragma: no cover - Python 3.10
+    from importlib.abc import Traversable
+
 __all__ = [
     "ConfigError",
     "Progress",
+    "ProgressMode",
     "apply_overrides",
     "config_from_mapping",
     "environment",
+    "find_config",
     "geometric_grid",
+    "git_commit",
     "load_document",
     "markdown_table",
+    "packaged_configs",
     "pyplot",
     "save_figure",
     "run_experiment",
@@ -40,32 +57,88 @@ __all__ = [
 ]
 
 TOP_LEVEL_KEYS = ("experiment", "seed", "config")
+ARRAYS_KEY = "arrays"
+"""Key of ``run``'s result whose arrays go to ``results.npz`` instead of ``results.json``."""
+ARRAYS_FILE = "results.npz"
 
 
 class ConfigError(ValueError):
     """A configuration problem: the message names the key, the value and what is allowed."""
 
 
-class Progress:
-    """A thin progress reporter around tqdm (or silent). Experiments call ``total(n)`` then ``update(k)``."""
+ProgressMode = Literal["bar", "lines", "off"]
 
-    def __init__(self, enabled: bool = True, desc: str = ""):
-        self._bar = None
-        self._enabled = enabled
+
+class Progress:
+    """Reports an experiment's progress: a tqdm bar, one line per finished stage, or nothing.
+
+    An experiment calls ``total(n)`` once with its number of stages, ``point(text)`` before a stage to name the
+    sweep point it runs (e.g. ``"d=256 n=44"``: shown beside the bar, and in that stage's line), and ``update(k)``
+    when ``k`` stages are done.
+
+    Args:
+      mode: ``"bar"`` (a tqdm bar on stderr), ``"lines"`` (one line per :meth:`update` on ``stream``: the label,
+        stages done of the total, the current point and the seconds since the start) or ``"off"``; True and False
+        mean ``"bar"`` and ``"off"``.
+      desc: the label (the experiment's name).
+      stream: where ``"lines"`` go (default ``sys.stderr``).
+
+    Example:
+      >>> import io
+      >>> out = io.StringIO()
+      >>> progress = Progress("lines", desc="sweep", stream=out)
+      >>> progress.total(2)
+      >>> progress.point("d=256 n=44")
+      >>> progress.update(1)
+      >>> out.getvalue().split(",")[0]
+      'sweep [1/2] d=256 n=44'
+    """
+
+    def __init__(self, mode: ProgressMode | bool = "bar", desc: str = "", *, stream: TextIO | None = None):
+        if isinstance(mode, bool):
+            mode = "bar" if mode else "off"
+        if mode not in typing.get_args(ProgressMode):
+            raise ValueError(f"Progress: mode must be one of {typing.get_args(ProgressMode)} or a bool, got {mode!r}")
+        self._mode = mode
         self._desc = desc
+        self._stream = stream
+        self._bar = None
+        self._total: int | None = None
+        self._done = 0
+        self._point = ""
+        self._start = time.perf_counter()
 
     def total(self, n: int) -> None:
-        if self._enabled and self._bar is None:
+        """Set the number of stages."""
+        self._total = n
+        if self._mode == "bar" and self._bar is None:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=n, desc=self._desc, unit="step", dynamic_ncols=True)
+            if self._point:
+                self._bar.set_postfix_str(self._point)
         elif self._bar is not None:
             self._bar.total = n
             self._bar.refresh()
 
+    def point(self, text: str) -> None:
+        """Name the sweep point that runs next (e.g. ``"d=256 n=44"``)."""
+        self._point = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
+
     def update(self, n: int = 1) -> None:
+        """Mark ``n`` more stages done."""
+        self._done += n
         if self._bar is not None:
             self._bar.update(n)
+        elif self._mode == "lines":
+            of = f"/{self._total}" if self._total is not None else ""
+            label = f"{self._desc} " if self._desc else ""
+            point = f" {self._point}" if self._point else ""
+            stream = self._stream or sys.stderr
+            print(f"{label}[{self._done}{of}]{point}, {time.perf_counter() - self._start:.1f} s", file=stream)
+            stream.flush()
 
     def close(self) -> None:
         if self._bar is not None:
@@ -161,9 +234,42 @@ def config_from_mapping(cls: type, mapping: Mapping[str, Any] | None, where: str
         raise ConfigError(f"{where}: {err}") from err
 
 
-def load_document(path: str | Path) -> dict:
-    """Read an experiment YAML document (``experiment``, ``seed``, ``config``)."""
-    path = Path(path)
+def packaged_configs() -> dict[str, Traversable]:
+    """The configs shipped with the package (``dammem/configs/*.yaml``), by name (the file name without .yaml)."""
+    folder = importlib.resources.files("dammem") / "configs"
+    if not folder.is_dir():  # pragma: no cover - a broken installation
+        return {}
+    entries = [e for e in folder.iterdir() if e.is_file() and e.name.endswith(".yaml")]
+    return {e.name[: -len(".yaml")]: e for e in sorted(entries, key=lambda e: e.name)}
+
+
+def find_config(spec: str) -> tuple[str, Path | Traversable]:
+    """Resolve the CONFIG argument of ``dammem run``: a packaged config's name, or a path to a YAML file.
+
+    A bare name (no path separator, no ``.yaml`` / ``.yml`` suffix) names a packaged config (:func:`packaged_configs`);
+    anything else is a path (write ``./name`` for a file without a suffix in the current directory).
+
+    Returns:
+      ``(name, source)``: the run's name (the config's name, or the file's stem) and the file to read.
+
+    Raises:
+      ConfigError: an unknown name (the message lists the packaged ones).
+    """
+    is_name = "/" not in spec and os.sep not in spec and spec not in (".", "..")
+    is_name = is_name and not spec.endswith((".yaml", ".yml"))
+    if not is_name:
+        return Path(spec).stem, Path(spec)
+    configs = packaged_configs()
+    if spec not in configs:
+        raise ConfigError(
+            f"config {spec!r} is not a packaged config (those are {sorted(configs)}); give a path to run a YAML file"
+        )
+    return spec, configs[spec]
+
+
+def load_document(path: str | Path | Traversable) -> dict:
+    """Read an experiment YAML document (``experiment``, ``seed``, ``config``) from a path or a packaged resource."""
+    path = Path(path) if isinstance(path, str) else path
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
@@ -277,14 +383,38 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    """Lay out, write and close a figure."""
+    """Lay out, write and close a figure; the image is cropped to what is drawn, legends outside the axes included."""
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     pyplot().close(fig)
 
 
-def environment(seed: int | None = None) -> dict:
-    """Versions, devices and flags that a result depends on."""
+def git_commit(path: str | Path | None = None) -> tuple[str | None, bool | None]:
+    """The commit checked out in the git repository that tracks ``path`` (default: the dammem package), and whether
+    tracked files differ from it.
+
+    ``(None, None)`` when ``path`` is not tracked by a git repository: an installed copy, including one in a
+    virtual environment inside some checkout, or a machine without git.
+    """
+    folder = Path(path) if path is not None else Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        if git("ls-files", "--error-unmatch", "--", ".").returncode != 0:
+            return None, None
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+def environment() -> dict:
+    """Versions, devices, CPU, flags and the git commit that a result depends on."""
     versions = {"python": sys.version.split()[0]}
     for name in ("jax", "jaxlib", "flax", "optax", "numpy", "dammem"):
         try:
@@ -292,14 +422,18 @@ def environment(seed: int | None = None) -> dict:
         except Exception:  # pragma: no cover - optional packages
             versions[name] = None
     devices = jax.devices()
+    commit, dirty = git_commit()
     return {
         "versions": versions,
         "backend": jax.default_backend(),
         "devices": [f"{d.platform}:{d.device_kind}" for d in devices],
         "device_count": len(devices),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "x64": bool(jax.config.jax_enable_x64),
         "platform": platform.platform(),
-        "seed": seed,
+        "git_commit": commit,
+        "git_dirty": dirty,
     }
 
 
@@ -327,35 +461,110 @@ def _resolve(doc: dict):
     return module, seed, config
 
 
-def run_experiment(doc: dict, out_dir: str | Path, *, progress: bool = True) -> dict:
+def _split_arrays(metrics: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """Take ``metrics[ARRAYS_KEY]`` (a flat mapping of names to arrays) out of the results, as NumPy arrays."""
+    if not isinstance(metrics, Mapping) or ARRAYS_KEY not in metrics:
+        return metrics, {}
+    arrays = metrics[ARRAYS_KEY]
+    if not isinstance(arrays, Mapping) or not all(isinstance(k, str) and k.isidentifier() for k in arrays):
+        raise TypeError(f"run_experiment: results[{ARRAYS_KEY!r}] must map identifier names to arrays")
+    rest = {k: v for k, v in metrics.items() if k != ARRAYS_KEY}
+    return rest, {k: np.asarray(v) for k, v in arrays.items()}
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, outermost first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def run_experiment(
+    doc: dict, out_dir: str | Path, *, progress: ProgressMode | bool = True, command: Mapping | None = None
+) -> dict:
     """Validate ``doc``, run its experiment and write ``results.json``, ``summary.md`` and plots to ``out_dir``.
+
+    ``results.json`` holds the resolved config, the metrics, the environment (versions, devices, CPU model and
+    count, git commit) and ``command`` (the CLI passes its argv, config and overrides; None from Python). Arrays
+    that ``run`` returns under ``"arrays"`` go to ``results.npz`` beside it instead (``results.json`` lists their
+    shapes), and ``report`` receives them as NumPy arrays under the same key.
+
+    Everything is written into a scratch folder inside ``out_dir`` and moved into place once the report is done,
+    replacing files of the same names: a failed run leaves ``out_dir`` as it was, and removes it (with any parents it
+    created) when it did not exist.
+
+    Args:
+      doc: the document (``experiment``, ``seed``, ``config``), as from :func:`load_document` and
+        :func:`apply_overrides`.
+      out_dir: the output directory (created when missing).
+      progress: a :class:`Progress` mode (True / False: a bar / nothing).
+      command: how the run was invoked, recorded as given (JSON-serialisable).
 
     Returns:
       The dictionary written to ``results.json``.
+
+    Raises:
+      ConfigError: the document is invalid, or ``out_dir`` cannot be created.
     """
     module, seed, config = _resolve(doc)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    bar = Progress(progress, desc=doc["experiment"])
-    start = time.perf_counter()
+    created = _missing_parents(out_dir)
     try:
-        metrics = module.run(config, jax.random.key(seed), bar)
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - start
-    record = {
-        "experiment": doc["experiment"],
-        "seed": seed,
-        "config": to_jsonable(config),
-        "metrics": to_jsonable(metrics),
-        "environment": environment(seed),
-        "elapsed_s": elapsed,
-    }
-    (out_dir / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    body = module.report(config, record["metrics"], out_dir)
-    title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
-    header = (
-        f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on {record['environment']['devices'][0]}\n\n"
-    )
-    (out_dir / "summary.md").write_text(header + body.rstrip() + "\n")
-    return record
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the output directory {str(out_dir)!r} ({err.strerror or err})") from err
+    stage = None
+    try:
+        bar = Progress(progress, desc=doc["experiment"])
+        start = time.perf_counter()
+        try:
+            metrics = module.run(config, jax.random.key(seed), bar)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - start
+        metrics, arrays = _split_arrays(metrics)
+        record = {
+            "experiment": doc["experiment"],
+            "seed": seed,
+            "config": to_jsonable(config),
+            "metrics": to_jsonable(metrics),
+            "command": to_jsonable(command) if command is not None else None,
+            "environment": environment(),
+            "elapsed_s": elapsed,
+        }
+        if arrays:
+            record[ARRAYS_KEY] = {
+                "file": ARRAYS_FILE,
+                "shapes": {k: list(v.shape) for k, v in arrays.items()},
+                "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
+            }
+        stage = Path(tempfile.mkdtemp(prefix=".dammem-partial-", dir=out_dir))
+        if arrays:
+            np.savez_compressed(stage / ARRAYS_FILE, **arrays)
+        (stage / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+        results = dict(record["metrics"], **({ARRAYS_KEY: arrays} if arrays else {}))
+        body = module.report(config, results, stage)
+        title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
+        header = (
+            f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on "
+            f"{record['environment']['devices'][0]}\n\n"
+        )
+        (stage / "summary.md").write_text(header + body.rstrip() + "\n")
+        for entry in sorted(stage.iterdir()):
+            target = out_dir / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        stage.rmdir()
+        return record
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        for folder in reversed(created):  # innermost first; only folders this call created, and only when empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise

@@ -234,8 +234,14 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     betas = jnp.asarray(config.beta_sweep, jnp.float32)
     trial = jax.jit(jax.vmap(partial(_trial, config, pool, x.shape[1:3], betas)))
     keys = jax.random.split(key, config.num_trials)
+    trials = f"{config.num_trials} trial{'s' if config.num_trials > 1 else ''}"
+    progress.point(
+        f"compile: {trials}, K={config.num_memories}, {config.num_queries} queries, "
+        f"{len(config.beta_sweep)} betas in the sweep"
+    )
     compiled = trial.lower(keys).compile()
     progress.update(1)
+    progress.point(f"retrieve: {trials} x {config.num_queries} queries")
     out = jax.device_get(compiled(keys))
     progress.update(1)
     methods = {}
@@ -266,8 +272,8 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "occluded_query_mse": float(np.mean(out["occluded_mse"])),
         "visible_nearest_neighbour_accuracy": float(np.mean(out["visible_nn_correct"])),
         "visible_nearest_neighbour_mse": float(np.mean(out["visible_nn_mse"])),
-        "examples": {
-            "image_shape": list(x.shape[1:3]),
+        "image_shape": list(x.shape[1:3]),
+        "arrays": {  # the first trial's first queries, for the figure; saved to results.npz
             "visible": out["visible"][0, :show],
             "query": out["queries"][0, :show],
             "mrdam": out["mrdam"]["x"][0, :show],
@@ -340,31 +346,7 @@ def _sweep_sentence(name: str, results: dict) -> str:
 def report(config: Config, results: dict, out_dir: Path) -> str:
     plt = pyplot()
 
-    ex = results["examples"]
-    rows = [
-        ("query", ex["query"]),
-        (f"MrDAM\nbeta={config.beta_rbf:g}", ex["mrdam"]),
-        (f"sparse Hopfield\nbeta={config.beta_sparse:g}", ex["sparse_hopfield"]),
-        ("truth", ex["truth"]),
-    ]
-    cols = len(ex["truth"])
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.45 * len(rows)), squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        for c in range(cols):
-            ax = axes[r][c]
-            ax.imshow(
-                np.clip(np.asarray(images[c], dtype=float).reshape(ex["image_shape"]), 0, 1),
-                cmap="gray",
-                vmin=0,
-                vmax=1,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(label, fontsize=7)
-    hidden = "random pixels" if config.occlusion == "random" else f"{config.occlusion} half"
-    fig.suptitle(f"MNIST completion, {hidden} hidden, K={config.num_memories}", fontsize=9)
-    save_figure(fig, out_dir / "completions.png")
+    _plot_completions(plt, config, results, out_dir)
 
     table = markdown_table(
         ["method", "beta", "hidden-pixel MSE", "recall accuracy", "mean steps", "converged"],
@@ -384,11 +366,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ],
         ],
     )
-    if config.occlusion == "random":
-        fraction = DEFAULT_VISIBLE_FRACTION if config.visible_fraction is None else config.visible_fraction
-        occlusion = f"{1 - fraction:.0%} of the pixels hidden at random"
-    else:
-        occlusion = f"the {config.occlusion} half hidden"
+    occlusion = _occlusion_text(config)
     d = results["pixels"]
     lines = [
         f"{config.num_trials} trials x {config.num_queries} queries, K = {config.num_memories} memories, "
@@ -429,10 +407,57 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+HIDDEN_TINT = (0.95, 0.45, 0.1)  # the colour of hidden pixels in the completions figure
+
+
+def _occlusion_text(config: Config) -> str:
+    if config.occlusion == "random":
+        fraction = DEFAULT_VISIBLE_FRACTION if config.visible_fraction is None else config.visible_fraction
+        return f"{1 - fraction:.0%} of the pixels hidden at random"
+    return f"the {config.occlusion} half hidden"
+
+
+def _plot_completions(plt, config: Config, results: dict, out_dir: Path) -> None:
+    """Queries (hidden pixels tinted), both completions and the truth; a half occlusion is shaded in every row."""
+    arrays, shape = results["arrays"], tuple(results["image_shape"])
+    rows = [
+        ("query", arrays["query"]),
+        (f"MrDAM\nbeta={config.beta_rbf:g}", arrays["mrdam"]),
+        (f"sparse Hopfield\nbeta={config.beta_sparse:g}", arrays["sparse_hopfield"]),
+        ("truth", arrays["truth"]),
+    ]
+    cols = len(arrays["truth"])
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.5 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            gray = np.clip(np.asarray(images[c], dtype=float).reshape(shape), 0, 1)
+            hidden = ~np.asarray(arrays["visible"][c], dtype=bool).reshape(shape)
+            rgb = np.repeat(gray[..., None], 3, axis=-1)
+            if r == 0 or config.occlusion != "random":  # every row for a half; the query row for a random mask
+                alpha = 0.85 if r == 0 else 0.3
+                rgb[hidden] = (1 - alpha) * rgb[hidden] + alpha * np.asarray(HIDDEN_TINT)
+            ax.imshow(rgb, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    shading = "orange: hidden pixels (0 in the query)" + (
+        "" if config.occlusion == "random" else ", shaded in every row"
+    )
+    fig.suptitle(
+        f"MNIST completion, {_occlusion_text(config)}, K={config.num_memories}; MrDAM beta={config.beta_rbf:g}, "
+        f"sparse Hopfield beta={config.beta_sparse:g} (alpha={config.alpha:g})\n{shading}",
+        fontsize=9,
+    )
+    save_figure(fig, out_dir / "completions.png")
+
+
 def _plot_sweep(plt, results: dict, out_dir: Path) -> None:
     sweep = results["beta_sweep"]
     fig, (ax_acc, ax_mse) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, label in METHODS.items():
+        label = f"{label} (default beta {results['methods'][name]['beta']:g})"
         ax_acc.plot(sweep["multiplier"], sweep[name]["recall_accuracy"], "o-", label=label)
         ax_mse.plot(sweep["multiplier"], sweep[name]["hidden_mse"], "o-", label=label)
     ax_acc.axhline(results["visible_nearest_neighbour_accuracy"], color="gray", ls=":", label="nearest on visible")
@@ -440,7 +465,8 @@ def _plot_sweep(plt, results: dict, out_dir: Path) -> None:
     for ax, ylabel in ((ax_acc, "recall accuracy"), (ax_mse, "hidden-pixel MSE")):
         ax.set_xscale("log", base=2)
         ax.axvline(1.0, color="k", lw=0.6)
-        ax.set_xlabel("beta / default beta")
+        ax.set_xlabel("beta / default beta (vertical line: the default)")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax_mse.set_yscale("log")
     save_figure(fig, out_dir / "beta_sweep.png")

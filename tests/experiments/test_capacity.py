@@ -1,5 +1,4 @@
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +6,14 @@ import numpy as np
 import pytest
 
 from dammem.experiments import capacity
-from dammem.experiments._base import ConfigError, Progress, config_from_mapping, load_document, to_jsonable
+from dammem.experiments._base import (
+    ConfigError,
+    Progress,
+    config_from_mapping,
+    load_document,
+    packaged_configs,
+    to_jsonable,
+)
 from dammem.experiments.capacity import (
     Config,
     classical_theory_capacity,
@@ -19,7 +25,6 @@ from dammem.experiments.capacity import (
     pair_grid,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # A sweep where the modern capacity lies inside the grid at three dimensions (about 5 s on 2 cores).
 SMALL = {
@@ -179,7 +184,7 @@ def test_capacity_readers_and_fits():
 
 
 def test_yaml_config_is_the_default():
-    doc = load_document(ROOT / "configs" / "capacity.yaml")
+    doc = load_document(packaged_configs()["capacity"])
     assert config_from_mapping(Config, doc["config"]) == Config()
 
 

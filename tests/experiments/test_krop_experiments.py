@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from dammem.experiments import krop_capacity, krop_mutable
-from dammem.experiments._base import ConfigError, Progress, config_from_mapping, load_document, to_jsonable
+from dammem.experiments._base import (
+    ConfigError,
+    Progress,
+    config_from_mapping,
+    load_document,
+    packaged_configs,
+    to_jsonable,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(module, mapping, tmp_path, seed=0):
@@ -24,7 +29,7 @@ def _run(module, mapping, tmp_path, seed=0):
 
 @pytest.mark.parametrize("name", ["krop_capacity", "krop_mutable"])
 def test_yaml_configs_are_valid_and_match_defaults(name):
-    doc = load_document(ROOT / "configs" / f"{name}.yaml")
+    doc = load_document(packaged_configs()[name])
     assert doc["experiment"] == name
     module = importlib.import_module(f"dammem.experiments.{name}")
     assert config_from_mapping(module.Config, doc["config"]) == module.Config()

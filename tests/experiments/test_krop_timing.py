@@ -5,7 +5,6 @@ never asserted, only that they are recorded."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +13,15 @@ import pytest
 
 from dammem import _timing
 from dammem.experiments import krop_timing
-from dammem.experiments._base import ConfigError, Progress, config_from_mapping, load_document, to_jsonable
+from dammem.experiments._base import (
+    ConfigError,
+    Progress,
+    config_from_mapping,
+    load_document,
+    packaged_configs,
+    to_jsonable,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(mapping, tmp_path, seed=0):
@@ -27,7 +32,7 @@ def _run(mapping, tmp_path, seed=0):
 
 
 def test_yaml_config_is_valid_and_matches_defaults():
-    doc = load_document(ROOT / "configs" / "krop_timing.yaml")
+    doc = load_document(packaged_configs()["krop_timing"])
     assert doc["experiment"] == "krop_timing"
     config = config_from_mapping(krop_timing.Config, doc["config"])
     assert config == krop_timing.Config() and config.repeats >= 15

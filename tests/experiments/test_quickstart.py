@@ -1,15 +1,20 @@
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from dammem.experiments import quickstart
-from dammem.experiments._base import ConfigError, Progress, config_from_mapping, load_document, run_experiment
+from dammem.experiments._base import (
+    ConfigError,
+    Progress,
+    config_from_mapping,
+    load_document,
+    packaged_configs,
+    run_experiment,
+)
 from dammem.experiments.quickstart import Config, occlusion_masks
 
-ROOT = Path(__file__).resolve().parents[2]
 SIDE = 28
 D = SIDE * SIDE
 
@@ -18,12 +23,12 @@ D = SIDE * SIDE
 def default_run(tmp_path_factory):
     """The shipped config (as CI runs it): about 6 s on 2 cores."""
     out = tmp_path_factory.mktemp("quickstart")
-    doc = load_document(ROOT / "configs" / "quickstart.yaml")
+    doc = load_document(packaged_configs()["quickstart"])
     return run_experiment(doc, out, progress=False), out
 
 
 def test_yaml_config_is_the_default():
-    doc = load_document(ROOT / "configs" / "quickstart.yaml")
+    doc = load_document(packaged_configs()["quickstart"])
     assert config_from_mapping(Config, doc["config"]) == Config()
 
 
@@ -66,11 +71,38 @@ def test_sweep_is_computed_on_the_same_queries(default_run):
     assert "the default beta is among them" in summary and "reaches the nearest-memory baseline at beta" in summary
 
 
+def _arrays(out) -> dict:
+    with np.load(out / "results.npz") as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_default_run_example_images_go_to_the_npz(default_run):
+    record, out = default_run
+    ex = _arrays(out)
+    names = ["visible", "query", "mrdam", "sparse_hopfield", "truth"]
+    assert sorted(ex) == sorted(names)
+    assert record["arrays"] == {
+        "file": "results.npz",
+        "shapes": {name: [8, D] for name in names},
+        "dtypes": {name: "bool" if name == "visible" else "float32" for name in names},
+    }
+    assert "arrays" not in record["metrics"] and record["metrics"]["image_shape"] == [SIDE, SIDE]
+    assert (out / "results.json").stat().st_size < 10_000  # was 461 KB with the images in the JSON
+    assert json.loads((out / "results.json").read_text()) == record
+    # the images are the first trial's queries: pixels in [0, 1] with a 784-pixel digit each; MrDAM's completion
+    # agrees with the truth on the hidden pixels to its hidden-pixel MSE (5.5e-6 measured over all queries)
+    assert ex["truth"].min() >= 0 and ex["truth"].max() <= 1 and (ex["truth"].sum(-1) > 10).all()
+    hidden = ~ex["visible"]
+    np.testing.assert_array_equal(ex["mrdam"][~hidden], ex["truth"][~hidden])  # visible pixels stay clamped
+    np.testing.assert_array_equal(ex["sparse_hopfield"][~hidden], ex["truth"][~hidden])
+    assert np.mean(np.square(ex["mrdam"] - ex["truth"])[hidden]) < 1e-3
+
+
 def test_default_run_queries_hide_exactly_half_the_pixels(default_run):
-    record, _ = default_run
-    ex = record["metrics"]["examples"]
-    visible = np.asarray(ex["visible"], bool)
-    query, truth = np.asarray(ex["query"]), np.asarray(ex["truth"])
+    _, out = default_run
+    ex = _arrays(out)
+    visible = ex["visible"]
+    query, truth = ex["query"], ex["truth"]
     assert visible.shape == (8, D)
     np.testing.assert_array_equal(visible.sum(-1), np.full(8, D // 2))  # exactly round(0.5 * 784) = 392
     np.testing.assert_array_equal(query, np.where(visible, truth, 0.0))  # hidden pixels zeroed, others kept
@@ -131,9 +163,9 @@ def test_bottom_occlusion_report_explains_the_misses(tmp_path):
     assert "less ink on the hidden pixels than the target" in summary
     assert "it reaches the nearest-memory baseline at beta = 0.2." in summary
     assert "no beta of the sweep reaches the nearest-memory baseline (1.000)" in summary
-    ex = m["examples"]
-    np.testing.assert_array_equal(np.asarray(ex["query"])[:, D // 2 :], 0.0)  # the bottom 14 rows are zeroed
-    np.testing.assert_array_equal(np.asarray(ex["query"])[:, : D // 2], np.asarray(ex["truth"])[:, : D // 2])
+    ex = _arrays(tmp_path)
+    np.testing.assert_array_equal(ex["query"][:, D // 2 :], 0.0)  # the bottom 14 rows are zeroed
+    np.testing.assert_array_equal(ex["query"][:, : D // 2], ex["truth"][:, : D // 2])
 
 
 def test_same_seed_same_result(tmp_path):
