@@ -464,11 +464,3 @@ def to_patterns(x: ArrayLike, *, scale: PatternScale = "unit") -> Array:
     centered = flat - jnp.mean(flat, axis=-1, keepdims=True)
     norm = jnp.linalg.norm(centered, axis=-1, keepdims=True)
     return centered / jnp.where(norm > 0, norm, 1.0)
-
-
-# Transitional: the corruptions moved to dammem.corruptions; these names stay importable from here only until the
-# last caller (the U-Hop retrieval experiment) imports them from there.
-from dammem.corruptions import gaussian_noise as gaussian_noise  # noqa: E402  # transitional
-from dammem.corruptions import inverted_dropout as inverted_dropout  # noqa: E402  # transitional
-from dammem.corruptions import occlude as occlude  # noqa: E402  # transitional
-from dammem.corruptions import random_pixel_mask as random_pixel_mask  # noqa: E402  # transitional
