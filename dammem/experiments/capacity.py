@@ -326,6 +326,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         ("modern", config.modern_pairs, config.dims),
     ):
         for d in dims:
+            progress.point(f"{name} d={d}, n up to {pair_grid(grid, d)[-1]}")
             sub = jax.random.fold_in(jax.random.fold_in(key, 0 if name == "classical" else 1), d)
             memories[name][str(d)] = _sweep(name, grid, d, max(dims), config, sub, progress)
     d_cl = np.asarray(classical_dims, dtype=float)
@@ -475,7 +476,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     ax_rate.set_xlabel("stored pairs n")
     ax_rate.set_ylabel("exact-recall rate")
     ax_rate.set_title("classical (solid) vs modern (dashed)")
-    ax_rate.legend(fontsize=5, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax_rate.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
     d_cl = np.asarray(results["classical_dims"], dtype=float)
     cap_cl = [mems["classical"][str(int(d))]["capacity_interpolated"] for d in d_cl]
@@ -509,7 +510,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     ax_cap.set_xlabel("dimension d")
     ax_cap.set_ylabel(f"capacity (recall rate >= {config.threshold})")
     ax_cap.set_title("capacity vs d: d / log d and exp(c d)")
-    ax_cap.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax_cap.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     save_figure(fig, out_dir / "capacity.png")
 
     rows = []

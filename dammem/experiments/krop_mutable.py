@@ -164,6 +164,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     for i, n in enumerate(config.dims):
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
         for kind in config.codebooks:
+            progress.point(f"{kind} N={n}, M in {list(config.items)}, {config.steps} steps")
             rates, cosines = _rates(
                 kind,
                 n,
@@ -223,7 +224,6 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ax.set_xlabel("step t")
             ax.set_ylabel("retrieval rate")
             ax.set_title(f"{kind}: (M, N) = ({m}, {n})")
-            ax.legend(fontsize=7)
         for c, m in enumerate(config.items):
             ax = axes[r, len(config.curves) + c]
             for erase in modes:
@@ -234,7 +234,16 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ax.set_xlabel("N")
             ax.set_ylabel(f"mean rate over {config.steps} steps")
             ax.set_title(f"{kind}: M = {m}, averages vs N")
-            ax.legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(  # below the panels (save_figure keeps it in the image), off the data
+        handles,
+        [f"erase: {label}" for label in labels],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(labels),
+        fontsize=9,
+        frameon=False,
+    )
     save_figure(fig, out_dir / "krop_mutable.png", dpi=110)
 
     rows = []

@@ -137,6 +137,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     build_ms: list[float | None] = []
     checked: dict[str, list[bool | None]] = {m: [] for m in config.methods if m != "dense"}
     for i, n in enumerate(config.sizes):
+        progress.point(f"N={n}, batches {list(config.batches)}")
         k_cb, k_x = jax.random.split(jax.random.fold_in(key, i))
         codebooks, build = build_codebooks(n, config.methods, k_cb, dense_max_size=config.dense_max_size)
         build_ms.append(build)

@@ -1,4 +1,6 @@
+import io
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +41,10 @@ SMALL = {
 TINY = {"dims": [8, 16], "modern_pairs": [2, 4], "extra_classical_dims": [], "classical_pairs": [1, 2, 4, 8, 16]}
 
 
-def _run(mapping, tmp_path, seed=0):
+def _run(mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(Config, mapping)
-    results = to_jsonable(capacity.run(config, jax.random.key(seed), Progress(False)))
+    progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
+    results = to_jsonable(capacity.run(config, jax.random.key(seed), progress))
     return config, results, capacity.report(config, results, tmp_path)
 
 
@@ -51,11 +54,27 @@ def _sentences(body: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    return _run(SMALL, tmp_path_factory.mktemp("small"))
+    stream = io.StringIO()
+    out = _run(SMALL, tmp_path_factory.mktemp("small"), stream=stream)
+    return (*out, [re.sub(r", \d+\.\d s$", "", line) for line in stream.getvalue().splitlines()])
+
+
+def test_progress_names_the_memory_and_dimension(small):
+    *_, stages = small
+    # one stage per (memory, d); the pair grid stops at 2^d = 1024 for the modern memory at d = 10
+    assert stages == [
+        "[1/7] classical d=10, n up to 14",
+        "[2/7] classical d=11, n up to 14",
+        "[3/7] classical d=12, n up to 14",
+        "[4/7] classical d=64, n up to 14",
+        "[5/7] modern d=10, n up to 1024",
+        "[6/7] modern d=11, n up to 2048",
+        "[7/7] modern d=12, n up to 4096",
+    ]
 
 
 def test_small_sweep_fits_the_exponential_law(small):
-    config, res, body = small
+    config, res, body, _ = small
     modern = res["memories"]["modern"]
     # measured (seed 0): interpolated capacities 1020, 1728, 3067 pairs at d = 10, 11, 12
     caps = [modern[str(d)]["capacity_interpolated"] for d in (10, 11, 12)]
@@ -78,7 +97,7 @@ def test_small_sweep_fits_the_exponential_law(small):
 
 
 def test_small_sweep_report_states_the_fit(small, tmp_path):
-    config, res, body = small
+    config, res, body, _ = small
     lines = _sentences(body)
     fit = res["modern_fit"]
     assert any(f"{fit['prefactor']:.3g} exp({fit['rate']:.3f} d)" in s and "two points" not in s for s in lines), lines

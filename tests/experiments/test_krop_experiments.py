@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import io
+import re
 
 import jax
 import numpy as np
@@ -20,11 +22,16 @@ from dammem.experiments._base import (
 
 
 
-def _run(module, mapping, tmp_path, seed=0):
+def _run(module, mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(module.Config, mapping)
-    results = to_jsonable(module.run(config, jax.random.key(seed), Progress(False)))
+    progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
+    results = to_jsonable(module.run(config, jax.random.key(seed), progress))
     body = module.report(config, results, tmp_path)
     return config, results, body
+
+
+def _stages(stream) -> list[str]:
+    return [re.sub(r", \d+\.\d s$", "", line) for line in stream.getvalue().splitlines()]
 
 
 @pytest.mark.parametrize("name", ["krop_capacity", "krop_mutable"])
@@ -42,7 +49,14 @@ def test_capacity_small(tmp_path):
         "num_trials": 12,
         "grid_ratio": 1.4,
     }
-    _, res, body = _run(krop_capacity, mapping, tmp_path)
+    stream = io.StringIO()
+    _, res, body = _run(krop_capacity, mapping, tmp_path, stream=stream)
+    assert _stages(stream) == [
+        f"[{i + 1}/6] {kind} N={n}, M up to {m}"
+        for i, (n, m, kind) in enumerate(
+            (n, m, kind) for n, m in ((256, 30), (512, 58)) for kind in ("gaussian", "hadamard", "krop_signed")
+        )
+    ]
     items = res["items"]["512"]
     assert items == list(krop_capacity.item_grid(512, 0.125, 1.4)) and items[0] == 2 and items[-1] <= 64
     g = np.asarray(res["success_rate"]["gaussian"]["512"])
@@ -64,6 +78,42 @@ def test_capacity_small(tmp_path):
     r = res["capacity_over_gaussian"]["krop_signed"]
     assert f"{min(r):.2f} to {max(r):.2f} times the Gaussian codebook's" in lines[2]
     assert "never fell below" not in body  # every kind's rate crossed the threshold inside the grid
+    # 68% bootstrap intervals over the 12 trials: around the capacity of the mean curve (measured: Gaussian
+    # [12.3, 13.5] and [23.4, 25.1], a few items wide), and from 0 for Hadamard at N = 256
+    for kind in ("gaussian", "krop_signed"):
+        for c, (lo, hi) in zip(cap[kind], res["capacity_interval"][kind]):
+            assert lo <= c <= hi and 0 < hi - lo < 0.2 * c, (kind, c, lo, hi)
+    assert res["capacity_interval"]["hadamard"][0][0] == 0.0
+    # the reference law: least squares of c N / ln N through the Gaussian capacities (measured c = 0.292)
+    shape = np.array([256, 512]) / np.log([256, 512])
+    c = np.linalg.lstsq(shape[:, None], np.asarray(cap["gaussian"]), rcond=None)[0][0]
+    assert res["reference"] == {"kind": "gaussian", "constant": pytest.approx(c, rel=1e-12)}
+    assert 0.25 < c < 0.33
+    worst = np.max(np.abs(np.asarray(cap["gaussian"]) / (c * shape) - 1))
+    fit = f"- Reference: the gaussian capacity fits {c:.3g} N / ln N (least squares), every N within {worst:.0%}"
+    assert fit in body
+    lo, hi = res["capacity_interval"]["gaussian"][1]
+    assert f"| gaussian | {cap['gaussian'][0]:.1f} [" in body
+    assert f"{cap['gaussian'][1]:.1f} [{lo:.1f}, {hi:.1f}] |" in body
+
+
+def test_bootstrap_interval_and_reference_fit_by_brute_force():
+    items = [2, 4, 8, 16]
+    rng = np.random.default_rng(0)
+    trial_rates = np.sort(rng.uniform(0.3, 1.0, size=(5, 4)), axis=1)[:, ::-1]  # decreasing per trial
+    resamples = rng.integers(0, 5, size=(50, 5))
+    caps = []
+    for row in resamples:
+        mean = [sum(trial_rates[t][j] for t in row) / 5 for j in range(4)]
+        caps.append(krop_capacity.interpolated_capacity(items, mean, 0.7))
+    caps.sort()
+    lo, hi = krop_capacity.bootstrap_interval(items, trial_rates, 0.7, resamples)
+    assert lo == pytest.approx(np.percentile(caps, 16)) and hi == pytest.approx(np.percentile(caps, 84))
+    assert caps[0] <= lo < hi <= caps[-1]
+    dims, capacities = [64, 256, 1024], [5.0, 14.0, 41.0]
+    shape = [n / np.log(n) for n in dims]
+    expected = sum(c * s for c, s in zip(capacities, shape)) / sum(s * s for s in shape)
+    assert krop_capacity.fit_n_over_log_n(dims, capacities) == pytest.approx(expected, rel=1e-12)
 
 
 def test_capacity_helpers():
@@ -83,7 +133,9 @@ def test_mutable_small(tmp_path):
         "steps": 12,
         "num_trials": 4,
     }
-    config, res, body = _run(krop_mutable, mapping, tmp_path)
+    stream = io.StringIO()
+    config, res, body = _run(krop_mutable, mapping, tmp_path, stream=stream)
+    assert _stages(stream) == ["[1/1] krop_signed N=512, M in [8], 12 steps"]
     curves = res["curves"]["krop_signed"]["8x512"]
     assert set(curves) == {"cleanup", "sign", "raw", "none"}
     assert all(len(c) == 13 for c in curves.values())

@@ -4,7 +4,9 @@ never asserted, only that they are recorded."""
 
 from __future__ import annotations
 
+import io
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +26,10 @@ from dammem.experiments._base import (
 
 
 
-def _run(mapping, tmp_path, seed=0):
+def _run(mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(krop_timing.Config, mapping)
-    results = to_jsonable(krop_timing.run(config, jax.random.key(seed), Progress(False)))
+    progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
+    results = to_jsonable(krop_timing.run(config, jax.random.key(seed), progress))
     body = krop_timing.report(config, results, tmp_path)
     return config, results, body
 
@@ -40,7 +43,10 @@ def test_yaml_config_is_valid_and_matches_defaults():
 
 def test_timing_small(tmp_path):
     mapping = {"sizes": [64, 1024], "batches": [3], "dense_max_size": 1024, "repeats": 2, "warmup": 1}
-    _, res, body = _run(mapping, tmp_path)
+    stream = io.StringIO()
+    _, res, body = _run(mapping, tmp_path, stream=stream)
+    stages = [re.sub(r", \d+\.\d s$", "", line) for line in stream.getvalue().splitlines()]
+    assert stages == ["[1/2] N=64, batches [3]", "[2/2] N=1024, batches [3]"]
     for method in krop_timing.METHODS:
         med, lo, hi = (res[k][method]["3"] for k in ("time_ms", "min_time_ms", "max_time_ms"))
         assert all(math.isfinite(m) and 0 < a <= m <= z for m, a, z in zip(med, lo, hi)), method
