@@ -65,17 +65,18 @@ def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from dammem.experiments import EXPERIMENTS, get_experiment
     from dammem.experiments._base import ConfigError, load_document, packaged_configs
 
+    configs = packaged_configs()
+    width = max(map(len, [*EXPERIMENTS, *configs])) + 1
     print("experiments:")
     for name in sorted(EXPERIMENTS):
-        print(f"  {name:18s} {_first_line(get_experiment(name).__doc__)}")
-    configs = packaged_configs()
+        print(f"  {name:{width}s} {_first_line(get_experiment(name).__doc__)}")
     print("configs (run one with `dammem run NAME`; a path to a YAML file works too):")
     for name, source in configs.items():
         try:
             experiment = load_document(source).get("experiment", "?")
         except ConfigError as err:
             experiment = f"unreadable ({err})"
-        print(f"  {name:18s} experiment {experiment}")
+        print(f"  {name:{width}s} experiment {experiment}")
     if not configs:
         print("  none found in the installed package")
     return 0

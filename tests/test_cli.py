@@ -71,13 +71,16 @@ def test_list_shows_experiments_and_packaged_configs_from_any_directory(capsys, 
     lines = capsys.readouterr().out.splitlines()
     split = lines.index("configs (run one with `dammem run NAME`; a path to a YAML file works too):")
     assert lines[0] == "experiments:"
+    paths = sorted(CONFIG_DIR.glob("*.yaml"))
+    width = max(len(name) for name in [*EXPERIMENTS, *(p.stem for p in paths)]) + 1  # one aligned column
     assert [line.split()[0] for line in lines[1:split]] == sorted(EXPERIMENTS)
+    assert all(line[2 + width] == " " and line[3 + width] != " " for line in lines[1:split])
     expected = [
-        f"  {path.stem:18s} experiment {yaml.safe_load(path.read_text())['experiment']}"
-        for path in sorted(CONFIG_DIR.glob("*.yaml"))
+        "  " + path.stem.ljust(width) + " experiment " + yaml.safe_load(path.read_text())["experiment"]
+        for path in paths
     ]
     assert lines[split + 1 :] == expected
-    assert "  quickstart         experiment quickstart" in expected
+    assert any(re.fullmatch(r"  quickstart +experiment quickstart", line) for line in expected)
     assert not any("bench" in line for line in lines)  # benchmarks are scripts in benchmarks/, not a subcommand
 
 
