@@ -20,7 +20,7 @@ Example:
   >>> import jax
   >>> from dammem import uhop
   >>> memories = jax.random.uniform(jax.random.key(1), (30, 16))
-  >>> fit = uhop.fit_kernel(memories, steps=100, key=jax.random.key(0))  # Stage I
+  >>> fit = uhop.fit_kernel(memories, steps=20, key=jax.random.key(0))  # Stage I
   >>> out = uhop.uhop_retrieve(memories.at[:, 8:].set(0.0), memories, fit.weight)  # Stage II, half the entries hidden
   >>> out.x.shape
   (30, 16)

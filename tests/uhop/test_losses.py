@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 from dammem import uhop
+from dammem.uhop import _core
 from tests.uhop import reference as ref
 
 RNG = np.random.default_rng(7)
@@ -34,6 +36,32 @@ def test_gradient_in_the_memories_matches_finite_differences(x64, loss):
     grad = np.asarray(jax.grad(lambda m: uhop.separation_loss(jnp.asarray(W), m, loss=loss))(jnp.asarray(MEM)))
     expected = ref.numeric_grad(lambda m: ref.separation_loss(W, m, 2.0, loss), MEM)
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_custom_derivative_of_the_pair_reduction_against_finite_differences(x64, loss):
+    """The custom VJP (symmetric pairs, blocks recomputed) in the features and the temperature, with padded blocks."""
+    feats = jnp.asarray(ref.unit_features(W, MEM))
+    fn = lambda u, t: _core.pair_reduction(u, t, loss, 4)  # noqa: E731  (9 rows: blocks of 4, 4, 1 + padding)
+    check_grads(fn, (feats, 1.7), order=1, modes=("rev",), atol=1e-7, rtol=1e-6)
+    d_t = float(jax.grad(lambda t: uhop.separation_loss(jnp.asarray(W), jnp.asarray(MEM), temperature=t, loss=loss))(
+        1.7
+    ))  # fmt: skip
+    eps = 1e-6
+    expected = (ref.separation_loss(W, MEM, 1.7 + eps, loss) - ref.separation_loss(W, MEM, 1.7 - eps, loss)) / (2 * eps)
+    assert d_t == pytest.approx(expected, rel=1e-6)
+
+
+def test_max_loss_ties_share_the_gradient(x64):
+    """Two pairs tie at the maximum: the subgradient is the mean of the two pairs' gradients."""
+    u = jnp.asarray([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.8, -0.6, 0.0], [0.0, 0.0, 1.0]])
+    grad = np.asarray(jax.grad(lambda f: _core.pair_reduction(f, 2.0, "max", 2))(u))
+    # the pairs (0, 1) and (0, 2) are at squared distance 0.4; g = -t ||u_i - u_j||^2, each pair counted twice
+    g01 = np.zeros((4, 3))
+    g01[0], g01[1] = -2 * 2.0 * (u[0] - u[1]), -2 * 2.0 * (u[1] - u[0])
+    g02 = np.zeros((4, 3))
+    g02[0], g02[2] = -2 * 2.0 * (u[0] - u[2]), -2 * 2.0 * (u[2] - u[0])
+    np.testing.assert_allclose(grad, (g01 + g02) / 2, atol=1e-12)
 
 
 @pytest.mark.parametrize("loss", LOSSES)
