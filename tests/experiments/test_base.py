@@ -142,6 +142,7 @@ def test_git_commit_of_a_tracked_folder_and_none_elsewhere(tmp_path):
     _git(repo, "add", "pkg")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
     head = _git(repo, "rev-parse", "HEAD")
+    (repo / "notes.txt").write_text("untracked files do not make the checkout dirty\n")
     assert len(head) == 40 and git_commit(pkg) == (head, False)
     (pkg / "mod.py").write_text("x = 2\n")
     assert git_commit(pkg) == (head, True)  # tracked changes since the commit
