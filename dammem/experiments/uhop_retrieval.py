@@ -667,6 +667,27 @@ def _paper_uhop_sentence(table: dict, methods: list, sizes: list, betas: list) -
     ]
 
 
+def _edge_sentence(table: dict, methods: list, points: list, betas: list, label: str) -> list[str]:
+    """Points whose best beta lies at an end of the grid and is lower than its neighbour: the optimum may lie
+    outside the grid."""
+    if len(betas) < 2:
+        return []
+    edges = []
+    for m in methods:
+        for p in points:
+            low = [table[(m, p, b)] for b in (betas[0], betas[1])]
+            high = [table[(m, p, b)] for b in (betas[-1], betas[-2])]
+            best = _best(table, m, p, betas)
+            if best["beta"] == betas[0] and _lower(low[0], low[1]) or best["beta"] == betas[-1] and _lower(*high):
+                edges.append(f"{m} at {label} = {p} (beta = {best['beta']:g})")
+    if not edges:
+        return [f"Every method's best beta at every {label} lies inside the grid (or its error is flat there)."]
+    return [
+        f"The best beta lies at an end of the grid, still falling, for {len(edges)} (method, {label}) pair(s): "
+        f"{'; '.join(edges)}; their best-beta errors are upper bounds."
+    ]
+
+
 def _temperature_sentence(table: dict, methods: list, sizes: list, betas: list) -> list[str]:
     """How much of the gain at beta = 1 remains when both sides use their best beta (modern Hopfield)."""
     if "modern_hopfield" not in methods or "modern_hopfield+uhop" not in methods:
@@ -893,6 +914,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     best_text, best_rows = _best_beta_sentences(sizes_table, methods, sizes, betas, "memory size")
     findings += _paper_uhop_sentence(sizes_table, methods, sizes, betas)
     findings += best_text
+    findings += _edge_sentence(sizes_table, methods, sizes, betas, "K")
     findings += _temperature_sentence(sizes_table, methods, sizes, betas)
     findings += _cosine_sentence(sizes_table, methods, sizes, betas)
     noise_best_text, noise_rows = _best_beta_sentences(noise_table, methods, levels, betas, "noise level")

@@ -94,12 +94,13 @@ def test_error_kernel_equals_an_explicit_loop(x64):
                     np.testing.assert_allclose(got[r, i, j], np.mean(errs), rtol=1e-9)
 
 
-def test_plain_masking_hides_exactly_half_of_the_pixels_with_all_channels():
-    config = ur.Config(dataset="cifar10")
+@pytest.mark.parametrize("fraction, hidden", [(0.5, 512), (0.25, 256)])
+def test_plain_masking_hides_exactly_that_fraction_of_whole_pixels(fraction, hidden):
+    config = ur.Config(dataset="cifar10", mask_fraction=fraction)
     x = jnp.ones((3, 32 * 32 * 3))
     q = np.asarray(ur.corrupt_masked(jax.random.key(0), x, config, (32, 32, 3))).reshape(3, 1024, 3)
     assert np.all((q == 0).all(-1) | (q == 1).all(-1))  # whole pixels
-    np.testing.assert_array_equal((q[..., 0] == 0).sum(-1), 512)
+    np.testing.assert_array_equal((q[..., 0] == 0).sum(-1), hidden)
 
 
 def test_inverted_dropout_scales_survivors_by_two():
@@ -288,6 +289,10 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
         "The kernel's gain is 3 at beta = 1 and 3 with both betas tuned.",
         "At their best betas, modern_hopfield+uhop is lower than cosine_hopfield at 2 of 3 memory sizes.",
         "| 50 | cosine_hopfield | 0.5 | 0.5 ± 0 | modern_hopfield+uhop | 1 | 2 ± 0 | baseline |",
+        # with only two betas every strict optimum is at an end: 3 sizes x (modern, U-Hop) + cosine at K = 50
+        "The best beta lies at an end of the grid, still falling, for 7 (method, K) pair(s): modern_hopfield at K = "
+        "10 (beta = 1);",
+        "cosine_hopfield at K = 50 (beta = 0.5); modern_hopfield+uhop at K = 10 (beta = 1);",
     ]
     for sentence in expected:
         assert sentence in text, sentence
