@@ -32,8 +32,7 @@ def test_retrieval_shapes():
     assert checked(uhop.kernel_update)(x, MEM, 1.0, 2.0, kernelize("dot", W)).shape == (D,)
     assert checked(uhop.exact_retrieval_mask)(MEM, W).shape == (K,)
     assert checked(uhop.separation_condition_mask)(MEM, W).shape == (K,)
-    out = checked(uhop.uhop_retrieve)(MEM[:2], MEM, W)
-    assert out.x.shape == (2, D)
-    with pytest.raises(TypeCheckError):
+    with pytest.raises(TypeCheckError):  # the valid calls are compiled by the other tests
         checked(uhop.uhop_retrieve)(MEM[:2], MEM, jnp.ones((F, D + 1)))
-    assert checked(uhop.fit_kernel)(MEM, steps=1, key=jax.random.key(2)).weight.shape == (D, D)
+    with pytest.raises(TypeCheckError):
+        checked(uhop.fit_kernel)(jnp.ones(D), steps=1, key=jax.random.key(2))
