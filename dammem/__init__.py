@@ -2,7 +2,8 @@
 
 Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
 papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.vsa`, :mod:`dammem.experiments`; modules
-:mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`. Shapes in
+:mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`,
+:mod:`dammem.corruptions`. Shapes in
 every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
 
 Example:

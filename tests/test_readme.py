@@ -20,7 +20,7 @@ def test_readme_quickstart_has_exactly_two_commands():
     section = re.search(r"## Quickstart\n\n```bash\n(.*?)```", text, re.S).group(1)
     commands = [line for line in section.splitlines() if line.strip()]
     assert len(commands) == 2
-    assert "dammem run configs/quickstart.yaml" in commands[0] and "pytest" in commands[1]
+    assert "dammem run quickstart" in commands[0] and "pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     for command in commands:
         assert command in ci
