@@ -26,10 +26,14 @@ and the energy work with log-sum-exp, so no feature underflows at large ``beta``
 ``log T = -inf``.
 
 Log clip (trigonometric features, ``q="log"``). ``s`` estimated with ``cos``/``sincos`` features can be ``<= 0``
-(Hoover et al. (2024), footnote 6 clip it at a small ``eps``). Here ``log`` is continued linearly below ``eps``:
-``L(s) = log s`` for ``s >= eps`` and ``log eps + s / eps - 1`` below, so the energy and its gradient stay finite,
-continuous, a valid energy/gradient pair, and the gradient below the clip is ``J^T T / (beta eps)`` (not zero): it
-still points towards larger ``s``, towards the memories. :func:`clip_fraction` counts the queries below ``eps``.
+(Hoover et al. (2024), footnote 6 clip it at a small ``eps``, which zeroes the gradient there). Here the log is
+continued below ``eps`` by the hyperbola ``L(s) = log(eps) - 1 + eps / (2 eps - s)``, which matches ``log`` in
+value and slope at ``eps`` and stays bounded: the energy below the clip lies between ``-log(eps) / beta`` and
+``(1 - log(eps)) / beta`` (the clipped value of the paper plus at most ``1 / beta``), it is continuously
+differentiable, forms a valid energy/gradient pair, and its gradient ``-sqrt(beta) L'(s) J^T T / beta`` with
+``L'(s) = eps / (2 eps - s)^2 > 0`` still points towards larger ``s`` (towards the memories), decaying like
+``eps / s^2`` (never exactly zero) far below the clip.
+:func:`clip_fraction` counts the queries below ``eps``.
 
 References:
   - B. Hoover, D. H. Chau, H. Strobelt, P. Ram, D. Krotov (2024). Dense Associative Memory Through the Lens of
@@ -336,9 +340,11 @@ def _q(v, beta, positive: bool, q: str, eps: float):
         return s, s, jnp.zeros_like(v)
     if q == "identity":
         return v, jnp.ones_like(v), jnp.zeros_like(v)
-    clipped = jnp.maximum(v, eps)
-    log_v = jnp.where(v >= eps, jnp.log(clipped), np.log(eps) + v / eps - 1.0)
-    return log_v / beta, 1.0 / (beta * clipped), -log_v / beta**2
+    above = v >= eps
+    tail = eps / (2.0 * eps - jnp.minimum(v, eps))  # in (0, 1]: the continuation below eps, and eps times its slope
+    log_v = jnp.where(above, jnp.log(jnp.maximum(v, eps)), np.log(eps) - 1.0 + tail)
+    d_log_v = jnp.where(above, 1.0 / jnp.maximum(v, eps), tail * tail / eps)
+    return log_v / beta, d_log_v / beta, -log_v / beta**2
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
@@ -410,7 +416,7 @@ def energy(
       beta: inverse temperature ``> 0`` (traced), the one ``T`` was encoded with.
       q: ``"log"`` or ``"identity"`` (static).
       eps: log-argument clip of the trigonometric kinds with ``q="log"`` (static; see the module docstring:
-        below ``eps`` the log is continued linearly, so the gradient is not zero).
+        below ``eps`` the log is continued by a bounded curve with a non-zero slope).
       chunk_size: feature rows per step (a multiple of ``features.block_size``).
 
     Returns:

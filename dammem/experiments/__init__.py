@@ -16,6 +16,10 @@ EXPERIMENTS: dict[str, str] = {
     "krop_capacity": "dammem.experiments.krop_capacity",
     "krop_mutable": "dammem.experiments.krop_mutable",
     "uhop_retrieval": "dammem.experiments.uhop_retrieval",
+    "drdam_approx": "dammem.experiments.drdam_approx",
+    "drdam_retrieval": "dammem.experiments.drdam_retrieval",
+    "drdam_images": "dammem.experiments.drdam_images",
+    "drdam_basis": "dammem.experiments.drdam_basis",
 }
 
 

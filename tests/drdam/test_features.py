@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from dammem.drdam import FEATURE_KINDS, PROJECTIONS, feature_map, make_features
-from tests.drdam.test_projections import omega_rows
 
 
 def reference_features(kind, omega, phases, z):

@@ -20,7 +20,6 @@ from dammem.drdam import (
     clip_fraction,
     encode,
     energy,
-    feature_map,
     make_features,
     remove,
 )
@@ -55,7 +54,7 @@ def reference_energy(kind, omega, phases, t, x, beta, q="log", eps=1e-6):
     s = phi @ (np.exp(t) if kind in ("exp", "expexp") else t)
     if q == "identity":
         return -s
-    log_s = math.log(s) if s >= eps else math.log(eps) + s / eps - 1
+    log_s = math.log(s) if s >= eps else math.log(eps) - 1 + eps / (2 * eps - s)
     return -log_s / beta
 
 
@@ -80,7 +79,8 @@ def plain_energy(kind, omega, phases, q="log", eps=1e-6):
         s = phi @ t
         if q == "identity":
             return -s
-        log_s = jnp.where(s >= eps, jnp.log(jnp.maximum(s, eps)), jnp.log(eps) + s / eps - 1)
+        below = jnp.log(eps) - 1 + eps / (2 * eps - jnp.minimum(s, eps))
+        log_s = jnp.where(s >= eps, jnp.log(jnp.maximum(s, eps)), below)
         return -log_s / beta
 
     return e
@@ -250,7 +250,8 @@ def test_log_clip_is_continuous_with_a_nonzero_gradient():
     plain = plain_energy("sincos", jnp.asarray(omega, jnp.float32), None, eps=eps)
     for x, s_x in zip(queries[below][:3], s[below][:3]):
         e = energy(x, T, features, beta, eps=eps)
-        assert float(e) == pytest.approx(-(math.log(eps) + s_x / eps - 1) / beta, rel=1e-4)
+        assert float(e) == pytest.approx(-(math.log(eps) - 1 + eps / (2 * eps - s_x)) / beta, rel=1e-4)
+        assert -math.log(eps) / beta < float(e) < (1 - math.log(eps)) / beta  # bounded: at most 1 / beta above
         g = jax.grad(energy)(x, T, features, beta, eps=eps)
         assert float(jnp.linalg.norm(g)) > 0 and bool(jnp.all(jnp.isfinite(g)))
         np.testing.assert_allclose(np.asarray(g), np.asarray(jax.grad(plain)(x, T.t, beta)), rtol=1e-3, atol=1e-3)

@@ -1,0 +1,259 @@
+"""DrDAM vs MrDAM fixed points: normalised Hamming error of the retrieved memories vs Y and beta (Fig. 4A).
+
+Hoover et al. (2024), Sec. 4.2: the patterns and queries of Sec. 4.1 (see :mod:`dammem.experiments.drdam_approx`:
+``2K`` distinct binary patterns in ``{0, 1/sqrt(D)}^D``, ``K`` stored; queries at, near and far from them). From the
+same queries, energy descent (eq. 5, :func:`dammem.retrieve`) runs on MrDAM's energy (eq. 11) and on DrDAM's
+(eq. 9) until ``|E(x_t) - E(x_{t-1})| < tol`` or ``max_steps``. Both fixed points are binarised at
+``1 / (2 sqrt(D))`` and compared with eq. 15,
+
+    Delta_H = (1 / sqrt(D)) sum_i |ceil(x*_i) - ceil(x^*_i)|,
+
+the fraction of the ``D`` bits on which they differ (0: same memory, about 0.5: unrelated). Trials (patterns and
+features) are vectorised. The summary also reports how often MrDAM itself returns the stored pattern a query came
+from, and how often DrDAM's descent met the tolerance.
+
+References:
+  - B. Hoover, D. H. Chau, H. Strobelt, P. Ram, D. Krotov (2024). Dense Associative Memory Through the Lens of
+    Random Features. NeurIPS 2024 (eqs. 5, 9, 11, 15; Sec. 4.2, Fig. 4A).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import dammem
+from dammem import drdam
+from dammem.energies import rbf_energy
+from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments.drdam_approx import QUERY_SETS, SET_LABELS, make_queries
+
+__all__ = ["Config", "run", "report", "binarize", "hamming_error"]
+
+FeatureKind = Literal["cos", "sincos", "exp", "expexp"]
+Projection = Literal["gaussian", "orthogonal", "structured", "materialized"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Retrieval sweep.
+
+    Attributes:
+      dims: pattern dimensions ``D``.
+      betas: inverse temperatures.
+      num_features: numbers of random projections ``Y`` (ascending).
+      num_memories: ``K`` stored patterns.
+      num_queries: queries per set (the first ones of the ``K``; at most ``K``).
+      near_flip_fraction: fraction of bits flipped for the near queries.
+      kind: random feature map.
+      projection: random projection kind.
+      step_size: energy-descent step ``eta`` (eq. 5).
+      max_steps: at most this many steps.
+      tol: stop when the energy changes by less than this.
+      num_trials: independent draws of patterns and features, vectorised.
+    """
+
+    dims: tuple[int, ...] = (16, 64)
+    betas: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 50.0)
+    num_features: tuple[int, ...] = (256, 1024, 4096)
+    num_memories: int = 100
+    num_queries: int = 32
+    near_flip_fraction: float = 0.1
+    kind: FeatureKind = "sincos"
+    projection: Projection = "gaussian"
+    step_size: float = 0.1
+    max_steps: int = 300
+    tol: float = 1e-6
+    num_trials: int = 2
+
+    def __post_init__(self):
+        if not self.dims or any(d < 1 or (d < 63 and 2**d < 2 * self.num_memories) for d in self.dims):
+            raise ValueError(
+                f"dims must be positive integers with at least 2 * num_memories binary patterns, got {list(self.dims)}"
+            )
+        if not self.betas or any(not b > 0 for b in self.betas):
+            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {list(self.betas)}")
+        ys = list(self.num_features)
+        if not ys or ys[0] < 1 or ys != sorted(set(ys)):
+            raise ValueError(f"num_features must be strictly increasing positive integers, got {ys}")
+        if self.num_memories < 1:
+            raise ValueError(f"num_memories must be >= 1, got {self.num_memories}")
+        if not 1 <= self.num_queries <= self.num_memories:
+            raise ValueError(f"num_queries must lie in [1, num_memories = {self.num_memories}], got {self.num_queries}")
+        if not 0 <= self.near_flip_fraction <= 1:
+            raise ValueError(f"near_flip_fraction must lie in [0, 1], got {self.near_flip_fraction}")
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not self.tol > 0:
+            raise ValueError(f"tol must be > 0, got {self.tol}")
+        if self.num_trials < 1:
+            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+
+
+def binarize(x: jax.Array) -> jax.Array:
+    """``ceil(x)`` of eq. 15 as bits: True where ``x >= 1 / (2 sqrt(D))``."""
+    return x >= 0.5 / math.sqrt(x.shape[-1])
+
+
+def hamming_error(x: jax.Array, x_hat: jax.Array) -> jax.Array:
+    """Eq. 15: ``(1/sqrt(D)) sum_i |ceil(x_i) - ceil(x^_i)|`` with ``ceil`` in ``{0, 1/sqrt(D)}``, i.e. the fraction of
+    differing bits (over the last axis)."""
+    return jnp.mean(binarize(x) != binarize(x_hat), axis=-1)
+
+
+def _descend(energy, queries, args, config_tuple):
+    step_size, max_steps, tol = config_tuple
+    out = jax.vmap(lambda x: dammem.retrieve(energy, x, args, step_size=step_size, max_steps=max_steps, tol=tol))(
+        queries
+    )
+    return out.x, out.converged
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _mrdam_points(trial_keys, betas, d, k, q, max_steps, flip, step_size, tol):
+    """MrDAM fixed points (trials, betas, 3, q, D) and whether they equal the stored pattern (trials, betas, 2, q)."""
+
+    def trial(key):
+        stored, refs, _ = make_queries(jax.random.split(key)[0], d, k, flip)
+        queries = refs[:, :q].reshape(-1, d)
+
+        def at_beta(beta):
+            x, _ = _descend(rbf_energy, queries, (stored, beta), (step_size, max_steps, tol))
+            x = x.reshape(3, q, d)
+            recalled = jnp.all(binarize(x[:2]) == binarize(stored[:q])[None], -1)
+            return x, recalled
+
+        return lax.map(at_beta, betas)
+
+    return jax.vmap(trial)(trial_keys)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8, 9))
+def _drdam_errors(trial_keys, betas, mr_points, d, y, k, q, kind, projection, max_steps, flip, step_size, tol):
+    """Delta_H per set (trials, betas, 3) and the converged fraction (trials, betas, 3) for one Y."""
+
+    def trial(key, points):
+        k_data, k_feat = jax.random.split(key)
+        stored, refs, _ = make_queries(k_data, d, k, flip)
+        queries = refs[:, :q].reshape(-1, d)
+        features = drdam.make_features(kind, d, y, key=k_feat, projection=projection)
+
+        def at_beta(args):
+            beta, mr = args
+            T = drdam.encode(features, stored, beta)
+            x, converged = _descend(drdam.energy, queries, (T, features, beta), (step_size, max_steps, tol))
+            errors = hamming_error(mr, x.reshape(3, q, d)).mean(-1)
+            return errors, converged.reshape(3, q).mean(-1)
+
+        return lax.map(at_beta, (betas, points))
+
+    return jax.vmap(trial)(trial_keys, mr_points)
+
+
+def run(config: Config, key: jax.Array, progress: Progress) -> dict:
+    progress.total(len(config.dims) * (1 + len(config.num_features)))
+    betas = jnp.asarray(config.betas, jnp.float32)
+    fixed = (config.near_flip_fraction, config.step_size, config.tol)
+    errors, converged, recall = {}, {}, {}
+    for i, d in enumerate(config.dims):
+        # the same trial keys as drdam_approx draw the same patterns and features
+        trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
+        mr_points, recalled = _mrdam_points(
+            trial_keys, betas, d, config.num_memories, config.num_queries, config.max_steps, *fixed
+        )
+        progress.update(1)
+        recall[str(d)] = {s: np.asarray(recalled[:, :, j]).mean((0, 2)) for j, s in enumerate(QUERY_SETS[:2])}
+        per_y, conv_y = [], []
+        for y in config.num_features:
+            err, conv = _drdam_errors(
+                trial_keys,
+                betas,
+                mr_points,
+                d,
+                y,
+                config.num_memories,
+                config.num_queries,
+                config.kind,
+                config.projection,
+                config.max_steps,
+                *fixed,
+            )
+            per_y.append(np.asarray(err))
+            conv_y.append(np.asarray(conv))
+            progress.update(1)
+        err = np.stack(per_y, -1)  # (trials, betas, 3, Ys)
+        conv = np.stack(conv_y, -1)
+        errors[str(d)] = {
+            s: {"mean": err[:, :, j].mean(0), "sem": err[:, :, j].std(0) / math.sqrt(config.num_trials)}
+            for j, s in enumerate(QUERY_SETS)
+        }
+        converged[str(d)] = {s: conv[:, :, j].mean(0) for j, s in enumerate(QUERY_SETS)}
+    return {
+        "dims": list(config.dims),
+        "betas": list(config.betas),
+        "num_features": list(config.num_features),
+        "hamming_error": errors,
+        "drdam_converged": converged,
+        "mrdam_recall": recall,
+    }
+
+
+def report(config: Config, results: dict, out_dir: Path) -> str:
+    plt = pyplot()
+    ys = np.asarray(results["num_features"], np.float64)
+    dims, betas = results["dims"], results["betas"]
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(betas)))
+    shape = (len(QUERY_SETS), len(dims))
+    fig, axes = plt.subplots(*shape, figsize=(3.6 * shape[1], 2.9 * shape[0]), squeeze=False)
+    for r, s in enumerate(QUERY_SETS):
+        for c, d in enumerate(dims):
+            ax = axes[r, c]
+            cell = results["hamming_error"][str(d)][s]
+            for b, beta in enumerate(betas):
+                mean, sem = np.asarray(cell["mean"][b]), np.asarray(cell["sem"][b])
+                ax.errorbar(ys, mean, yerr=sem, marker="o", ms=3, color=colors[b], label=f"beta={beta:g}")
+            ax.axhline(0.5, color="red", ls="--", lw=1, label="unrelated bits")
+            ax.set_xscale("log", base=2)
+            ax.set_ylim(-0.02, 0.65)
+            ax.set_title(f"queries {SET_LABELS[s]}, D={d}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("Hamming error Delta_H")
+            if r == len(QUERY_SETS) - 1:
+                ax.set_xlabel("random projections Y")
+    axes[0, 0].legend(fontsize=6)
+    save_figure(fig, out_dir / "drdam_retrieval.png")
+
+    rows = []
+    for d in dims:
+        for b, beta in enumerate(betas):
+            row = [d, f"{beta:g}"]
+            for s in QUERY_SETS:
+                mean = results["hamming_error"][str(d)][s]["mean"][b]
+                row += [float(mean[0]), float(mean[-1])]
+            row.append(float(results["mrdam_recall"][str(d)]["near"][b]))
+            row.append(float(np.mean(results["drdam_converged"][str(d)]["near"][b][-1])))
+            rows.append(row)
+    y0, y1 = int(ys[0]), int(ys[-1])
+    headers = ["D", "beta"]
+    for s in QUERY_SETS:
+        headers += [f"Delta_H {s} (Y={y0})", f"Delta_H {s} (Y={y1})"]
+    headers += ["MrDAM recalls (near)", f"DrDAM converged (near, Y={y1})"]
+    table = markdown_table(headers, rows, floatfmt=".3g")
+    return (
+        f"`{config.kind}` features, `{config.projection}` projections; K = {config.num_memories} stored, "
+        f"{config.num_queries} queries per set, {config.num_trials} trials; descent with step {config.step_size:g} "
+        f"for at most {config.max_steps} steps (tol {config.tol:g}). Delta_H (eq. 15) is the fraction of bits on "
+        "which the binarised DrDAM and MrDAM fixed points differ; \"MrDAM recalls\" is the fraction of near queries "
+        "whose MrDAM fixed point is the stored pattern.\n\n"
+        f"{table}\n\n![retrieval](drdam_retrieval.png)\n"
+    )

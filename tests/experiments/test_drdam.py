@@ -1,0 +1,174 @@
+"""DrDAM experiments (Hoover et al. 2024, Figs. 1-4, App. C) on tiny configs: values, trends, reports."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dammem import drdam
+from dammem.energies import rbf_energy
+from dammem.experiments import drdam_approx, drdam_basis, drdam_images, drdam_retrieval
+from dammem.experiments._base import (
+    ConfigError,
+    Progress,
+    config_from_mapping,
+    load_document,
+    packaged_configs,
+    to_jsonable,
+)
+
+NAMES = ["drdam_approx", "drdam_retrieval", "drdam_images", "drdam_basis"]
+
+
+def _run(module, mapping, tmp_path, seed=0):
+    config = config_from_mapping(module.Config, mapping)
+    results = to_jsonable(module.run(config, jax.random.key(seed), Progress(False)))
+    body = module.report(config, results, tmp_path)
+    return config, results, body
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_configs_are_valid_and_match_defaults(name):
+    doc = load_document(packaged_configs()[name])
+    assert doc["experiment"] == name
+    module = importlib.import_module(f"dammem.experiments.{name}")
+    assert config_from_mapping(module.Config, doc["config"]) == module.Config()
+
+
+def test_patterns_and_queries():
+    stored, refs, guess = drdam_approx.make_queries(jax.random.key(0), 12, 40, 0.25)
+    patterns = np.concatenate([np.asarray(refs[0]), np.asarray(refs[2])])
+    assert len({tuple(p) for p in patterns}) == 80  # 2K distinct patterns
+    assert set(np.unique(patterns * math.sqrt(12)).round(6)) == {0.0, 1.0}
+    np.testing.assert_array_equal(np.asarray(refs[0]), np.asarray(stored))
+    flipped = np.sum(np.asarray(refs[1]) != np.asarray(stored), -1)
+    np.testing.assert_array_equal(flipped, 3)  # exactly 0.25 * 12 bits
+    assert guess.shape == (40, 12) and len({tuple(p) for p in np.asarray(guess)}) == 40
+    assert drdam_approx.prefix_bits(50, 30) == 12 and drdam_approx.prefix_bits(50, 8) == 8
+    wide = np.asarray(drdam_approx.binary_patterns(jax.random.key(1), 50, 30))  # 12 distinct prefix bits
+    assert len({tuple(p[:12]) for p in wide}) == 50 and 0.4 < wide.mean() * math.sqrt(30) < 0.6
+    assert drdam_approx.loglog_slope([1, 4, 16], [1.0, 0.5, 0.25]) == pytest.approx(-0.5)
+
+
+def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
+    mapping = {"dims": [16], "betas": [5.0, 40.0], "num_features": [64, 1024], "num_memories": 40, "num_trials": 2}
+    config, res, body = _run(drdam_approx, mapping, tmp_path)
+    # eq. 14 recomputed directly for the two trials (same keys as run: fold_in(key, 0), split)
+    trial_keys = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 2)
+    direct = []
+    for key in trial_keys:
+        k_data, k_feat = jax.random.split(key)
+        stored, refs, _ = drdam_approx.make_queries(k_data, 16, 40, 0.1)
+        f = drdam.make_features("sincos", 16, 1024, key=k_feat)
+        T = drdam.encode(f, stored, 40.0)
+        near = refs[1]
+        e_ref = jax.vmap(lambda x: rbf_energy(x, stored, 40.0))(near)
+        e_hat = jax.vmap(lambda x: drdam.energy(x, T, f, 40.0))(near)
+        direct.append(float(jnp.mean(jnp.abs(e_ref - e_hat))))
+    assert res["mae_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(np.mean(direct), rel=1e-4)
+    energy = {s: np.asarray(res["mae_energy"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
+    grad = {s: np.asarray(res["mae_gradient"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}
+    # falls with Y like 1/sqrt(Y) at beta = 5 (16x the features: about 4x smaller)
+    for s in drdam_approx.QUERY_SETS:
+        assert 2.5 < grad[s][0, 0] / grad[s][0, 1] < 6.5, (s, grad[s])
+        assert -0.65 < res["slopes"]["mae_gradient"]["16"][s][0] < -0.35
+    # rises with beta; lowest at the stored patterns; far below the random guess at beta = 5
+    for s in ("near", "far"):
+        assert grad[s][1, 1] > 2 * grad[s][0, 1]
+        assert energy[s][1, 1] > energy[s][0, 1]
+    assert np.all(grad["at"][:, 1] <= grad["near"][:, 1]) and np.all(grad["at"][:, 1] <= grad["far"][:, 1])
+    guess = np.asarray(res["guess_gradient"]["16"]["near"]["mean"])
+    assert grad["near"][0, 1] < 0.3 * guess[0].mean()
+    falls = np.mean([grad[s][b, 1] < grad[s][b, 0] for s in drdam_approx.QUERY_SETS for b in range(2)])
+    assert res["trends"]["mae_gradient"]["falls_with_y"] == pytest.approx(falls)
+    rises = np.mean([energy[s][1, 1] >= energy[s][0, 1] for s in drdam_approx.QUERY_SETS])
+    assert res["trends"]["mae_energy"]["rises_with_beta"] == pytest.approx(rises)
+    assert res["trends"]["mae_gradient"]["lowest_at_stored"] == 1.0
+    assert res["clip_fraction"]["16"]["at"]["mean"][0] == [0.0, 0.0]
+    assert (tmp_path / "drdam_approx_energy.png").exists() and (tmp_path / "drdam_approx_gradient.png").exists()
+    assert "| 16 | 5 |" in body and "error falls from Y=64 to Y=1024: 100% of energy curves" in body
+
+
+def test_retrieval_hamming_error(tmp_path):
+    x = jnp.asarray([[0.0, 0.6, 0.1, 0.4], [0.3, 0.2, 0.26, 0.24]])  # threshold 1 / (2 sqrt(4)) = 0.25
+    y = jnp.asarray([[0.3, 0.6, 0.0, 0.0], [0.3, 0.2, 0.24, 0.26]])
+    np.testing.assert_allclose(np.asarray(drdam_retrieval.hamming_error(x, y)), [0.5, 0.5])
+    mapping = {
+        "dims": [16],
+        "betas": [5.0, 40.0],
+        "num_features": [16, 2048],
+        "num_memories": 20,
+        "num_queries": 6,
+        "max_steps": 150,
+        "num_trials": 2,
+    }
+    _, res, body = _run(drdam_retrieval, mapping, tmp_path)
+    err = {s: np.asarray(res["hamming_error"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
+    # beta = 5 with Y = 2048: the same fixed points bit for bit; with Y = 16 many bits differ
+    for s in drdam_approx.QUERY_SETS:
+        assert err[s][0, 1] <= 0.02 and err[s][0, 0] > 0.05, (s, err[s])
+    # at beta = 40 MrDAM returns the stored pattern from every near query
+    assert res["mrdam_recall"]["16"]["near"][1] >= 0.9 and res["mrdam_recall"]["16"]["at"][1] == 1.0
+    assert res["drdam_converged"]["16"]["near"][0][1] == 1.0
+    assert (tmp_path / "drdam_retrieval.png").exists() and "| 16 | 5 |" in body
+
+
+def test_images_complete_like_mrdam_and_count_parameters(tmp_path):
+    mapping = {"num_images": 2, "num_features": [64, 8192], "max_steps": 150, "num_shown": 2, "beta": 20.0}
+    _, res, body = _run(drdam_images, mapping, tmp_path)
+    small, large = res["per_y"]
+    assert res["mrdam_parameters"] == 2 * 3072
+    assert small["drdam_parameters"] == 128 and large["drdam_parameters"] == 16384
+    assert small["clamped_unchanged"] and large["clamped_unchanged"]
+    # more features: closer to MrDAM; MrDAM itself completes far better than the zero-filled query
+    assert large["mae_vs_mrdam"][0] < 0.3 * small["mae_vs_mrdam"][0]
+    assert res["mrdam_mae_vs_truth"] < 0.5 * res["query_mae_vs_truth"]
+    assert large["feature_storage"] == 3 * 2 * 4096 + 8192  # structured: int8 signs of 2 blocks + one norm per row
+    assert (tmp_path / "drdam_images.png").exists() and "| MrDAM | - | 6144 | 1 |" in body
+    mask = np.asarray(drdam_images.bottom_rows_mask((4, 2, 3), 0.5))
+    np.testing.assert_array_equal(mask.reshape(4, 2, 3)[:, 0, 0], [True, True, False, False])
+
+
+def test_basis_trigonometric_features_beat_positive_ones(tmp_path):
+    mapping = {
+        "kinds": ["sincos", "exp"],
+        "projections": ["gaussian"],
+        "betas": [10.0],
+        "num_features": [32, 512],
+        "num_stored": 60,
+        "num_new": 30,
+        "num_trials": 2,
+    }
+    _, res, body = _run(drdam_basis, mapping, tmp_path)
+    data = np.asarray(drdam_basis.pooled_mnist(5))
+    assert data.shape == (5, 16) and data.min() >= 0 and data.max() <= 0.25 + 1e-7
+    grad = res["mae_gradient"]
+    for p in ("gaussian",):
+        for kind in ("sincos", "exp"):
+            g = grad[kind][p]["new"][0]
+            assert g[1] < 0.6 * g[0], (kind, p, g)  # falls with Y
+        assert grad["sincos"][p]["new"][0][1] < grad["exp"][p]["new"][0][1]
+    assert res["best_gradient_new"]["10"].startswith("sincos/")
+    assert (tmp_path / "drdam_basis.png").exists() and "| sincos | gaussian |" in body
+
+
+@pytest.mark.parametrize(
+    "module, mapping, match",
+    [
+        (drdam_approx, {"dims": [4]}, r"D = 4 has only 16 binary patterns"),
+        (drdam_approx, {"num_features": [64, 32]}, r"num_features must be strictly increasing"),
+        (drdam_approx, {"betas": [0.0]}, r"betas must be a non-empty list of numbers > 0"),
+        (drdam_approx, {"kind": "tanh"}, r"config.kind: 'tanh' is not allowed"),
+        (drdam_retrieval, {"num_queries": 200}, r"num_queries must lie in \[1, num_memories = 100\]"),
+        (drdam_images, {"hidden_fraction": 1.0}, r"hidden_fraction must lie in \(0, 1\)"),
+        (drdam_basis, {"projections": ["dense"]}, r"projections must be distinct values from"),
+    ],
+)
+def test_config_errors(module, mapping, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_mapping(module.Config, mapping)
