@@ -1,7 +1,8 @@
 """dammem: differentiable associative memory in JAX.
 
 Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
-papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.vsa`, :mod:`dammem.experiments`; modules
+papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.drdam`, :mod:`dammem.uhop`, :mod:`dammem.vsa`,
+:mod:`dammem.experiments`; modules
 :mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`,
 :mod:`dammem.corruptions`. Shapes in
 every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
@@ -18,7 +19,9 @@ Example:
 
 __version__ = "0.1.0"
 
+from dammem import drdam as drdam
 from dammem import energies as energies
+from dammem import uhop as uhop
 from dammem import vsa as vsa
 from dammem.dynamics import Retrieval as Retrieval
 from dammem.dynamics import retrieve as retrieve
