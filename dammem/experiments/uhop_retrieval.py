@@ -342,6 +342,18 @@ def _rows_from(errors, loss, methods, betas, dim, **fields) -> list[dict]:
     return rows
 
 
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def draw(key: jax.Array, patterns: jax.Array, k_size: int, config: Config, image_shape: tuple[int, ...]):
+    """One point's random draws, per repeat (leading axis ``repeats``): ``K`` memories without replacement from
+    ``patterns``, their masked queries, and the keys of the kernel init and of the query noise."""
+    keys = jax.random.split(key, config.repeats)
+    parts = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # memories, mask, kernel, noise
+    index = jax.vmap(lambda k: jax.random.choice(k, patterns.shape[0], (k_size,), replace=False))(parts[:, 0])
+    memories = patterns[index]  # (R, K, D)
+    masked = jax.vmap(lambda k, m: corrupt_masked(k, m, config, image_shape))(parts[:, 1], memories)
+    return memories, masked, parts[:, 2], parts[:, 3]
+
+
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     patterns, image_shape = _load(config)
     pool, dim = patterns.shape
@@ -373,6 +385,9 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     )
     loss_fn = jax.jit(jax.vmap(lambda w, m, t: uhop.separation_loss(w, m, temperature=t), in_axes=(0, 0, None)))
 
+    patterns_device = jnp.asarray(patterns)
+    add_noise = jax.jit(jax.vmap(corruptions.gaussian_noise, in_axes=(0, 0, None)))
+
     def fractions(fn):
         """(R, nb) fraction of the memories for which ``fn(memories, W, beta, alpha=2)`` holds (sparsemax)."""
         per_beta = jax.vmap(lambda m, w, b: fn(m, w, beta=b, alpha=2.0).mean(), in_axes=(None, None, 0))
@@ -385,19 +400,15 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     eye = jnp.broadcast_to(jnp.eye(num_features, dim, dtype=jnp.float32), (config.repeats, num_features, dim))
     for k_size in config.memory_sizes:
         t0 = time.perf_counter()
-        size_key = jax.random.fold_in(key, k_size)
-        keys = jax.random.split(size_key, config.repeats)
-        parts = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # memories, mask, kernel, noise
-        draw = partial(jax.random.choice, a=pool, shape=(k_size,), replace=False)
-        index = jax.vmap(lambda k, draw=draw: draw(k))(parts[:, 0])
-        memories = jnp.asarray(patterns)[index]  # (R, K, D)
-        masked = jax.vmap(lambda k, m: corrupt_masked(k, m, config, image_shape))(parts[:, 1], memories)
+        memories, masked, fit_keys, noise_keys = draw(
+            jax.random.fold_in(key, k_size), patterns_device, k_size, config, image_shape
+        )
         batch = max(1, _BLOCK_ELEMENTS // (k_size * max(dim, num_features)))
 
         grid = config.stage1_grid if k_size == config.stage1_memory_size else ()
         save_at = tuple(sorted({0, config.stage1_steps, *grid}))
         n_fit = max(2, round(config.fit_fraction * k_size))
-        kernels = fit(memories[:, :n_fit], parts[:, 2], config.temperature, save_at)
+        kernels = fit(memories[:, :n_fit], fit_keys, config.temperature, save_at)
         weight_at = {n: kernels.snapshots[:, save_at.index(n)] for n in save_at}
         weight = weight_at[config.stage1_steps]
         loss_raw = np.asarray(loss_fn(eye, memories, config.temperature))
@@ -450,7 +461,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
         if k_size == config.noise_memory_size:
             for level in config.noise_levels:
-                noisy = jax.vmap(lambda k, m, lv=level: corruptions.gaussian_noise(k, m, lv))(parts[:, 3], memories)
+                noisy = add_noise(noise_keys, memories, level)
                 errors = _errors(
                     memories,
                     noisy,
@@ -478,16 +489,11 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         if grid and uhop_methods:
             for n in grid:
                 w = weight_at[n]
-                errors = _errors(
-                    memories,
-                    masked,
-                    memories,
-                    w,
-                    betas,
-                    methods=uhop_methods,
-                    update_steps=config.update_steps,
-                    batch=batch,
-                )
+                # all methods, to reuse the compiled program of the memory-size sweep; the U-Hop columns are kept
+                errors = np.asarray(
+                    _errors(memories, masked, memories, w, betas, methods=methods, update_steps=config.update_steps,
+                            batch=batch)
+                )[:, [methods.index(m) for m in uhop_methods]]  # fmt: skip
                 loss_n = np.asarray(loss_fn(w, memories, config.temperature))
                 rows += _rows_from(
                     errors,
