@@ -19,11 +19,11 @@ be kernelized the same way.
 Example:
   >>> import jax
   >>> from dammem import uhop
-  >>> memories = jax.random.uniform(jax.random.key(1), (30, 16))
-  >>> fit = uhop.fit_kernel(memories, steps=20, key=jax.random.key(0))  # Stage I
+  >>> memories = jax.random.uniform(jax.random.key(1), (20, 16))
+  >>> fit = uhop.fit_kernel(memories, steps=50, key=jax.random.key(0))  # Stage I
   >>> out = uhop.uhop_retrieve(memories.at[:, 8:].set(0.0), memories, fit.weight)  # Stage II, half the entries hidden
   >>> out.x.shape
-  (30, 16)
+  (20, 16)
 
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.

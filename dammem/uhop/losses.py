@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Float
 
@@ -55,8 +56,8 @@ def separation_loss(
 ) -> Float[Array, ""]:
     """Separation loss of ``memories`` under the kernel map ``Phi(u) = W u`` (see the module docstring).
 
-    Differentiable in ``weight`` (and ``memories``); ``temperature`` is traced; ``loss`` and ``chunk_size`` are
-    static. Gradients in ``W`` go through the row normalisation of the features.
+    Jitted; differentiable in ``weight`` (and ``memories``); ``temperature`` is traced; ``loss`` and ``chunk_size``
+    are static. Gradients in ``W`` go through the row normalisation of the features.
 
     Args:
       weight: (F, D) kernel weight with F >= D.
@@ -81,5 +82,8 @@ def separation_loss(
     loss = check_loss(loss, where)
     chunk_size = check_chunk_size(chunk_size, where)
     dtype = jnp.promote_types(jnp.promote_types(weight.dtype, memories.dtype), jnp.float32)
-    value = _core.separation_loss(weight.astype(dtype), memories.astype(dtype), temperature, loss, chunk_size)
+    value = _loss(weight.astype(dtype), memories.astype(dtype), temperature, loss=loss, chunk_size=chunk_size)
     return _core.nan_unless_positive(temperature, value)
+
+
+_loss = jax.jit(_core.separation_loss, static_argnames=("loss", "chunk_size"))
