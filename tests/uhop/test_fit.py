@@ -92,6 +92,7 @@ def test_inits_and_feature_width():
     assert orth.losses.shape == (1,)
 
 
+@pytest.mark.slow  # three compilations; the experiment runs the vmapped fit in the default suite
 def test_vmap_over_memory_sets_and_keys_equals_separate_fits():
     mems = jax.random.uniform(jax.random.key(0), (2, 8, 5))
     keys = jax.random.split(jax.random.key(1), 2)
