@@ -158,6 +158,8 @@ def make_features(
       :class:`Features`.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.drdam import make_features, feature_map
       >>> features = make_features("sincos", 16, 1024, key=jax.random.key(0))
       >>> feature_map(features, jnp.ones(16) / 4, 2.0).shape
       (2048,)
@@ -311,9 +313,11 @@ def feature_map(
       ``(..., F)`` feature values (for ``exp``/``expexp``: computed in log space, then exponentiated).
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.drdam import make_features, feature_map
       >>> f = make_features("sincos", 4, 8, key=jax.random.key(0))
       >>> phi = feature_map(f, jnp.ones(4) / 2, 1.0)
-      >>> float(phi @ phi)  # sincos features have unit norm
+      >>> round(float(phi @ phi), 4)  # sincos features have unit norm
       1.0
     """
     where = "feature_map"

@@ -194,6 +194,8 @@ def encode(
       :class:`Memory` with ``count = K``.
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.drdam import make_features, encode
       >>> f = make_features("sincos", 8, 512, key=jax.random.key(0))
       >>> T = encode(f, jnp.eye(8) / 2, 4.0)
       >>> T.t.shape, int(T.count)
@@ -424,10 +426,15 @@ def energy(
       gives ``+inf`` (exponential kinds) or the clipped value with a zero gradient (trigonometric kinds).
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.drdam import make_features, encode, energy
+      >>> from dammem.energies import rbf_energy
       >>> f = make_features("sincos", 8, 4096, key=jax.random.key(0))
       >>> memories = jnp.eye(8) / jnp.sqrt(8.0)
       >>> T = encode(f, memories, 10.0)
-      >>> energy(memories[0], T, f, 10.0)  # ~ rbf_energy(memories[0], memories, 10.0)
+      >>> approx, exact = energy(memories[0], T, f, 10.0), rbf_energy(memories[0], memories, 10.0)
+      >>> bool(abs(approx - exact) < 0.05)
+      True
     """
     where = "energy"
     features = _feat.check_features(features, where)
