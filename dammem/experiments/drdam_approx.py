@@ -45,6 +45,7 @@ __all__ = [
     "binary_patterns",
     "prefix_bits",
     "make_queries",
+    "trial_data",
     "loglog_slope",
     "mrdam_values",
     "drdam_values",
@@ -161,17 +162,33 @@ def drdam_values(queries: jax.Array, T, features, beta) -> tuple[jax.Array, jax.
     return e.reshape(queries.shape[:-1]), g.reshape(queries.shape)
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
-def _sweep_point(trial_keys, betas, d: int, y: int, k: int, kind: str, projection: str, flip):
-    """For one (D, Y): per trial and beta, [MAE_E, MAE_grad, guess_E, guess_grad, clipped] per query set."""
+@partial(jax.jit, static_argnums=(1, 2))
+def trial_data(trial_keys, d: int, k: int, flip):
+    """Sec. 4.1's data of every trial, vectorised: stored (trials, K, D), reference queries (trials, 3, K, D), guess
+    queries (trials, K, D) and the key of each trial's random features (trials,)."""
 
     def trial(key):
         k_data, k_feat = jax.random.split(key)
-        stored, refs, guess = make_queries(k_data, d, k, flip)
-        features = drdam.make_features(kind, d, y, key=k_feat, projection=projection)
+        return (*make_queries(k_data, d, k, flip), k_feat)
 
-        def at_beta(beta):
-            e_ref, g_ref = mrdam_values(refs, stored, beta)  # (3, K), (3, K, D)
+    return jax.vmap(trial)(trial_keys)
+
+
+@jax.jit
+def _references(stored, refs, betas):
+    """MrDAM energies (trials, betas, 3, K) and gradients (trials, betas, 3, K, D) at the reference queries."""
+    return jax.vmap(lambda st, rf: lax.map(lambda beta: mrdam_values(rf, st, beta), betas))(stored, refs)
+
+
+@partial(jax.jit, static_argnums=(7, 8, 9))
+def _sweep_point(feature_keys, stored, refs, guess, e_refs, g_refs, betas, y: int, kind: str, projection: str):
+    """For one Y: per trial and beta, [MAE_E, MAE_grad, guess_E, guess_grad, clipped] per query set."""
+
+    def trial(key, stored, refs, guess, e_ref_b, g_ref_b):
+        features = drdam.make_features(kind, stored.shape[-1], y, key=key, projection=projection)
+
+        def at_beta(args):
+            beta, e_ref, g_ref = args  # (3, K), (3, K, D)
             T = drdam.encode(features, stored, beta)
             e_hat, g_hat = drdam_values(jnp.concatenate([refs, guess[None]]), T, features, beta)
             e_guess, g_guess = e_hat[3], g_hat[3]
@@ -184,9 +201,9 @@ def _sweep_point(trial_keys, betas, d: int, y: int, k: int, kind: str, projectio
             clipped = jnp.mean(e_hat > -math.log(drdam.DEFAULT_EPS) / beta, -1)
             return jnp.stack([mae_e, mae_g, guess_e, guess_g, clipped])  # (5, 3)
 
-        return lax.map(at_beta, betas)  # (betas, 5, 3)
+        return lax.map(at_beta, (betas, e_ref_b, g_ref_b))  # (betas, 5, 3)
 
-    return jax.vmap(trial)(trial_keys)  # (trials, betas, 5, 3)
+    return jax.vmap(trial)(feature_keys, stored, refs, guess, e_refs, g_refs)  # (trials, betas, 5, 3)
 
 
 _METRICS = ("mae_energy", "mae_gradient", "guess_energy", "guess_gradient", "clip_fraction")
@@ -198,22 +215,14 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     out = {m: {} for m in _METRICS}
     for i, d in enumerate(config.dims):
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
+        stored, refs, guess, feature_keys = trial_data(trial_keys, d, config.num_memories, config.near_flip_fraction)
+        e_refs, g_refs = _references(stored, refs, betas)  # MrDAM does not depend on Y
         per_y = []
         for y in config.num_features:
-            per_y.append(
-                np.asarray(
-                    _sweep_point(
-                        trial_keys,
-                        betas,
-                        d,
-                        y,
-                        config.num_memories,
-                        config.kind,
-                        config.projection,
-                        config.near_flip_fraction,
-                    )
-                )
+            point = _sweep_point(
+                feature_keys, stored, refs, guess, e_refs, g_refs, betas, y, config.kind, config.projection
             )
+            per_y.append(np.asarray(point))
             progress.update(1)
         values = np.stack(per_y, axis=-1)  # (trials, betas, 5, 3, Ys)
         for m, name in enumerate(_METRICS):

@@ -86,31 +86,36 @@ def pooled_mnist(n: int) -> jax.Array:
     return jnp.asarray(x.reshape(n, 16) / math.sqrt(16), jnp.float32)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6))
-def _ablation_point(trial_keys, betas, data, num_stored, kinds, projection, y):
+@partial(jax.jit, static_argnums=2)
+def _references(data, betas, num_stored):
+    """MrDAM energies (betas, 2 sets, n) and gradients (betas, 2 sets, n, D) at the stored points and new queries."""
+    stored, new = data[:num_stored], data[num_stored:]
+    return lax.map(lambda beta: tuple(zip(*[mrdam_values(q, stored, beta) for q in (stored, new)])), betas)
+
+
+@partial(jax.jit, static_argnums=(5, 6, 7, 8))
+def _ablation_point(trial_keys, betas, data, e_refs, g_refs, num_stored, kinds, projection, y):
     """(trials, kinds, betas, 2 metrics, 2 sets) for one projection kind and Y."""
     stored = data[:num_stored]
     sets = (stored, data[num_stored:])
 
     def trial(key):
-        def at_beta(beta):
-            reference = [mrdam_values(q, stored, beta) for q in sets]
+        def at_beta(args):
+            beta, e_ref, g_ref = args
             per_kind = []
             for kind in kinds:  # one key: every kind uses the same projection rows
                 features = drdam.make_features(kind, stored.shape[1], y, key=key, projection=projection)
                 T = drdam.encode(features, stored, beta)
                 metrics = []
-                for (e_ref, g_ref), q in zip(reference, sets):
+                for j, q in enumerate(sets):
                     e_hat, g_hat = drdam_values(q, T, features, beta)
-                    metrics.append(
-                        jnp.stack(
-                            [jnp.mean(jnp.abs(e_ref - e_hat)), jnp.mean(jnp.linalg.norm(g_ref - g_hat, axis=-1))]
-                        )
-                    )
+                    mae_e = jnp.mean(jnp.abs(e_ref[j] - e_hat))
+                    mae_g = jnp.mean(jnp.linalg.norm(g_ref[j] - g_hat, axis=-1))
+                    metrics.append(jnp.stack([mae_e, mae_g]))
                 per_kind.append(jnp.stack(metrics, -1))  # (2 metrics, 2 sets)
             return jnp.stack(per_kind)  # (kinds, 2, 2)
 
-        return jnp.moveaxis(lax.map(at_beta, betas), 0, 1)  # (kinds, betas, 2, 2)
+        return jnp.moveaxis(lax.map(at_beta, (betas, e_refs, g_refs)), 0, 1)  # (kinds, betas, 2, 2)
 
     return jax.vmap(trial)(trial_keys)
 
@@ -120,11 +125,14 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     data = pooled_mnist(config.num_stored + config.num_new)
     betas = jnp.asarray(config.betas, jnp.float32)
     trial_keys = jax.random.split(key, config.num_trials)
+    e_refs, g_refs = _references(data, betas, config.num_stored)  # tuples over the two query sets
     values = {}
     for projection in config.projections:
         per_y = []
         for y in config.num_features:
-            out = _ablation_point(trial_keys, betas, data, config.num_stored, tuple(config.kinds), projection, y)
+            out = _ablation_point(
+                trial_keys, betas, data, e_refs, g_refs, config.num_stored, tuple(config.kinds), projection, y
+            )
             per_y.append(np.asarray(out))
             progress.update(1)
         values[projection] = np.stack(per_y, -1).mean(0)  # (kinds, betas, 2, 2, Ys)

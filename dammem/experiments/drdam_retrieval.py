@@ -34,7 +34,7 @@ import dammem
 from dammem import drdam
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.experiments.drdam_approx import QUERY_SETS, SET_LABELS, make_queries
+from dammem.experiments.drdam_approx import QUERY_SETS, SET_LABELS, trial_data
 
 __all__ = ["Config", "run", "report", "binarize", "hamming_error"]
 
@@ -119,12 +119,12 @@ def _descend(energy, queries, args, config_tuple):
     return out.x, out.converged
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
-def _mrdam_points(trial_keys, betas, d, k, q, max_steps, flip, step_size, tol):
+@partial(jax.jit, static_argnums=(3, 4))
+def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
     """MrDAM fixed points (trials, betas, 3, q, D) and whether they equal the stored pattern (trials, betas, 2, q)."""
 
-    def trial(key):
-        stored, refs, _ = make_queries(jax.random.split(key)[0], d, k, flip)
+    def trial(stored, refs):
+        d = stored.shape[-1]
         queries = refs[:, :q].reshape(-1, d)
 
         def at_beta(beta):
@@ -135,18 +135,17 @@ def _mrdam_points(trial_keys, betas, d, k, q, max_steps, flip, step_size, tol):
 
         return lax.map(at_beta, betas)
 
-    return jax.vmap(trial)(trial_keys)
+    return jax.vmap(trial)(stored, refs)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8, 9))
-def _drdam_errors(trial_keys, betas, mr_points, d, y, k, q, kind, projection, max_steps, flip, step_size, tol):
+@partial(jax.jit, static_argnums=(5, 6, 7, 8, 9))
+def _drdam_errors(feature_keys, stored, refs, betas, mr_points, y, q, kind, projection, max_steps, step_size, tol):
     """Delta_H per set (trials, betas, 3) and the converged fraction (trials, betas, 3) for one Y."""
 
-    def trial(key, points):
-        k_data, k_feat = jax.random.split(key)
-        stored, refs, _ = make_queries(k_data, d, k, flip)
+    def trial(key, stored, refs, points):
+        d = stored.shape[-1]
         queries = refs[:, :q].reshape(-1, d)
-        features = drdam.make_features(kind, d, y, key=k_feat, projection=projection)
+        features = drdam.make_features(kind, d, y, key=key, projection=projection)
 
         def at_beta(args):
             beta, mr = args
@@ -157,31 +156,30 @@ def _drdam_errors(trial_keys, betas, mr_points, d, y, k, q, kind, projection, ma
 
         return lax.map(at_beta, (betas, points))
 
-    return jax.vmap(trial)(trial_keys, mr_points)
+    return jax.vmap(trial)(feature_keys, stored, refs, mr_points)
 
 
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     progress.total(len(config.dims) * (1 + len(config.num_features)))
     betas = jnp.asarray(config.betas, jnp.float32)
-    fixed = (config.near_flip_fraction, config.step_size, config.tol)
+    fixed = (config.step_size, config.tol)
     errors, converged, recall = {}, {}, {}
     for i, d in enumerate(config.dims):
         # the same trial keys as drdam_approx draw the same patterns and features
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
-        mr_points, recalled = _mrdam_points(
-            trial_keys, betas, d, config.num_memories, config.num_queries, config.max_steps, *fixed
-        )
+        stored, refs, _, feature_keys = trial_data(trial_keys, d, config.num_memories, config.near_flip_fraction)
+        mr_points, recalled = _mrdam_points(stored, refs, betas, config.num_queries, config.max_steps, *fixed)
         progress.update(1)
         recall[str(d)] = {s: np.asarray(recalled[:, :, j]).mean((0, 2)) for j, s in enumerate(QUERY_SETS[:2])}
         per_y, conv_y = [], []
         for y in config.num_features:
             err, conv = _drdam_errors(
-                trial_keys,
+                feature_keys,
+                stored,
+                refs,
                 betas,
                 mr_points,
-                d,
                 y,
-                config.num_memories,
                 config.num_queries,
                 config.kind,
                 config.projection,

@@ -19,6 +19,7 @@ TINY = ["--dim", "32", "--memories", "12", "--queries", "3", "--features", "512"
 TINY += ["--slow-steps", "4", "--repeats", "2", "--encode-repeats", "1"]
 
 
+@pytest.mark.slow
 def test_quick_run_records_every_case(tmp_path, capsys):
     out = tmp_path / "drdam.json"
     assert bench.main([*TINY, "--no-rss", "--out", str(out)]) == 0

@@ -56,7 +56,14 @@ def test_patterns_and_queries():
 
 
 def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
-    mapping = {"dims": [16], "betas": [5.0, 40.0], "num_features": [64, 1024], "num_memories": 40, "num_trials": 2}
+    mapping = {
+        "dims": [16],
+        "betas": [5.0, 40.0],
+        "num_features": [64, 1024],
+        "num_memories": 40,
+        "num_trials": 2,
+        "projection": "materialized",
+    }
     config, res, body = _run(drdam_approx, mapping, tmp_path)
     # eq. 14 recomputed directly for the two trials (same keys as run: fold_in(key, 0), split)
     trial_keys = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 2)
@@ -64,7 +71,7 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     for key in trial_keys:
         k_data, k_feat = jax.random.split(key)
         stored, refs, _ = drdam_approx.make_queries(k_data, 16, 40, 0.1)
-        f = drdam.make_features("sincos", 16, 1024, key=k_feat)
+        f = drdam.make_features("sincos", 16, 1024, key=k_feat, projection="materialized")
         T = drdam.encode(f, stored, 40.0)
         near = refs[1]
         e_ref = jax.vmap(lambda x: rbf_energy(x, stored, 40.0))(near)
@@ -106,6 +113,7 @@ def test_retrieval_hamming_error(tmp_path):
         "num_queries": 6,
         "max_steps": 150,
         "num_trials": 2,
+        "projection": "materialized",
     }
     _, res, body = _run(drdam_retrieval, mapping, tmp_path)
     err = {s: np.asarray(res["hamming_error"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
