@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dammem import drdam
+from dammem.datasets import load_cifar10
 from dammem.energies import rbf_energy
 from dammem.experiments import drdam_approx, drdam_basis, drdam_images, drdam_retrieval
 from dammem.experiments._base import (
@@ -67,17 +68,26 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     config, res, body = _run(drdam_approx, mapping, tmp_path)
     # eq. 14 recomputed directly for the two trials (same keys as run: fold_in(key, 0), split)
     trial_keys = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 2)
-    direct = []
+    direct = []  # per trial: MAE_E, MAE_grad and the random-guess MAE_E of the near queries
     for key in trial_keys:
         k_data, k_feat = jax.random.split(key)
-        stored, refs, _ = drdam_approx.make_queries(k_data, 16, 40, 0.1)
+        stored, refs, guess = drdam_approx.make_queries(k_data, 16, 40, 0.1)
         f = drdam.make_features("sincos", 16, 1024, key=k_feat, projection="materialized")
         T = drdam.encode(f, stored, 40.0)
-        near = refs[1]
-        e_ref = jax.vmap(lambda x: rbf_energy(x, stored, 40.0))(near)
-        e_hat = jax.vmap(lambda x: drdam.energy(x, T, f, 40.0))(near)
-        direct.append(float(jnp.mean(jnp.abs(e_ref - e_hat))))
-    assert res["mae_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(np.mean(direct), rel=1e-4)
+        e_ref, g_ref = jax.vmap(jax.value_and_grad(lambda x: rbf_energy(x, stored, 40.0)))(refs[1])
+        e_hat, g_hat = jax.vmap(jax.value_and_grad(lambda x: drdam.energy(x, T, f, 40.0)))(refs[1])
+        e_guess = jax.vmap(lambda x: drdam.energy(x, T, f, 40.0))(guess)
+        direct.append(
+            [
+                float(jnp.mean(jnp.abs(e_ref - e_hat))),
+                float(jnp.mean(jnp.linalg.norm(g_ref - g_hat, axis=-1))),
+                float(jnp.mean(jnp.abs(e_ref - e_guess))),
+            ]
+        )
+    direct = np.mean(direct, 0)
+    assert res["mae_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[0], rel=1e-4)
+    assert res["mae_gradient"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[1], rel=1e-4)
+    assert res["guess_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[2], rel=1e-4)
     energy = {s: np.asarray(res["mae_energy"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
     grad = {s: np.asarray(res["mae_gradient"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}
     # falls with Y like 1/sqrt(Y) at beta = 5 (16x the features: about 4x smaller)
@@ -136,6 +146,8 @@ def test_images_complete_like_mrdam_and_count_parameters(tmp_path):
     # more features: closer to MrDAM; MrDAM itself completes far better than the zero-filled query
     assert large["mae_vs_mrdam"][0] < 0.3 * small["mae_vs_mrdam"][0]
     assert res["mrdam_mae_vs_truth"] < 0.5 * res["query_mae_vs_truth"]
+    images, _ = load_cifar10(limit=2)  # the query shows zeros in the hidden bottom half: its error is the pixels
+    assert res["query_mae_vs_truth"] == pytest.approx(float(np.mean(images[:, 16:] / 255.0)), rel=1e-5)
     assert large["feature_storage"] == 3 * 2 * 4096 + 8192  # structured: int8 signs of 2 blocks + one norm per row
     assert (tmp_path / "drdam_images.png").exists() and "| MrDAM | - | 6144 | 1 |" in body
     mask = np.asarray(drdam_images.bottom_rows_mask((4, 2, 3), 0.5))
