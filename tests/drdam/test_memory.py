@@ -183,6 +183,7 @@ def test_energy_and_gradients_match_references(kind, q):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-4 * scale, rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_structured_energy_gradient_matches_plain_dense_sorf():
     features, omega, _ = _setup("sincos", "structured")
     T = encode(features, MEMS, BETA)
@@ -205,8 +206,15 @@ def test_check_grads_float64(x64, kind):
     f = lambda x, t, beta: energy(x, Memory(t, T.count), features, beta)
     x = (mems[0] * 0.7 + mems[1] * 0.2).astype(jnp.float64)
     check_grads(f, (x, T.t, jnp.float64(2.0)), order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
-    if kind == "sincos":
-        check_grads(lambda x: f(x, T.t, 2.0), (x,), order=2, modes=("rev",), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_second_derivatives_float64(x64):
+    features = make_features("sincos", D, 64, key=jax.random.key(4), projection="structured")
+    mems = MEMS.astype(jnp.float64)
+    T = encode(features, mems, 2.0)
+    x = (mems[0] * 0.7 + mems[1] * 0.2).astype(jnp.float64)
+    check_grads(lambda x: energy(x, T, features, 2.0), (x,), order=2, modes=("rev",), atol=1e-4, rtol=1e-4)
 
 
 def test_energy_approximates_mrdam_and_error_falls_like_inverse_sqrt_y():
