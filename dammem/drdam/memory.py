@@ -125,6 +125,13 @@ def _check_eps(eps, where: str) -> float:
     return float(eps)
 
 
+def _check_read_args(T, features: Features, beta, eps, chunk_size, where: str):
+    """The checked arguments of energy and clip_fraction that follow the query: ``(T, eps, rows)``."""
+    T = _check_memory(T, features, where)
+    _check_beta(beta, where)
+    return T, _check_eps(eps, where), _feat.check_chunk_size(features, chunk_size, where)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # encode / add / remove
 
@@ -163,13 +170,17 @@ def _encode_kernel(features: Features, memories: Array, beta, rows: int, batch: 
     return _feat.rows_to_features(features, outs)
 
 
-def _check_encode_args(features, memories, beta, chunk_size, batch_size, where):
+def _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T=None):
+    """The checked arguments of encode (``T`` None) and of add / remove (``T`` checked against the features):
+    ``(features, memories, rows, batch, T)``."""
     features = _feat.check_features(features, where)
     memories = _check_patterns(memories, features, where)
     _check_beta(beta, where)
     rows = _feat.check_chunk_size(features, chunk_size, where)
     batch = _BATCH if batch_size is None else check_int(batch_size, "batch_size", where, minimum=1)
-    return features, memories, rows, batch
+    if T is not None:
+        T = _check_memory(T, features, where)
+    return features, memories, rows, batch, T
 
 
 def encode(
@@ -201,7 +212,7 @@ def encode(
       >>> T.t.shape, int(T.count)
       ((1024,), 8)
     """
-    features, memories, rows, batch = _check_encode_args(features, memories, beta, chunk_size, batch_size, "encode")
+    features, memories, rows, batch, _ = _check_encode_args(features, memories, beta, chunk_size, batch_size, "encode")
     t = _encode_kernel(features, memories, beta, rows, batch)
     return Memory(t, jnp.asarray(memories.shape[0], jnp.int32))
 
@@ -224,8 +235,7 @@ def add(
       The updated :class:`Memory` (``count`` grows by ``K``).
     """
     where = "add"
-    features, memories, rows, batch = _check_encode_args(features, memories, beta, chunk_size, batch_size, where)
-    T = _check_memory(T, features, where)
+    features, memories, rows, batch, T = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
     delta = _encode_kernel(features, memories, beta, rows, batch).astype(T.t.dtype)
     t = jnp.logaddexp(T.t, delta) if features.positive else T.t + delta
     return Memory(t, T.count + memories.shape[0])
@@ -254,8 +264,7 @@ def remove(
         empty memory.
     """
     where = "remove"
-    features, memories, rows, batch = _check_encode_args(features, memories, beta, chunk_size, batch_size, where)
-    T = _check_memory(T, features, where)
+    features, memories, rows, batch, T = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
     k = memories.shape[0]
     if is_concrete(T.count) and int(T.count) < k:
         raise ValueError(
@@ -439,12 +448,9 @@ def energy(
     where = "energy"
     features = _feat.check_features(features, where)
     x = _check_query(x, features, where)
-    T = _check_memory(T, features, where)
-    _check_beta(beta, where)
     if q not in Q_KINDS:
         raise ValueError(f"{where}: q must be one of {Q_KINDS}, got {q!r}")
-    eps = _check_eps(eps, where)
-    rows = _feat.check_chunk_size(features, chunk_size, where)
+    T, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
     if is_concrete(T.count) and int(T.count) == 0:
         raise ValueError(f"{where}: T is an empty memory (count 0); encode or add patterns first")
     return _energy_jit(x, T.t, features, beta, q, eps, rows)
@@ -475,10 +481,7 @@ def clip_fraction(
     x = check_floating(x, "x", where)
     if x.ndim not in (1, 2) or x.shape[-1] != features.dim:
         raise ValueError(f"{where}: x must have shape (D,) or (B, D) with D = {features.dim}, got {tuple(x.shape)}")
-    T = _check_memory(T, features, where)
-    _check_beta(beta, where)
-    eps = _check_eps(eps, where)
-    rows = _feat.check_chunk_size(features, chunk_size, where)
+    T, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
     queries = x.reshape(-1, features.dim)
     if features.positive:
         return jnp.zeros((), _feat.compute_dtype(x))
