@@ -1,0 +1,215 @@
+"""``EnergyDescent``: differentiable fixed-step retrieval on any dammem energy, as a Flax NNX layer.
+
+Shape legend: ``K`` memories, ``D`` pattern dimension, ``B`` queries, ``T`` steps, ``...`` any leading batch axes.
+
+The layer holds memories ``Xi`` (K, D) and an inverse temperature ``beta`` and runs ``T`` steps of
+:func:`dammem.retrieve` from each query with ``loop="scan"`` (fixed length, reverse-differentiable):
+
+- energy descent ``x <- x - eta grad_x E(x; Xi, beta)`` (Hoover et al. (2024), eq. 5), or
+- a fixed-point map ``x <- U(x; Xi, beta)`` such as the CCCP step ``Xi^T Sep(beta sim(Xi, x))`` (Wu et al. (2024),
+  eq. 2.4) when ``update`` is given.
+
+Clamped coordinates (True = visible) keep their input value (Hoover et al. (2024), Sec. 4.2). The output is the
+state after ``T`` steps; gradients flow through every step to the input, to the memories (``nnx.Param`` unless
+``learn_memories=False``) and to a learnable ``beta`` (stored as ``log beta``, so it stays positive).
+
+References:
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
+  - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
+  - Ramsauer et al. (2021). Hopfield Networks is All You Need. ICLR.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jaxtyping import Bool, Float
+
+from dammem._types import Array, ArrayLike
+from dammem._validate import check_floating, check_int
+from dammem.dynamics import retrieve
+from dammem.energies import edp_energy, modern_hopfield_energy, rbf_energy
+from dammem.nn.variables import MemoryState
+
+__all__ = ["EnergyDescent", "ENERGIES"]
+
+ENERGIES: dict[str, Callable[..., Array]] = {
+    "rbf": rbf_energy,
+    "edp": edp_energy,
+    "modern_hopfield": modern_hopfield_energy,
+}
+"""Energies of ``(x, memories, beta)`` that :class:`EnergyDescent` looks up by name (Hoover et al. (2024), eqs. 7
+and 11; Wu et al. (2024), eq. 1.1). Any other ``energy(x, memories, beta) -> scalar`` is passed as a callable, e.g.
+``functools.partial(dammem.energies.sparse_hopfield_energy, alpha=1.5)``."""
+
+_default_memory_init = nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+
+
+def _check_real(value, name: str, where: str, *, positive: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        allowed = "a finite float > 0" if positive else "a finite float"
+        raise ValueError(f"{where}: {name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+class EnergyDescent(nnx.Module):
+    """``T`` steps of energy descent (or of a fixed-point map) from each query, as a differentiable layer.
+
+    ``x_{t+1} = x_t - eta grad_x E(x_t; Xi, beta)`` (Hoover et al. (2024), eq. 5) with clamped coordinates held,
+    or ``x_{t+1} = update(x_t, Xi, beta)`` (Wu et al. (2024), eq. 2.4); the result is ``x_T``.
+
+    Args:
+      num_memories: ``K >= 1`` stored patterns.
+      in_features: pattern dimension ``D >= 1``.
+      energy: a name in :data:`ENERGIES` (``"rbf"``, ``"edp"``, ``"modern_hopfield"``) or a callable
+        ``energy(x, memories, beta) -> scalar`` of one query (static).
+      steps: number of steps ``T >= 0`` (static).
+      step_size: ``eta > 0`` of energy descent; must be None when ``update`` is given.
+      update: optional fixed-point map ``update(x, memories, beta) -> (D,)`` (e.g.
+        :func:`dammem.energies.rbf_update`); the energy then only documents the Lyapunov function.
+      beta: inverse temperature ``> 0``.
+      learn_beta: hold ``log beta`` as an ``nnx.Param`` (trained with the rest); otherwise beta is a fixed float.
+      learn_memories: hold the memories as an ``nnx.Param``; otherwise as a non-trainable
+        :class:`~dammem.nn.variables.MemoryState` (set with :meth:`write`).
+      memory_init: initializer of the ``(K, D)`` memories (default: normal with variance ``1 / D``).
+      param_dtype: dtype of the memories and of ``log beta``.
+      rngs: ``nnx.Rngs`` (the ``params`` stream draws the memories).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from dammem.nn.energy import EnergyDescent
+      >>> layer = EnergyDescent(2, 4, energy="rbf", steps=50, step_size=0.5, beta=4.0, learn_memories=False,
+      ...                       rngs=nnx.Rngs(0))
+      >>> layer.write(jnp.array([[1.0, 1.0, -1.0, -1.0], [1.0, -1.0, 1.0, -1.0]]))
+      >>> layer(jnp.array([[0.6, 0.8, -0.4, 0.0]])).round(2)
+      Array([[ 1.,  1., -1., -1.]], dtype=float32)
+      >>> layer.energy(jnp.array([[1.0, 1.0, -1.0, -1.0]])).shape
+      (1,)
+    """
+
+    def __init__(
+        self,
+        num_memories: int,
+        in_features: int,
+        *,
+        energy: str | Callable[..., Array] = "rbf",
+        steps: int = 10,
+        step_size: float | None = None,
+        update: Callable[..., Array] | None = None,
+        beta: float = 1.0,
+        learn_beta: bool = False,
+        learn_memories: bool = True,
+        memory_init: nnx.Initializer = _default_memory_init,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        where = "EnergyDescent"
+        self.num_memories = check_int(num_memories, "num_memories", where, minimum=1)
+        self.in_features = check_int(in_features, "in_features", where, minimum=1)
+        if isinstance(energy, str):
+            if energy not in ENERGIES:
+                raise ValueError(f"{where}: energy must be one of {tuple(ENERGIES)} or a callable, got {energy!r}")
+            energy = ENERGIES[energy]
+        elif not callable(energy):
+            raise TypeError(f"{where}: energy must be a name in {tuple(ENERGIES)} or a callable, got {energy!r}")
+        if update is not None and not callable(update):
+            raise TypeError(f"{where}: update must be a callable update(x, memories, beta) or None, got {update!r}")
+        self.energy_fn = energy
+        self.update_fn = update
+        self.steps = check_int(steps, "steps", where, minimum=0)
+        if update is None:
+            if step_size is None:
+                raise ValueError(f"{where}: step_size (eta > 0) is required for energy descent (update=None)")
+            self.step_size = _check_real(step_size, "step_size", where, positive=True)
+        else:
+            if step_size is not None:
+                raise ValueError(f"{where}: step_size must be None with a fixed-point update, got {step_size!r}")
+            self.step_size = None
+        beta = _check_real(beta, "beta", where, positive=True)
+        if not isinstance(learn_beta, bool) or not isinstance(learn_memories, bool):
+            raise TypeError(f"{where}: learn_beta and learn_memories must be bools")
+        self.log_beta = nnx.Param(jnp.log(jnp.asarray(beta, param_dtype))) if learn_beta else None
+        self.fixed_beta = None if learn_beta else beta
+        init = memory_init(rngs.params(), (self.num_memories, self.in_features), param_dtype)
+        self.memories = nnx.Param(init) if learn_memories else MemoryState(init)
+
+    @property
+    def beta(self) -> Array | float:
+        """The inverse temperature: ``exp(log_beta)`` when learnable, else the fixed float."""
+        return self.fixed_beta if self.log_beta is None else jnp.exp(self.log_beta[...])
+
+    def write(self, memories: Float[ArrayLike, "K D"]) -> None:
+        """Replace the stored patterns (a ``(K, D)`` array of the layer's shape)."""
+        memories = check_floating(memories, "memories", "EnergyDescent.write")
+        if memories.shape != (self.num_memories, self.in_features):
+            raise ValueError(
+                f"EnergyDescent.write: memories must have shape (K, D) = ({self.num_memories}, {self.in_features}), "
+                f"got {tuple(memories.shape)}"
+            )
+        self.memories[...] = memories.astype(self.memories[...].dtype)
+
+    def _queries(self, x, where: str) -> Array:
+        x = check_floating(x, "x", where)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{where}: x must have shape (..., D) with D = {self.in_features}, got {tuple(x.shape)}")
+        return x
+
+    def energy(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch"]:
+        """The energy ``E(x; Xi, beta)`` of each query, shape ``x.shape[:-1]``."""
+        x = self._queries(x, "EnergyDescent.energy")
+        memories, beta = self.memories[...], self.beta
+        flat = x.reshape(-1, self.in_features)
+        values = jax.vmap(lambda q: self.energy_fn(q, memories, beta))(flat)
+        return values.reshape(x.shape[:-1])
+
+    def __call__(
+        self, x: Float[ArrayLike, "*batch D"], clamp: Bool[ArrayLike, "*batch D"] | None = None
+    ) -> Float[Array, "*batch D"]:
+        """Run ``steps`` updates from every query.
+
+        Args:
+          x: ``(..., D)`` queries (``(B, D)`` for a batch).
+          clamp: optional boolean mask broadcastable to ``x.shape`` (e.g. ``(D,)`` for all queries); True = visible
+            coordinate held at its input value.
+
+        Returns:
+          ``(..., D)`` retrieved states, in ``x``'s dtype.
+        """
+        where = "EnergyDescent"
+        x = self._queries(x, where)
+        flat = x.reshape(-1, self.in_features)
+        if clamp is not None:
+            clamp = jnp.asarray(clamp)
+            if clamp.dtype != jnp.bool_:
+                raise ValueError(f"{where}: clamp must be a boolean mask (True = visible), got dtype {clamp.dtype}")
+            try:
+                clamp = jnp.broadcast_to(clamp, x.shape)
+            except ValueError as err:
+                raise ValueError(
+                    f"{where}: clamp of shape {tuple(clamp.shape)} does not broadcast to x's shape {tuple(x.shape)}"
+                ) from err
+            clamp = clamp.reshape(flat.shape)
+        args = (self.memories[...], self.beta)
+
+        def one(x0, mask):
+            return retrieve(
+                self.energy_fn,
+                x0,
+                args,
+                update=self.update_fn,
+                step_size=self.step_size,
+                clamp=mask,
+                max_steps=self.steps,
+                tol=None,
+                loop="scan",
+            ).x
+
+        out = jax.vmap(one)(flat, clamp) if clamp is not None else jax.vmap(lambda q: one(q, None))(flat)
+        return out.reshape(x.shape)
