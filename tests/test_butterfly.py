@@ -17,6 +17,7 @@ from dammem._butterfly import (
     default_group,
     fwht,
     group_sizes,
+    hadamard,
     hadamard_factors,
     hadamard_sign_chain,
     kron_blocks,
@@ -169,6 +170,22 @@ def test_hadamard_sign_chain_of_one_diagonal_is_fwht_of_the_signed_vector():
     x = jax.random.normal(jax.random.key(1), (3, 128))
     d = jax.random.rademacher(jax.random.key(2), (1, 128), dtype=jnp.float32)
     np.testing.assert_allclose(np.asarray(hadamard_sign_chain(d, x)), np.asarray(fwht(x * d[0])), atol=1e-6)
+
+
+def test_hadamard_under_vmap_jvp_and_grad_is_the_dense_transform(x64):
+    """The vmap-folding wrapper of fwht: values under nested and non-leading vmaps, its JVP and its VJP."""
+    n = 16
+    rng = np.random.default_rng(3)
+    x, dx, c = (rng.normal(size=(3, 2, n)) for _ in range(3))
+    h = ref_sylvester(n) / np.sqrt(n)
+    np.testing.assert_allclose(np.asarray(hadamard(jnp.asarray(x))), x @ h.T, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jax.vmap(jax.vmap(hadamard))(jnp.asarray(x))), x @ h.T, atol=1e-12)
+    swapped = jax.vmap(hadamard, in_axes=1, out_axes=1)(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(swapped), x @ h.T, atol=1e-12)
+    _, tangent = jax.jvp(jax.vmap(hadamard), (jnp.asarray(x),), (jnp.asarray(dx),))
+    np.testing.assert_allclose(np.asarray(tangent), dx @ h.T, atol=1e-12)
+    grad = jax.vmap(jax.grad(lambda r, w: jnp.sum(hadamard(r) * w)))(jnp.asarray(x), jnp.asarray(c))
+    np.testing.assert_allclose(np.asarray(grad), c @ h, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------

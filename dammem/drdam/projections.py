@@ -19,7 +19,7 @@ Rahimi & Recht (2007) need:
   ``diag(r_j) H S_{j,1} H S_{j,2} H S_{j,3}`` with ``H`` the normalised ``P x P`` Walsh-Hadamard matrix, ``S`` random
   +-1 diagonals and ``r_j`` independent ``chi(P)`` row norms (the norms of Gaussian rows, in place of the fixed
   ``sqrt(P)`` of Yu et al.). Inputs are zero-padded from ``D`` to ``P = G``, a power of two. Applying a block costs
-  ``O(P log P)`` with the shared Walsh-Hadamard butterfly (``dammem._butterfly.fwht``), so a query costs
+  ``O(P log P)`` with the shared Walsh-Hadamard butterfly (``dammem._butterfly.hadamard``), so a query costs
   ``O(Y log P)`` time and ``O(Y + D)`` memory; the signs (``int8``) and norms are drawn once and stored (``O(Y)``),
   so nothing is sampled at run time.
 - ``materialized``: the ``Y x D`` matrix of the ``gaussian`` kind (same key and block size, same rows), stored; the
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dammem._butterfly import fwht
+from dammem._butterfly import hadamard
 from dammem._types import Array
 
 __all__ = [
@@ -172,34 +172,6 @@ def _dense(omega: Array) -> ChunkOperator:
         lambda z: jnp.matmul(z, omega.T, precision=_HIGHEST),
         lambda c: jnp.matmul(c, omega, precision=_HIGHEST),
     )
-
-
-@jax.custom_batching.custom_vmap
-def _fwht_batched(x: Array) -> Array:
-    return fwht(x)
-
-
-@_fwht_batched.def_vmap
-def _fwht_batched_rule(axis_size, in_batched, x):
-    del axis_size, in_batched
-    return fwht(x), True  # the transform maps rows: a vmapped batch is just more leading rows
-
-
-@jax.custom_jvp
-def hadamard(x: Array) -> Array:
-    """``fwht`` along the last axis, with a batching rule that folds ``jax.vmap`` axes into the rows.
-
-    Vmapping the shared butterfly directly batches its small dense products and transposes between passes (about
-    2.4x slower for a (16, 8, 4096) batch on a CPU); here the vmapped axis simply becomes more leading rows. The
-    transform is linear, so its JVP applies the plain ``fwht`` to the tangent (transposable for reverse mode).
-    """
-    return _fwht_batched(x)
-
-
-@hadamard.defjvp
-def _hadamard_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return hadamard(x), fwht(dx)
 
 
 def _structured(signs: Array, norms: Array) -> ChunkOperator:
