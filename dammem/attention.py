@@ -1,0 +1,338 @@
+"""Multi-head hetero-associative retrieval (Hopfield attention) as a pure function.
+
+Shape legend: ``...`` batch axes, ``Q`` query positions, ``S`` keys (stored patterns) attended over, ``H`` heads,
+``D`` query/key width per head, ``D_v`` value width per head. The arrays follow the layout of
+``jax.nn.dot_product_attention``: query ``(..., Q, H, D)``, key ``(..., S, H, D)``, value ``(..., S, H, D_v)``;
+association weights ``(..., H, Q, S)``.
+
+For every batch entry and head, the stored patterns are the keys ``K`` (rows ``k_s``) and the state ``xi`` of each
+query starts at the query. The modern Hopfield update of Ramsauer et al. (2021) (Wu et al. (2024), eq. 1.2; with a
+sparse or alpha-entmax separation as in Hu et al. (2023), Wu et al. (2024), eq. 2.4 with the dot-product kernel) is
+
+    xi <- K^T Sep(beta K xi),
+
+run ``update_steps - 1`` times; the output then reads the values out with the association weights of the final
+state (the Hopfield layer ``Z = Sep(beta Q K^T) V`` of Wu et al. (2024), eq. C.1):
+
+    p = Sep(beta K xi)   (the association weights over the S keys),        out = V^T p.
+
+``Sep`` is softmax (alpha = 1), sparsemax (alpha = 2), 1.5-entmax or alpha-entmax from :mod:`dammem.separations`,
+or any callable ``sep(scores, axis=-1, where=mask)``. ``beta`` multiplies the scores, per head if given as ``(H,)``
+(default ``1 / sqrt(D)``); alpha of entmax may also be per head. With softmax and one step this is scaled dot-product
+attention and equals ``jax.nn.dot_product_attention(query, key, value, mask=mask, scale=beta)``.
+
+Edge cases (documented, tested): a query whose mask hides every key gets zero weights and a zero output (never
+NaN, unlike a plain softmax over ``-inf``); its state in an update step becomes zero too. bfloat16 / float16 inputs
+are computed in float32 and the output is cast back to the query's dtype. With ``tol``, a query (per head) whose
+state moved by at most ``tol`` (largest absolute change) in an update step keeps that state in all later steps; the
+loop is a ``lax.scan`` of fixed length, so everything stays differentiable.
+
+References:
+  - Ramsauer, Schäfl, Lehner, Seidl, Widrich, Adler, Gruber, Holzleitner, Pavlović, Sandve, Greiff, Kreil, Kopp,
+    Klambauer, Brandstetter, Hochreiter (2021). Hopfield Networks is All You Need. ICLR.
+  - Hu, Yang, Wu, Xu, Chen, Liu (2023). On Sparse Modern Hopfield Model. NeurIPS.
+  - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
+  - Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser, Polosukhin (2017). Attention Is All You Need. NeurIPS.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from functools import partial
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jaxtyping import Bool, Float
+
+from dammem import separations
+from dammem._types import Array, ArrayLike, PRNGKey
+from dammem._validate import check_floating, check_int, is_concrete
+
+__all__ = ["hopfield_attention", "SEPARATION_NAMES"]
+
+SEPARATION_NAMES = ("softmax", "sparsemax", "entmax15", "entmax")
+"""The separations :func:`hopfield_attention` accepts by name (``"entmax"`` needs ``alpha``)."""
+
+Separation = Union[str, Callable[..., Array]]
+
+_NAME = "hopfield_attention"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument checks (at the Python boundary: shapes, static choices and concrete values)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_qkv(query, key, value) -> tuple[Array, Array, Array, tuple]:
+    query = check_floating(query, "query", _NAME)
+    key = check_floating(key, "key", _NAME)
+    value = check_floating(value, "value", _NAME)
+    for name, arr, form in (("query", query, "Q, H, D"), ("key", key, "S, H, D"), ("value", value, "S, H, D_v")):
+        if arr.ndim < 3:
+            raise ValueError(f"{_NAME}: {name} must have shape (..., {form}), got {tuple(arr.shape)}")
+    q_heads, width = query.shape[-2:]
+    if key.shape[-2:] != (q_heads, width):
+        raise ValueError(
+            f"{_NAME}: key of shape {tuple(key.shape)} must have (H, D) = {(q_heads, width)} in its last two axes"
+            f" like query of shape {tuple(query.shape)}"
+        )
+    if value.shape[-3] != key.shape[-3] or value.shape[-2] != q_heads:
+        raise ValueError(
+            f"{_NAME}: value of shape {tuple(value.shape)} must have (S, H) = {(key.shape[-3], q_heads)} in"
+            f" axes -3 and -2 like key of shape {tuple(key.shape)}"
+        )
+    if key.shape[-3] == 0:
+        raise ValueError(f"{_NAME}: key holds no patterns (S = 0); at least one is needed")
+    try:
+        batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3], value.shape[:-3])
+    except ValueError:
+        raise ValueError(
+            f"{_NAME}: the batch axes of query {tuple(query.shape)}, key {tuple(key.shape)} and value"
+            f" {tuple(value.shape)} do not broadcast"
+        ) from None
+    return query, key, value, tuple(batch)
+
+
+def _check_per_head(x, name: str, heads: int) -> Array:
+    try:
+        arr = jnp.asarray(x)
+    except TypeError as err:
+        raise TypeError(f"{_NAME}: {name} must be a real number or an array of shape ({heads},)") from err
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{_NAME}: {name} must be real, got dtype {arr.dtype}")
+    if arr.shape not in ((), (heads,)):
+        raise ValueError(
+            f"{_NAME}: {name} must be a scalar or have one value per head, shape ({heads},); got shape {arr.shape}"
+        )
+    return arr
+
+
+def _check_beta(beta, heads: int, width: int) -> Array:
+    if beta is None:
+        return jnp.asarray(1.0 / np.sqrt(width))
+    arr = _check_per_head(beta, "beta", heads)
+    if is_concrete(arr):
+        vals = np.asarray(arr, np.float64)
+        bad = ~(np.isfinite(vals) & (vals > 0))
+        if np.any(bad):
+            raise ValueError(f"{_NAME}: beta must be finite and > 0, got {vals[bad].ravel()[:4].tolist()}")
+    return arr
+
+
+def _check_separation(separation, alpha, heads: int) -> Array | None:
+    if callable(separation):
+        if alpha is not None:
+            raise ValueError(f"{_NAME}: alpha is only used with separation='entmax', got a callable and alpha")
+        return None
+    if not isinstance(separation, str) or separation not in SEPARATION_NAMES:
+        raise ValueError(
+            f"{_NAME}: unknown separation {separation!r}; expected one of {list(SEPARATION_NAMES)} or a callable"
+            " sep(scores, axis=-1, where=mask)"
+        )
+    if separation != "entmax":
+        if alpha is not None:
+            raise ValueError(
+                f"{_NAME}: alpha is only used with separation='entmax'; separation={separation!r} fixes its own"
+            )
+        return None
+    if alpha is None:
+        raise ValueError(f"{_NAME}: separation='entmax' needs alpha in (1, 2] (a scalar or one per head)")
+    arr = _check_per_head(alpha, "alpha", heads)
+    if is_concrete(arr):
+        vals = np.asarray(arr, np.float64)
+        bad = ~((vals > 1.0) & (vals <= 2.0))
+        if np.any(bad):
+            raise ValueError(f"{_NAME}: alpha must lie in (1, 2], got {vals[bad].ravel()[:4].tolist()}")
+    return arr
+
+
+def _check_mask(mask, scores_shape: tuple) -> Array | None:
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"{_NAME}: mask must be boolean (True = attend), got dtype {mask.dtype}")
+    try:
+        full = np.broadcast_shapes(mask.shape, scores_shape)
+    except ValueError:
+        full = None
+    if full != tuple(scores_shape):
+        raise ValueError(
+            f"{_NAME}: mask of shape {tuple(mask.shape)} does not broadcast to the association weights' shape"
+            f" (..., H, Q, S) = {tuple(scores_shape)}"
+        )
+    return mask
+
+
+def _check_tol(tol) -> Array | None:
+    if tol is None:
+        return None
+    arr = jnp.asarray(tol)
+    if arr.shape != () or not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise ValueError(f"{_NAME}: tol must be None or a real scalar, got {tol!r}")
+    if is_concrete(arr) and not (np.isfinite(float(arr)) and float(arr) >= 0):
+        raise ValueError(f"{_NAME}: tol must be finite and >= 0, got {float(arr)}")
+    return arr
+
+
+def _check_dropout(rate, key) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"{_NAME}: dropout_rate must be a float in [0, 1), got {rate!r}")
+    if rate > 0 and key is None:
+        raise ValueError(f"{_NAME}: dropout_rate={rate} > 0 needs a dropout_key (a jax.random key)")
+    return float(rate)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The kernel (validated arguments; static: the separation, the number of steps and the outputs)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _separate(separation: Separation, scores: Array, mask: Array | None, alpha: Array | None) -> Array:
+    """The association weights over the last axis of ``scores`` (..., H, Q, S)."""
+    if callable(separation):
+        return separation(scores, axis=-1, where=mask)
+    if separation == "softmax":
+        return separations.softmax(scores, -1, where=mask)
+    if separation == "sparsemax":
+        return separations.sparsemax(scores, -1, where=mask)
+    if separation == "entmax15":
+        return separations.entmax15(scores, -1, where=mask)
+    per_head = alpha.reshape(alpha.shape + (1, 1))  # (H, 1, 1) against (..., H, Q, S); a scalar stays a scalar
+    return separations.entmax(scores, per_head, -1, where=mask)
+
+
+@partial(
+    jax.jit,
+    static_argnames=("separation", "update_steps", "return_weights", "dropout_rate", "broadcast_dropout", "batch"),
+)
+def _hopfield_kernel(
+    query, key, value, beta, alpha, mask, tol, dropout_key, *,
+    separation, update_steps, return_weights, dropout_rate, broadcast_dropout, batch,
+):  # fmt: skip
+    out_dtype = query.dtype
+    ct = jnp.promote_types(jnp.result_type(query, key, value), jnp.float32)
+    q, k, v = query.astype(ct), key.astype(ct), value.astype(ct)
+    b = beta.astype(ct)
+    b = b[:, None] if b.ndim == 1 else b  # (H, 1) scales the query's heads: beta <K, xi> = <K, beta xi>
+    a = None if alpha is None else alpha.astype(ct)
+
+    def weights(xi):
+        scores = jnp.einsum("...qhd,...shd->...hqs", xi * b, k)  # beta K xi for every query and head
+        return _separate(separation, scores, mask, a)
+
+    if update_steps > 1:
+        xi0 = jnp.broadcast_to(q, batch + q.shape[-3:])
+
+        def step(carry, _):
+            xi, active = carry
+            new = jnp.einsum("...hqs,...shd->...qhd", weights(xi), k)  # xi <- K^T Sep(beta K xi)
+            if tol is None:
+                return (new, active), None
+            moved = jnp.max(jnp.abs(new - xi), axis=-1)  # (..., Q, H)
+            new = jnp.where(active[..., None], new, xi)
+            return (new, active & (moved > tol)), None
+
+        (q, _), _ = lax.scan(step, (xi0, jnp.ones(xi0.shape[:-1], jnp.bool_)), None, length=update_steps - 1)
+
+    p = weights(q)
+    read = p
+    if dropout_rate > 0.0:
+        shape = (1,) * (p.ndim - 2) + p.shape[-2:] if broadcast_dropout else p.shape
+        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, shape)
+        read = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
+    out = jnp.einsum("...hqs,...shv->...qhv", read, v).astype(out_dtype)
+    if return_weights:
+        return out, p.astype(out_dtype)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public function
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def hopfield_attention(
+    query: Float[ArrayLike, "*batch Q H D"],
+    key: Float[ArrayLike, "*batch S H D"],
+    value: Float[ArrayLike, "*batch S H D_v"],
+    *,
+    beta: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
+    separation: Separation = "softmax",
+    alpha: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
+    mask: Bool[ArrayLike, "*#batch #H #Q #S"] | None = None,
+    update_steps: int = 1,
+    tol: float | None = None,
+    dropout_rate: float = 0.0,
+    dropout_key: PRNGKey | None = None,
+    broadcast_dropout: bool = True,
+    return_weights: bool = False,
+) -> Float[Array, "*batch Q H D_v"] | tuple[Float[Array, "*batch Q H D_v"], Float[Array, "*batch H Q S"]]:
+    """Hopfield retrieval of the values through the keys: ``out = V^T Sep(beta K xi)`` after ``xi <- K^T Sep(beta K
+    xi)`` run ``update_steps - 1`` times from ``xi = query`` (Wu et al. (2024), eqs. 2.4 and C.1).
+
+    The layout is that of ``jax.nn.dot_product_attention``; with ``separation="softmax"`` and one step the result
+    equals it (``scale=beta``). Jitted: ``separation``, ``update_steps``, ``return_weights``, ``dropout_rate`` and
+    ``broadcast_dropout`` are static; ``beta``, ``alpha`` and ``tol`` are traced (a learnable beta or alpha, or a
+    sweep, never recompiles).
+
+    Args:
+      query: the queries (initial states), ``(..., Q, H, D)``.
+      key: the stored patterns, ``(..., S, H, D)``; batch axes broadcast against the query's.
+      value: what is read out, ``(..., S, H, D_v)``.
+      beta: inverse temperature multiplying the scores: a positive scalar or one per head ``(H,)``; default
+        ``1 / sqrt(D)``.
+      separation: ``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax"`` (needs ``alpha``) or a callable
+        ``sep(scores, axis=-1, where=mask)`` returning weights of the scores' shape.
+      alpha: the alpha of ``separation="entmax"``, in (1, 2]: a scalar or one per head ``(H,)``. Refused with the
+        other separations (they fix their own).
+      mask: boolean, broadcastable to ``(..., H, Q, S)``; True = attend. A query that attends to no key gets zero
+        weights and a zero output.
+      update_steps: static int >= 1; the number of separations computed: ``update_steps - 1`` state updates, then
+        the read-out.
+      tol: optional; a query (per head) whose state moved by at most ``tol`` (largest absolute change) in an update
+        step keeps its state from then on.
+      dropout_rate: dropout on the read-out association weights, in [0, 1) (0: none).
+      dropout_key: the ``jax.random`` key of the dropout; required when ``dropout_rate > 0``.
+      broadcast_dropout: share one dropout pattern across the batch axes and heads (as ``flax.nnx``'s attention).
+      return_weights: also return the read-out association weights (before dropout).
+
+    Returns:
+      The output ``(..., Q, H, D_v)`` in the query's dtype; with ``return_weights`` the pair (output, weights
+      ``(..., H, Q, S)``).
+
+    Raises:
+      ValueError: on mismatched shapes, a mask that does not broadcast, an unknown separation, alpha missing or out of
+        (1, 2], beta of the wrong shape or not positive, ``update_steps < 1``, a negative ``tol`` or a bad dropout.
+      TypeError: on complex inputs, a non-boolean mask or a non-integer ``update_steps``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> keys = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])[:, None, :]  # S=3 patterns, H=1 head, D=2
+      >>> values = jnp.array([[1.0], [2.0], [3.0]])[:, None, :]
+      >>> query = jnp.array([[0.9, 0.2]])[:, None, :]  # Q=1
+      >>> out, w = hopfield_attention(query, keys, values, beta=1.0, separation="sparsemax", return_weights=True)
+      >>> [round(x, 3) for x in w[0, 0].tolist()], round(float(out[0, 0, 0]), 3)  # exact zero on the third key
+      ([0.85, 0.15, 0.0], 1.15)
+    """
+    query, key, value, batch = _check_qkv(query, key, value)
+    heads, width = query.shape[-2:]
+    b = _check_beta(beta, heads, width)
+    a = _check_separation(separation, alpha, heads)
+    m = _check_mask(mask, batch + (heads, query.shape[-3], key.shape[-3]))
+    steps = check_int(update_steps, "update_steps", _NAME, minimum=1)
+    t = _check_tol(tol)
+    rate = _check_dropout(dropout_rate, dropout_key)
+    if not isinstance(return_weights, bool):
+        raise TypeError(f"{_NAME}: return_weights must be a bool, got {return_weights!r}")
+    if not isinstance(broadcast_dropout, bool):
+        raise TypeError(f"{_NAME}: broadcast_dropout must be a bool, got {broadcast_dropout!r}")
+    return _hopfield_kernel(
+        query, key, value, b, a, m, t, dropout_key if rate > 0 else None,
+        separation=separation, update_steps=steps, return_weights=return_weights, dropout_rate=rate,
+        broadcast_dropout=broadcast_dropout, batch=batch,
+    )  # fmt: skip
