@@ -22,6 +22,15 @@ def entmax_bisect(z, alpha, iters=200):
     return p / p.sum(-1, keepdims=True)
 
 
+def sylvester(n: int, normalize: bool = True) -> np.ndarray:
+    """Sylvester's construction H_1 = [1], H_2n = [[H, H], [H, -H]] (float64), divided by sqrt(n) unless
+    ``normalize`` is False."""
+    h = np.ones((1, 1))
+    while h.shape[0] < n:
+        h = np.block([[h, h], [h, -h]])
+    return h / np.sqrt(n) if normalize else h
+
+
 def tsallis_conjugate(z, alpha):
     """Psi*_alpha(z) = <p, z> + H_alpha(p) at p = alpha-entmax(z); alpha = 1: logsumexp."""
     z = np.asarray(z, np.float64)

@@ -28,14 +28,7 @@ from dammem._butterfly import (
     row_chunk,
     rows_to_columns,
 )
-
-
-def ref_sylvester(n: int) -> np.ndarray:
-    """Unnormalised Sylvester construction H_1 = [1], H_2n = [[H, H], [H, -H]] (float64)."""
-    h = np.ones((1, 1))
-    while h.shape[0] < n:
-        h = np.block([[h, h], [h, -h]])
-    return h
+from tests.reference import sylvester
 
 
 def ref_kron(factors) -> np.ndarray:
@@ -121,7 +114,7 @@ def test_new_factor_values_do_not_retrace():
 def test_fwht_equals_scipy_hadamard_over_sqrt_n(n, group):
     x = np.random.default_rng(n).normal(size=(4, 3, n))
     h = scipy.linalg.hadamard(n).astype(np.float64) / np.sqrt(n)
-    np.testing.assert_array_equal(scipy.linalg.hadamard(n), ref_sylvester(n))  # the two references agree
+    np.testing.assert_array_equal(scipy.linalg.hadamard(n), sylvester(n, normalize=False))  # the two references agree
     with jax.enable_x64(True):
         y = np.asarray(fwht(jnp.asarray(x), group=group))
     np.testing.assert_allclose(y, x @ h.T, atol=1e-12)
@@ -139,7 +132,7 @@ def test_fwht_is_an_orthogonal_involution_and_hadamard_factors_build_it():
     )
     np.testing.assert_allclose(np.asarray(butterfly_apply(hadamard_factors(9), x)), np.asarray(y), atol=1e-5)
     np.testing.assert_allclose(
-        np.asarray(butterfly_matrix(hadamard_factors(3, dtype=jnp.float32))), ref_sylvester(8) / np.sqrt(8), atol=1e-6
+        np.asarray(butterfly_matrix(hadamard_factors(3, dtype=jnp.float32))), sylvester(8), atol=1e-6
     )
     assert fwht(jnp.arange(4)).dtype == jnp.float32  # integers become float32
     assert fwht(jnp.ones((0, 8))).shape == (0, 8)
@@ -151,7 +144,7 @@ def test_hadamard_sign_chain_equals_the_dense_product(m):
     rng = np.random.default_rng(m)
     signs = rng.choice([-1.0, 1.0], size=(m, n))
     x = rng.normal(size=(2, 5, n))
-    h = ref_sylvester(n) / np.sqrt(n)
+    h = sylvester(n)
     w = np.eye(n)
     for s in signs:  # W = H D_0 H D_1 ... H D_{m-1}
         w = w @ h @ np.diag(s)
@@ -177,7 +170,7 @@ def test_hadamard_under_vmap_jvp_and_grad_is_the_dense_transform(x64):
     n = 16
     rng = np.random.default_rng(3)
     x, dx, c = (rng.normal(size=(3, 2, n)) for _ in range(3))
-    h = ref_sylvester(n) / np.sqrt(n)
+    h = sylvester(n)
     np.testing.assert_allclose(np.asarray(hadamard(jnp.asarray(x))), x @ h.T, atol=1e-12)
     np.testing.assert_allclose(np.asarray(jax.vmap(jax.vmap(hadamard))(jnp.asarray(x))), x @ h.T, atol=1e-12)
     swapped = jax.vmap(hadamard, in_axes=1, out_axes=1)(jnp.asarray(x))

@@ -9,39 +9,24 @@ import numpy as np
 import pytest
 
 from dammem.drdam import make_features
+from dammem.drdam.features import run_chunks
 from dammem.drdam.projections import chunk_operator, default_chunk_rows
+from tests.reference import sylvester
 
 
 def omega_rows(features, rows=None):
     """The (Y, P) projection rows, read chunk by chunk through the operator (applied to the identity)."""
     rows = rows or default_chunk_rows(features.projection, features.dim, features.num_features, features.block_size)
-    n_chunks = -(-features.num_features // rows)
-    return np.asarray(_omega_rows(features, rows, n_chunks), np.float64)[: features.num_features]
+    return np.asarray(_omega_rows(features, rows), np.float64)[: features.num_features]
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _omega_rows(features, rows, n_chunks):
-    def chunk(index):
-        op = chunk_operator(
-            features.projection,
-            features.params,
-            features.dim,
-            features.num_features,
-            features.block_size,
-            index,
-            rows,
-            jnp.float32,
-        )
-        return op.apply(jnp.eye(features.input_dim)).T  # (R, P)
+@partial(jax.jit, static_argnums=1)
+def _omega_rows(features, rows):
+    def chunk(carry, index, op, extra):
+        return carry, op.apply(jnp.eye(features.input_dim)).T  # (R, P)
 
-    return jax.lax.map(chunk, jnp.arange(n_chunks)).reshape(n_chunks * rows, features.input_dim)
-
-
-def sylvester(n):
-    h = np.ones((1, 1))
-    while h.shape[0] < n:
-        h = np.block([[h, h], [h, -h]])
-    return h / math.sqrt(n)
+    _, outs = run_chunks(features, rows, jnp.float32, chunk, None)
+    return outs.reshape(-1, features.input_dim)
 
 
 def test_gaussian_regenerates_the_materialized_rows_for_any_chunk():

@@ -22,8 +22,9 @@ from dammem.vsa.codebooks import (
     make_codebook,
 )
 from dammem.vsa.krop import krop_signs, uniform_angles
+from tests.reference import sylvester
 
-from .test_krop import ref_recursion, ref_softmax, ref_sylvester
+from .test_krop import ref_recursion, ref_softmax
 
 D = 256
 K = 8
@@ -36,7 +37,7 @@ def reference_matrix(cb: Codebook) -> np.ndarray:
     if cb.kind == "one_hot":
         return np.eye(cb.dim)
     if cb.kind == "hadamard":
-        return ref_sylvester(cb.dim)
+        return sylvester(cb.dim)
     if cb.kind == "krop":
         return ref_recursion(cb.theta)
     if cb.kind == "krop_signed":
@@ -137,7 +138,7 @@ def test_angles_options():
     np.testing.assert_allclose(np.asarray(even.theta), 2 * np.pi * np.arange(1, 5) / 5, atol=1e-6)
     with pytest.warns(UserWarning, match="signed permutations"):
         make_codebook("krop_signed", 8, key=jax.random.key(0), angles="even")
-    np.testing.assert_allclose(np.asarray(make_codebook("hadamard", 16).matrix()), ref_sylvester(16), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(make_codebook("hadamard", 16).matrix()), sylvester(16), atol=1e-6)
 
 
 def test_codebook_is_a_pytree_traced_under_jit():
@@ -248,7 +249,7 @@ def test_kind_classes_built_directly_equal_the_factory():
     np.testing.assert_array_equal(
         np.asarray(KropCodebook(theta).cleanup(x)), (np.asarray(x) @ ref_recursion(theta).T).argmax(-1)
     )
-    np.testing.assert_allclose(np.asarray(HadamardCodebook(64).matrix()), ref_sylvester(64), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(HadamardCodebook(64).matrix()), sylvester(64), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(OneHotCodebook(64).cleanup(x)), np.asarray(x).argmax(-1))
     with pytest.raises(ValueError, match="DenseCodebook: codewords must have shape \\(N, D\\).*\\(3,\\)"):
         DenseCodebook(jnp.ones(3))

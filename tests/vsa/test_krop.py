@@ -26,6 +26,7 @@ from dammem.vsa.krop import (
     krop_soft_cleanup,
     uniform_angles,
 )
+from tests.reference import sylvester
 
 # ---------------------------------------------------------------------------------------------------------------
 # Independent float64 references
@@ -56,13 +57,6 @@ def ref_kron(theta) -> np.ndarray:
         t = theta[k_total - k]
         h = np.kron(h, np.array([[np.cos(t), np.sin(t)], [np.sin(t), -np.cos(t)]]))
     return h
-
-
-def ref_sylvester(n: int) -> np.ndarray:
-    s = np.ones((1, 1))
-    while s.shape[0] < n:
-        s = np.block([[s, s], [s, -s]])
-    return s / np.sqrt(n)
 
 
 def ref_softmax(z):
@@ -111,8 +105,8 @@ def test_matrix_orthogonal_and_symmetric(k):
 def test_pi_over_4_is_sylvester_hadamard(k):
     with jax.enable_x64(True):
         h = np.asarray(krop_matrix(jnp.full(k, np.pi / 4)))
-    np.testing.assert_allclose(h, ref_sylvester(2**k), atol=1e-14)
-    np.testing.assert_allclose(np.asarray(krop_matrix(hadamard_angles(k))), ref_sylvester(2**k), atol=1e-6)
+    np.testing.assert_allclose(h, sylvester(2**k), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(krop_matrix(hadamard_angles(k))), sylvester(2**k), atol=1e-6)
 
 
 def test_signed_matrix_is_h_times_column_signs():
