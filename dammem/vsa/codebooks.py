@@ -286,6 +286,13 @@ class DenseCodebook(Codebook):
         return jnp.matmul(p, self.codewords.astype(p.dtype), precision=_HIGHEST)
 
 
+def _sample_shape(cls: type[Codebook], dim: int, size: int | None) -> tuple[int, int]:
+    """The checked ``(size, dim)`` of a sampled dense codebook (``size`` defaults to ``dim``)."""
+    where = f"{cls.__name__}.sample"
+    dim = check_int(dim, "dim", where, minimum=1)
+    return (dim if size is None else check_int(size, "size", where, minimum=1)), dim
+
+
 class GaussianCodebook(DenseCodebook):
     """Dense codewords with i.i.d. ``N(0, 1/D)`` entries (the reference codebook of Liu et al. (2025))."""
 
@@ -294,8 +301,7 @@ class GaussianCodebook(DenseCodebook):
     @classmethod
     def sample(cls, key: PRNGKey, dim: int, size: int | None = None) -> GaussianCodebook:
         """``size`` (default ``dim``) rows of i.i.d. ``N(0, 1/dim)`` entries."""
-        dim = check_int(dim, "dim", "GaussianCodebook.sample", minimum=1)
-        size = dim if size is None else check_int(size, "size", "GaussianCodebook.sample", minimum=1)
+        size, dim = _sample_shape(cls, dim, size)
         return cls(jax.random.normal(key, (size, dim)) / np.sqrt(dim))
 
 
@@ -307,8 +313,7 @@ class BipolarCodebook(DenseCodebook):
     @classmethod
     def sample(cls, key: PRNGKey, dim: int, size: int | None = None) -> BipolarCodebook:
         """``size`` (default ``dim``) rows of i.i.d. ``+-1/sqrt(dim)`` entries."""
-        dim = check_int(dim, "dim", "BipolarCodebook.sample", minimum=1)
-        size = dim if size is None else check_int(size, "size", "BipolarCodebook.sample", minimum=1)
+        size, dim = _sample_shape(cls, dim, size)
         return cls(jax.random.rademacher(key, (size, dim), jnp.float32) / np.sqrt(dim))
 
 
