@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ from dammem.dynamics import retrieve
 from dammem.energies import edp_energy, modern_hopfield_energy, rbf_energy
 from dammem.nn.variables import MemoryState
 
-__all__ = ["EnergyDescent", "ENERGIES"]
+__all__ = ["EnergyDescent", "ENERGIES", "batch_retrieve", "batch_energy"]
 
 ENERGIES: dict[str, Callable[..., Array]] = {
     "rbf": rbf_energy,
@@ -48,6 +49,40 @@ and 11; Wu et al. (2024), eq. 1.1). Any other ``energy(x, memories, beta) -> sca
 ``functools.partial(dammem.energies.sparse_hopfield_energy, alpha=1.5)``."""
 
 _default_memory_init = nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+
+
+@partial(jax.jit, static_argnames=("energy", "update", "steps"))
+def batch_retrieve(
+    energy: Callable[..., Array],
+    x: Float[Array, "B D"],
+    args: tuple,
+    step_size: ArrayLike | None = None,
+    clamp: Bool[Array, "B D"] | None = None,
+    *,
+    update: Callable[..., Array] | None = None,
+    steps: int,
+) -> Float[Array, "B D"]:
+    """:func:`dammem.retrieve` with ``loop="scan"``, ``max_steps=steps`` and no tolerance, over the rows of ``x``.
+
+    One compiled program per (energy, update, steps, shapes): the layers call it eagerly or inside ``nnx.jit``.
+    ``energy`` and ``update`` are static (hashed by identity unless they define equality); ``args``, ``step_size``
+    and ``clamp`` are traced. Arguments as :func:`dammem.retrieve`, with a query and a clamp mask per row.
+    """
+
+    def one(x0, mask):
+        out = retrieve(energy, x0, args, update=update, step_size=step_size, clamp=mask, max_steps=steps, tol=None,
+                       loop="scan")
+        return out.x
+
+    if clamp is None:
+        return jax.vmap(lambda x0: one(x0, None))(x)
+    return jax.vmap(one)(x, clamp)
+
+
+@partial(jax.jit, static_argnames=("energy",))
+def batch_energy(energy: Callable[..., Array], x: Float[Array, "B D"], args: tuple) -> Float[Array, " B"]:
+    """``energy(x_b, *args)`` for every row of ``x`` (``energy`` static, ``args`` traced), one compiled program."""
+    return jax.vmap(lambda q: energy(q, *args))(x)
 
 
 def _check_real(value, name: str, where: str, *, positive: bool) -> float:
@@ -164,10 +199,8 @@ class EnergyDescent(nnx.Module):
     def energy(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch"]:
         """The energy ``E(x; Xi, beta)`` of each query, shape ``x.shape[:-1]``."""
         x = self._queries(x, "EnergyDescent.energy")
-        memories, beta = self.memories[...], self.beta
         flat = x.reshape(-1, self.in_features)
-        values = jax.vmap(lambda q: self.energy_fn(q, memories, beta))(flat)
-        return values.reshape(x.shape[:-1])
+        return batch_energy(self.energy_fn, flat, (self.memories[...], self.beta)).reshape(x.shape[:-1])
 
     def __call__(
         self, x: Float[ArrayLike, "*batch D"], clamp: Bool[ArrayLike, "*batch D"] | None = None
@@ -197,19 +230,7 @@ class EnergyDescent(nnx.Module):
                 ) from err
             clamp = clamp.reshape(flat.shape)
         args = (self.memories[...], self.beta)
-
-        def one(x0, mask):
-            return retrieve(
-                self.energy_fn,
-                x0,
-                args,
-                update=self.update_fn,
-                step_size=self.step_size,
-                clamp=mask,
-                max_steps=self.steps,
-                tol=None,
-                loop="scan",
-            ).x
-
-        out = jax.vmap(one)(flat, clamp) if clamp is not None else jax.vmap(lambda q: one(q, None))(flat)
+        out = batch_retrieve(
+            self.energy_fn, flat, args, self.step_size, clamp, update=self.update_fn, steps=self.steps
+        )
         return out.reshape(x.shape)
