@@ -17,11 +17,11 @@ against its own memories and only reductions cross devices, so a memory shard is
 - alpha-entmax, alpha in (1, 2] (Peters et al. (2019), Prop. 1; Wu et al. (2024), eq. D.1):
   ``p_i = [1 + a (z_i - m - v)]_+^{1/a}`` with ``a = alpha - 1`` and one threshold ``v`` per row where
   ``S(v) = sum_d sum_i p_i(v) = 1``. ``S`` decreases in ``v``, ``S(0) >= 1`` and ``S(v_hi) <= 1`` at
-  ``v_hi = (1 - K^-a) / a`` (every ``p_i <= 1/K`` there), so bisection finds ``v`` to rounding level with one
-  ``psum`` of one number per row and step. The finish is exact on the support found: sparsemax takes Michelot's
-  (1986) mean ``v = (sum_{i in S} (1 + z_i - m) - 1) / |S|`` (a few steps, each a ``psum``), 1.5-entmax the smaller
-  root of ``sum_{i in S} (x_i - d)^2 = 1`` with ``x_i = 1 + (z_i - m - v) / 2`` (three ``psum``-ed sums), general
-  alpha renormalises ``p`` by its ``psum``.
+  ``v_hi = (1 - K^-a) / a`` (every ``p_i <= 1/K`` there). A few bisection steps bracket ``v``, then Newton steps
+  on ``F(v) = (S(v)^a - 1) / a``, which is convex and decreasing (see :mod:`dammem.separations`), rise
+  monotonically onto the root; each step needs one ``psum`` of two numbers per row, ``S`` and ``-S' = sum_i w_i``
+  with ``w = p^(2 - alpha)``. For sparsemax the Newton step is Michelot's (1986) mean on the support,
+  ``v = (sum_{i in S} (1 + z_i - m) - 1) / |S|``, so it ends exactly once the support is found.
 - the conjugate ``Psi*_alpha(z) = m + v / alpha + (1 - 1 / alpha) <p, z - m>`` (Wu et al. (2024), eq. 2.3; the
   value of the maximisation at its solution), and the read-out ``Xi^T p = sum_d Xi_d^T p_d`` (``psum``).
 
@@ -104,7 +104,8 @@ SEPARATION_NAMES = ("softmax", "sparsemax", "entmax15", "entmax")
 _KIND_OF_NAME = {"softmax": SOFTMAX, "sparsemax": SPARSEMAX, "entmax15": ENTMAX15, "entmax": GENERAL}
 _FIXED_A = {SPARSEMAX: 1.0, ENTMAX15: 0.5}
 _MIN_A = 1e-6  # 0 < alpha - 1 < 1e-6 is computed at 1e-6, as the single-device separations do
-_MICHELOT_STEPS = 3  # sparsemax finish: each step only raises v towards the root; the bisection leaves 0 or 1 to do
+_BISECTION_STEPS = 8  # bracket the threshold to 1/256 of its range before the Newton steps
+_MAX_NEWTON_STEPS = 32  # safety cap; from the bracket they settle in a few steps (sparsemax: exact once on the support)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,10 +234,10 @@ def _psum_last(x: Array, axis_name: str) -> Array:
     return lax.psum(jnp.sum(x, axis=-1), axis_name)
 
 
-def _entmax_probs(kind: str, zs: Array, v: Array, a: Array | float) -> tuple[Array, Array]:
-    """(p, w) for shifted scores ``zs`` and the threshold column ``v``: ``p = [1 + a (zs - v)]_+^{1/a}`` and
-    ``w = p^(2 - alpha)`` (``p / u``; the support indicator for sparsemax)."""
-    u = 1.0 + a * (zs - v)
+def _entmax_probs(kind: str, zs: Array, finite: Array, v: Array, a: Array | float) -> tuple[Array, Array]:
+    """(p, w) for shifted scores ``zs`` (0 where not ``finite``) and the threshold column ``v``:
+    ``p = [1 + a (zs - v)]_+^{1/a}`` and ``w = p^(2 - alpha)`` (``p / u``; the support indicator for sparsemax)."""
+    u = jnp.where(finite, 1.0 + a * (zs - v), -1.0)  # masked scores: off the support, with finite derivatives
     on = u > 0
     if kind == SPARSEMAX:
         return jnp.where(on, u, 0.0), on.astype(zs.dtype)
@@ -248,10 +249,11 @@ def _entmax_probs(kind: str, zs: Array, v: Array, a: Array | float) -> tuple[Arr
     return p, jnp.where(on, p / safe, 0.0)
 
 
-def _entmax_local(kind: str, zs: Array, a: Array | None, live: Array, axis_name: str, total: int):
-    """Weights and threshold of alpha-entmax for shifted local scores ``zs`` (..., K_loc) (row max 0 globally).
+def _entmax_local(kind: str, zs: Array, finite: Array, a: Array | None, live: Array, axis_name: str, total: int):
+    """Weights and threshold of alpha-entmax for shifted local scores ``zs`` (..., K_loc) (row max 0 globally; 0
+    where not ``finite``); ``a = alpha - 1`` per row (GENERAL only).
 
-    Returns ``(p, v)`` with first derivatives in ``zs`` and ``a`` (see the module docstring).
+    Returns ``(p, v, a)`` with first derivatives in ``zs`` and ``a`` (see the module docstring).
     """
     dtype = zs.dtype
     rows = zs.shape[:-1]
@@ -259,58 +261,53 @@ def _entmax_local(kind: str, zs: Array, a: Array | None, live: Array, axis_name:
     if kind == GENERAL:
         a = jnp.maximum(jnp.broadcast_to(a, rows).astype(dtype), _MIN_A)  # NaN (a traced bad alpha) stays NaN
         a0 = lax.stop_gradient(a)
-        hi_bound = math.log(max(total, 2))  # (1 - K^-a) / a <= log K
     else:
         a = a0 = jnp.full(rows, _FIXED_A[kind], dtype)
-        hi_bound = 1.0 / _FIXED_A[kind]
     hi = -jnp.expm1(-a0 * math.log(total)) / a0  # every p_i <= 1/K there: S(hi) <= 1 <= S(0)
     col0 = a0[..., None]
 
-    def mass(v):
-        return _psum_last(_entmax_probs(kind, zs0, v[..., None], col0)[0], axis_name)
+    def probs(v, scores=zs0, col=col0):
+        return _entmax_probs(kind, scores, finite, v[..., None], col)
 
     def bisect(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        above = mass(mid) >= 1.0
+        above = _psum_last(probs(mid)[0], axis_name) >= 1.0
         return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
 
-    eps = jnp.finfo(dtype).eps
-    steps = int(np.ceil(np.log2(max(hi_bound, 1.0) / float(eps)))) + 2  # the interval shrinks below rounding level
-    v, _ = lax.fori_loop(0, steps, bisect, (jnp.zeros(rows, dtype), hi))
-    if kind == SPARSEMAX:
+    # the bounds vary like the rows (``live`` carries that: rows may also be split over another mesh axis)
+    hi = jnp.where(live, hi, 0.0)
+    lo, hi = lax.fori_loop(0, _BISECTION_STEPS, bisect, (0.0 * hi, hi))
+    tol = 4.0 * float(jnp.finfo(dtype).eps)
 
-        def michelot(_, v):  # the mean on the support {z - m > v - 1}: raises v monotonically onto the root
-            on = zs0 + 1.0 - v[..., None] > 0
-            count = _psum_last(on.astype(dtype), axis_name)
-            s1 = _psum_last(jnp.where(on, 1.0 + zs0, 0.0), axis_name)
-            return jnp.where(count > 0, (s1 - 1.0) / jnp.where(count > 0, count, 1.0), v)
+    def newton(state):  # on F(v) = (S(v)^a - 1) / a, convex and decreasing: monotone from the left of the root
+        v, it, _ = state
+        p, w = probs(v)
+        sums = lax.psum(jnp.stack([jnp.sum(p, axis=-1), jnp.sum(w, axis=-1)]), axis_name)
+        mass, slope = sums[0], sums[1]  # S(v) and -dS/dv = sum w
+        ok = (mass > 0) & (slope > 0)
+        safe_mass = jnp.where(ok, mass, 1.0)
+        step = -jnp.expm1(-a0 * jnp.log(safe_mass)) * safe_mass / (a0 * jnp.where(ok, slope, 1.0))  # F / -F'
+        step = jnp.where(ok, step, 0.0)
+        settled = ~(jnp.abs(step) > tol * (1.0 + v))  # NaN rows count as settled
+        return jnp.minimum(v + step, hi), it + 1, settled
 
-        v = lax.fori_loop(0, _MICHELOT_STEPS, michelot, v)
-    elif kind == ENTMAX15:  # sum_{i in S} (x_i - d)^2 = 1 on the found support: the smaller root
-        x = jnp.maximum(1.0 + 0.5 * (zs0 - v[..., None]), 0.0)
-        count = _psum_last((x > 0).astype(dtype), axis_name)
-        s1 = _psum_last(x, axis_name)
-        s2 = _psum_last(x * x, axis_name)
-        denom = s1 + jnp.sqrt(jnp.maximum(s1 * s1 - count * (s2 - 1.0), 0.0))
-        v = jnp.where(live, v + 2.0 * (s2 - 1.0) / jnp.where(denom > 0, denom, 1.0), 0.0)
+    v, _, _ = lax.while_loop(
+        lambda state: (state[1] < _MAX_NEWTON_STEPS) & ~jnp.all(state[2]), newton, (lo, jnp.int32(0), lo != lo)
+    )
     v = jnp.where(live, v, 0.0)
     # v again with its implicit first derivatives: equal in value, dv as in the module docstring
-    p0, w = _entmax_probs(kind, zs0, v[..., None], col0)
+    p0, w = probs(v)
     sw = _psum_last(w, axis_name)
     sw = jnp.where(sw > 0, sw, 1.0)
-    dz = jnp.where(w > 0, zs - zs0, 0.0)
-    shift = _psum_last(w * dz, axis_name)
+    shift = _psum_last(w * (zs - zs0), axis_name)
     if kind == GENERAL:
-        u0 = 1.0 + col0 * (zs0 - v[..., None])
-        plogu = jnp.where(p0 > 0, p0 * jnp.log(jnp.where(p0 > 0, u0, 1.0)), 0.0)
-        wz = jnp.where(w > 0, w * (zs0 - v[..., None]), 0.0)
-        shift = shift + (a - a0) / a0 * (_psum_last(wz, axis_name) - _psum_last(plogu, axis_name) / a0)
+        gap = zs0 - v[..., None]
+        log_u = jnp.log(jnp.where(p0 > 0, 1.0 + col0 * gap, 1.0))
+        slope = _psum_last(w * gap, axis_name) - _psum_last(p0 * log_u, axis_name) / a0
+        shift = shift + (a - a0) / a0 * slope
     v_diff = v + shift / sw
-    p, _ = _entmax_probs(kind, zs, v_diff[..., None], a[..., None])
-    if kind == GENERAL:  # the bisection stops at rounding level: renormalise (a rounding-level correction)
-        norm = lax.stop_gradient(_psum_last(p, axis_name))
-        p = p / jnp.where(norm > 0, norm, 1.0)[..., None]
+    p, _ = probs(v_diff, zs, a[..., None])
     return p, v_diff, a
 
 
@@ -328,6 +325,8 @@ def _separation_local(
     live = m != -jnp.inf  # a row with no finite score: zeros; +inf or NaN in a row: NaN there
     m = jnp.where(live, jnp.where(m < jnp.inf, m, jnp.nan), 0.0)
     zs = z - m[..., None]
+    finite = lax.stop_gradient(zs) > -jnp.inf
+    zs_safe = jnp.where(finite, zs, 0.0)  # masked scores enter no product (no 0 * inf in values or derivatives)
 
     def softmax_branch(_):
         e = jnp.exp(zs)
@@ -337,8 +336,8 @@ def _separation_local(
 
     def entmax_branch(alpha):
         a = None if alpha is None else alpha - 1.0
-        p, v, a_used = _entmax_local(kind, zs, a, live, axis_name, total)
-        inner = _psum_last(jnp.where(p > 0, p * zs, 0.0), axis_name)
+        p, v, a_used = _entmax_local(kind, zs_safe, finite, a, live, axis_name, total)
+        inner = _psum_last(p * zs_safe, axis_name)
         alpha_used = 1.0 + a_used
         return p, jnp.where(live, m + v / alpha_used + (1.0 - 1.0 / alpha_used) * inner, -jnp.inf)
 
@@ -367,15 +366,19 @@ def _inside_checks(z: Any, axis_name: Any, separation: Any, alpha: Any, where_ma
         if alpha is None:
             raise ValueError(f"{name}: separation='entmax' needs alpha in (1, 2], got None")
         alpha = check_floating(alpha, "alpha", name)
+        full = (1,) * (z.ndim - alpha.ndim) + tuple(alpha.shape)
         try:
-            np.broadcast_shapes(alpha.shape, z.shape[:-1])
+            np.broadcast_shapes(full, z.shape)
         except ValueError:
+            full = None
+        if alpha.ndim > z.ndim or full is None or full[-1] != 1:
             raise ValueError(
-                f"{name}: alpha of shape {tuple(alpha.shape)} does not broadcast to the rows {z.shape[:-1]}"
-            ) from None
+                f"{name}: alpha of shape {tuple(alpha.shape)} must be a scalar or broadcast to z {tuple(z.shape)} with "
+                f"size 1 on the last axis (one alpha per row, e.g. shape (R, 1) for z of shape (R, K_loc))"
+            )
         if is_concrete(alpha) and not np.all((np.asarray(alpha) > 1) & (np.asarray(alpha) <= 2)):
             raise ValueError(f"{name}: alpha must lie in (1, 2], got {np.asarray(alpha).ravel()[:4].tolist()}")
-        alpha = jnp.broadcast_to(alpha, z.shape[:-1])
+        alpha = jnp.broadcast_to(alpha.reshape(full), z.shape[:-1] + (1,))[..., 0]
     compute = jnp.promote_types(z.dtype, jnp.float32)
     zc = z.astype(compute)
     if where_mask is not None:
@@ -408,7 +411,8 @@ def distributed_separation(
       z: (..., K_loc) this device's scores.
       axis_name: the mesh axis over which the last axis is split.
       separation: one of :data:`SEPARATION_NAMES`.
-      alpha: ``separation="entmax"`` only: in (1, 2], a scalar or broadcastable to ``z.shape[:-1]`` (traced).
+      alpha: ``separation="entmax"`` only: in (1, 2] (traced), a scalar or one per row: broadcastable to ``z`` with
+        size 1 on the last axis, as for :func:`dammem.separations.entmax`.
       where: optional boolean mask broadcastable to ``z`` (True = keep).
 
     Returns:
