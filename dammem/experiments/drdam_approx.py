@@ -24,7 +24,6 @@ import dataclasses
 import math
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +34,7 @@ from dammem import drdam
 from dammem.corruptions import flip_bits
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep
 
 __all__ = [
     "Config",
@@ -53,8 +53,6 @@ __all__ = [
 
 QUERY_SETS = ("at", "near", "far")
 SET_LABELS = {"at": "at stored patterns", "near": "near stored patterns", "far": "far (unstored patterns)"}
-FeatureKind = Literal["cos", "sincos", "exp", "expexp"]
-Projection = Literal["gaussian", "orthogonal", "structured", "materialized"]
 _SPARE_BITS = 6  # distinct prefixes are drawn from 2^6 = 64 times more codes than patterns
 _QUERY_BATCH = 128  # queries per vectorised step (bounds memory; results do not depend on it)
 
@@ -94,15 +92,7 @@ class Config:
                     f"dims: D = {d} has only {2**d} binary patterns, fewer than 2 * num_memories = "
                     f"{2 * self.num_memories}"
                 )
-        if not self.betas or any(not b > 0 for b in self.betas):
-            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {list(self.betas)}")
-        ys = list(self.num_features)
-        if not ys or ys[0] < 1 or ys != sorted(set(ys)):
-            raise ValueError(f"num_features must be strictly increasing positive integers, got {ys}")
-        if not 0 <= self.near_flip_fraction <= 1:
-            raise ValueError(f"near_flip_fraction must lie in [0, 1], got {self.near_flip_fraction}")
-        if self.num_trials < 1:
-            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+        check_sweep(self)
 
 
 def prefix_bits(n: int, d: int) -> int:

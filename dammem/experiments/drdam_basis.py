@@ -30,6 +30,7 @@ from jax import lax
 from dammem import drdam
 from dammem.datasets import load_mnist
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._drdam_common import check_sweep
 from dammem.experiments.drdam_approx import drdam_values, loglog_slope, mrdam_values
 
 __all__ = ["Config", "run", "report", "pooled_mnist"]
@@ -65,18 +66,12 @@ class Config:
             values = list(getattr(self, name))
             if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
                 raise ValueError(f"{name} must be distinct values from {list(allowed)}, got {values}")
-        if not self.betas or any(not b > 0 for b in self.betas):
-            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {list(self.betas)}")
-        ys = list(self.num_features)
-        if not ys or ys[0] < 1 or ys != sorted(set(ys)):
-            raise ValueError(f"num_features must be strictly increasing positive integers, got {ys}")
         if self.num_stored < 1 or self.num_new < 1 or self.num_stored + self.num_new > 2000:
             raise ValueError(
                 f"num_stored and num_new must be >= 1 with num_stored + num_new <= 2000 (the bundled MNIST images), "
                 f"got {self.num_stored} and {self.num_new}"
             )
-        if self.num_trials < 1:
-            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+        check_sweep(self)
 
 
 def pooled_mnist(n: int) -> jax.Array:

@@ -21,23 +21,19 @@ import dataclasses
 import math
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-import dammem
 from dammem import drdam
 from dammem.datasets import load_cifar10, to_patterns
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep, descend
 
 __all__ = ["Config", "run", "report", "bottom_rows_mask"]
 
-FeatureKind = Literal["cos", "sincos", "exp", "expexp"]
-Projection = Literal["gaussian", "orthogonal", "structured", "materialized"]
 _SHAPE = (32, 32, 3)
 
 
@@ -78,19 +74,9 @@ class Config:
             raise ValueError(f"hidden_fraction must lie in (0, 1), got {self.hidden_fraction}")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        ys = list(self.num_features)
-        if not ys or ys[0] < 1 or ys != sorted(set(ys)):
-            raise ValueError(f"num_features must be strictly increasing positive integers, got {ys}")
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not self.tol > 0:
-            raise ValueError(f"tol must be > 0, got {self.tol}")
-        if self.num_trials < 1:
-            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
         if not 1 <= self.num_shown <= self.num_images:
             raise ValueError(f"num_shown must lie in [1, num_images = {self.num_images}], got {self.num_shown}")
+        check_sweep(self)
 
 
 def bottom_rows_mask(image_shape: tuple[int, int, int], hidden_fraction: float) -> jax.Array:
@@ -101,16 +87,18 @@ def bottom_rows_mask(image_shape: tuple[int, int, int], hidden_fraction: float) 
     return jnp.asarray(visible.reshape(-1))
 
 
-def _descend(energy, queries, args, clamp, step_size, max_steps, tol):
-    def one(x):
-        return dammem.retrieve(energy, x, args, step_size=step_size, clamp=clamp, max_steps=max_steps, tol=tol)
-
-    return lax.map(one, queries)
-
-
 @partial(jax.jit, static_argnums=4)
 def _mrdam(memories, queries, clamp, beta, max_steps, step_size, tol):
-    out = _descend(rbf_energy, queries, (memories, beta), clamp, step_size, max_steps, tol)
+    out = descend(
+        rbf_energy,
+        queries,
+        (memories, beta),
+        step_size=step_size,
+        max_steps=max_steps,
+        tol=tol,
+        clamp=clamp,
+        sequential=True,
+    )
     return out.x, out.steps
 
 
@@ -119,7 +107,16 @@ def _drdam(keys, memories, queries, clamp, y, kind, projection, max_steps, beta,
     def trial(key):
         features = drdam.make_features(kind, memories.shape[1], y, key=key, projection=projection)
         T = drdam.encode(features, memories, beta)
-        out = _descend(drdam.energy, queries, (T, features, beta), clamp, step_size, max_steps, tol)
+        out = descend(
+            drdam.energy,
+            queries,
+            (T, features, beta),
+            step_size=step_size,
+            max_steps=max_steps,
+            tol=tol,
+            clamp=clamp,
+            sequential=True,
+        )
         return out.x, out.steps
 
     return jax.vmap(trial)(keys)

@@ -23,24 +23,19 @@ import dataclasses
 import math
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-import dammem
 from dammem import drdam
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep, descend
 from dammem.experiments.drdam_approx import QUERY_SETS, SET_LABELS, trial_data
 
 __all__ = ["Config", "run", "report", "binarize", "hamming_error"]
-
-FeatureKind = Literal["cos", "sincos", "exp", "expexp"]
-Projection = Literal["gaussian", "orthogonal", "structured", "materialized"]
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -79,25 +74,11 @@ class Config:
             raise ValueError(
                 f"dims must be positive integers with at least 2 * num_memories binary patterns, got {list(self.dims)}"
             )
-        if not self.betas or any(not b > 0 for b in self.betas):
-            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {list(self.betas)}")
-        ys = list(self.num_features)
-        if not ys or ys[0] < 1 or ys != sorted(set(ys)):
-            raise ValueError(f"num_features must be strictly increasing positive integers, got {ys}")
         if self.num_memories < 1:
             raise ValueError(f"num_memories must be >= 1, got {self.num_memories}")
         if not 1 <= self.num_queries <= self.num_memories:
             raise ValueError(f"num_queries must lie in [1, num_memories = {self.num_memories}], got {self.num_queries}")
-        if not 0 <= self.near_flip_fraction <= 1:
-            raise ValueError(f"near_flip_fraction must lie in [0, 1], got {self.near_flip_fraction}")
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not self.tol > 0:
-            raise ValueError(f"tol must be > 0, got {self.tol}")
-        if self.num_trials < 1:
-            raise ValueError(f"num_trials must be >= 1, got {self.num_trials}")
+        check_sweep(self)
 
 
 def binarize(x: jax.Array) -> jax.Array:
@@ -111,14 +92,6 @@ def hamming_error(x: jax.Array, x_hat: jax.Array) -> jax.Array:
     return jnp.mean(binarize(x) != binarize(x_hat), axis=-1)
 
 
-def _descend(energy, queries, args, config_tuple):
-    step_size, max_steps, tol = config_tuple
-    out = jax.vmap(lambda x: dammem.retrieve(energy, x, args, step_size=step_size, max_steps=max_steps, tol=tol))(
-        queries
-    )
-    return out.x, out.converged
-
-
 @partial(jax.jit, static_argnums=(3, 4))
 def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
     """MrDAM fixed points (trials, betas, 3, q, D) and whether they equal the stored pattern (trials, betas, 2, q)."""
@@ -128,8 +101,8 @@ def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
         queries = refs[:, :q].reshape(-1, d)
 
         def at_beta(beta):
-            x, _ = _descend(rbf_energy, queries, (stored, beta), (step_size, max_steps, tol))
-            x = x.reshape(3, q, d)
+            out = descend(rbf_energy, queries, (stored, beta), step_size=step_size, max_steps=max_steps, tol=tol)
+            x = out.x.reshape(3, q, d)
             recalled = jnp.all(binarize(x[:2]) == binarize(stored[:q])[None], -1)
             return x, recalled
 
@@ -150,9 +123,10 @@ def _drdam_errors(feature_keys, stored, refs, betas, mr_points, y, q, kind, proj
         def at_beta(args):
             beta, mr = args
             T = drdam.encode(features, stored, beta)
-            x, converged = _descend(drdam.energy, queries, (T, features, beta), (step_size, max_steps, tol))
-            errors = hamming_error(mr, x.reshape(3, q, d)).mean(-1)
-            return errors, converged.reshape(3, q).mean(-1)
+            energy_args = (T, features, beta)
+            out = descend(drdam.energy, queries, energy_args, step_size=step_size, max_steps=max_steps, tol=tol)
+            errors = hamming_error(mr, out.x.reshape(3, q, d)).mean(-1)
+            return errors, out.converged.reshape(3, q).mean(-1)
 
         return lax.map(at_beta, (betas, points))
 
