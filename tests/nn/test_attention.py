@@ -1,0 +1,281 @@
+"""Tests for dammem.nn.attention: Hopfield against jax.nn.dot_product_attention and nnx.MultiHeadAttention (same
+parameters), every separation through its outputs, learnable beta and alpha, the decode cache, pooling, lookup and
+errors. The layers' math is dammem.attention.hopfield_attention (tested against a float64 reference in
+tests/test_attention.py); here each layer is compared with that function called on the layer's own projections."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from dammem.attention import hopfield_attention
+from dammem.nn import Hopfield, HopfieldLayer, HopfieldPooling
+
+
+def _x(seed, shape):
+    return jax.random.normal(jax.random.key(seed), shape)
+
+
+def _capture_weights(layer, *args, **kwargs):
+    @nnx.capture(nnx.Intermediate)
+    def run(layer, *args):
+        return layer(*args, sow_weights=True, **kwargs)
+
+    out, found = run(layer, *args)
+    return out, found["attention_weights"][0]
+
+
+def _reference(layer: Hopfield, inputs_q, inputs_k=None, inputs_v=None, **core_kwargs):
+    """The pure core called on the layer's own projections, then its output projection."""
+    inputs_k = inputs_q if inputs_k is None else inputs_k
+    inputs_v = inputs_k if inputs_v is None else inputs_v
+    q, k, v = layer.query(inputs_q), layer.key(inputs_k), layer.value(inputs_v)
+    return layer.out(hopfield_attention(q, k, v, **core_kwargs))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Equal to the attention it generalises
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_pure_retrieval_equals_dot_product_attention():
+    x, y = _x(0, (2, 5, 8)), _x(1, (2, 6, 8))
+    layer = Hopfield(2, 8, use_projections=False)
+    assert not nnx.state(layer, nnx.Param)  # no parameters at all
+    split = lambda a: a.reshape(a.shape[:-1] + (2, 4))  # noqa: E731
+    expected = jax.nn.dot_product_attention(split(x), split(y), split(y)).reshape(2, 5, 8)
+    np.testing.assert_allclose(np.asarray(layer(x, y)), np.asarray(expected), atol=2e-6)
+    pad = jnp.arange(6) < jnp.array([6, 4])[:, None, None, None]  # (2, 1, 1, 6)
+    expected = jax.nn.dot_product_attention(split(x), split(y), split(y), mask=pad).reshape(2, 5, 8)
+    np.testing.assert_allclose(np.asarray(layer(x, y, mask=pad)), np.asarray(expected), atol=2e-6)
+    z = _x(2, (2, 6, 6))  # values of another width (padded with a zero column for jax, which needs equal widths)
+    padded = jnp.pad(z.reshape(2, 6, 2, 3), ((0, 0), (0, 0), (0, 0), (0, 1)))
+    expected = jax.nn.dot_product_attention(split(x), split(y), padded)[..., :3].reshape(2, 5, 6)
+    np.testing.assert_allclose(np.asarray(layer(x, y, z)), np.asarray(expected), atol=2e-6)
+
+
+def _mha_and_hopfield(**kwargs):
+    mha = nnx.MultiHeadAttention(4, 12, qkv_features=16, out_features=10, decode=False, rngs=nnx.Rngs(0), **kwargs)
+    hop = Hopfield(4, 12, qkv_features=16, out_features=10, rngs=nnx.Rngs(1), **kwargs)
+    nnx.update(hop, nnx.state(mha, nnx.Param))
+    return mha, hop
+
+
+def test_projections_equal_multi_head_attention_with_copied_parameters():
+    mha, hop = _mha_and_hopfield()
+    x, y = _x(3, (2, 7, 12)), _x(4, (2, 9, 12))
+    np.testing.assert_allclose(np.asarray(hop(x)), np.asarray(mha(x)), atol=2e-5)
+    mask = jax.random.bernoulli(jax.random.key(5), 0.7, (2, 4, 7, 9)).at[..., 0].set(True)
+    np.testing.assert_allclose(np.asarray(hop(x, y, mask=mask)), np.asarray(mha(x, y, mask=mask)), atol=2e-5)
+    causal = nnx.make_causal_mask(jnp.ones((2, 7)))  # float32, as flax builds masks
+    np.testing.assert_allclose(np.asarray(hop(x, mask=causal)), np.asarray(mha(x, mask=causal)), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(hop(x, is_causal=True)), np.asarray(mha(x, mask=causal)), atol=2e-5)
+    _, w_mha = _capture_weights(mha, x)
+    _, w_hop = _capture_weights(hop, x)
+    np.testing.assert_allclose(np.asarray(w_hop), np.asarray(w_mha), atol=1e-6)
+
+
+def test_normalize_qk_and_dropout_equal_multi_head_attention():
+    mha, hop = _mha_and_hopfield(normalize_qk=True)
+    x = _x(6, (2, 7, 12))
+    np.testing.assert_allclose(np.asarray(hop(x)), np.asarray(mha(x)), atol=2e-5)
+    kwargs = dict(dropout_rate=0.3)
+    mha = nnx.MultiHeadAttention(4, 12, decode=False, rngs=nnx.Rngs(0, dropout=7), **kwargs)
+    hop = Hopfield(4, 12, rngs=nnx.Rngs(1, dropout=7), **kwargs)
+    nnx.update(hop, nnx.state(mha, nnx.Param))
+    dropped = hop(x, deterministic=False)
+    np.testing.assert_allclose(np.asarray(dropped), np.asarray(mha(x, deterministic=False)), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(hop(x, deterministic=True)), np.asarray(mha(x, deterministic=True)),
+                               atol=2e-5)  # fmt: skip
+    assert np.max(np.abs(np.asarray(dropped - hop(x, deterministic=True)))) > 1e-2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Separations
+# ----------------------------------------------------------------------------------------------------------------
+
+SEPARATIONS = [("softmax", {}), ("sparsemax", {}), ("entmax15", {}), ("entmax", {"alpha": 1.3})]
+
+
+def test_every_separation_is_the_one_used():
+    x = _x(7, (2, 6, 8))
+    outs = []
+    for separation, extra in SEPARATIONS:
+        layer = Hopfield(2, 8, separation=separation, beta=2.0, update_steps=2, rngs=nnx.Rngs(0), **extra)
+        out = layer(x)
+        expected = _reference(layer, x, separation=separation, beta=2.0, update_steps=2, **extra)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+        outs.append(np.asarray(out))
+    for i in range(len(outs)):
+        for j in range(i):
+            assert np.max(np.abs(outs[i] - outs[j])) > 1e-3, (SEPARATIONS[i][0], SEPARATIONS[j][0])
+
+
+def test_sparsemax_weights_have_exact_zeros():
+    layer = Hopfield(2, 8, separation="sparsemax", beta=3.0, rngs=nnx.Rngs(0))
+    _, w = _capture_weights(layer, _x(8, (2, 6, 8)))
+    assert w.shape == (2, 2, 6, 6)
+    assert int(jnp.sum(w == 0.0)) > w.size // 4
+    np.testing.assert_allclose(np.asarray(w.sum(-1)), 1.0, atol=1e-6)
+
+
+def test_pooling_and_lookup_use_their_separation():
+    x = _x(9, (2, 6, 8))
+    pool = HopfieldPooling(2, 8, num_queries=3, out_features=5, separation="entmax", alpha=1.3, rngs=nnx.Rngs(1))
+    expected = _reference(pool.hopfield, pool.queries[...], x, separation="entmax", alpha=1.3)
+    out = pool(x)
+    assert out.shape == (2, 3, 5)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+    lookup = HopfieldLayer(2, 8, num_patterns=6, separate_targets=True, separation="sparsemax", rngs=nnx.Rngs(2))
+    expected = _reference(lookup.hopfield, x, lookup.patterns[...], lookup.targets[...], separation="sparsemax")
+    np.testing.assert_allclose(np.asarray(lookup(x)), np.asarray(expected), atol=1e-5)
+    plain = HopfieldLayer(2, 8, num_patterns=6, rngs=nnx.Rngs(2))
+    expected = _reference(plain.hopfield, x, plain.patterns[...])  # the patterns are the keys and the values
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(expected), atol=1e-5)
+
+
+def test_pooling_mask_hides_padding():
+    x = _x(10, (2, 6, 8))
+    pool = HopfieldPooling(2, 8, num_queries=2, separation="entmax15", rngs=nnx.Rngs(3))
+    pad = jnp.arange(6)[None, None, None, :] < 4  # only the first 4 items count
+    changed = x.at[:, 4:].set(100.0)
+    np.testing.assert_allclose(np.asarray(pool(changed, mask=pad)), np.asarray(pool(x[:, :4])), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Learnable beta and alpha
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _loss(model, x):
+    return jnp.sum(jnp.sin(3.0 * model(x)))
+
+
+def test_learnable_alpha_stays_in_range_and_gets_gradients():
+    x = _x(11, (2, 6, 8))
+    layer = Hopfield(2, 8, separation="entmax", alpha=[1.2, 1.8], learn_alpha=True, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(np.asarray(layer.alpha), [1.2, 1.8], atol=1e-6)
+    expected = _reference(layer, x, separation="entmax", alpha=jnp.array([1.2, 1.8]))
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(expected), atol=1e-5)
+    grads = nnx.grad(_loss)(layer, x)
+    assert np.all(np.abs(np.asarray(grads["alpha_logit"][...])) > 1e-5)
+    for logit in (60.0, -60.0, 0.0):  # far beyond any training step: still inside (1, 2]
+        layer.alpha_logit[...] = jnp.full((2,), logit)
+        alpha = np.asarray(layer.alpha)
+        assert np.all((alpha > 1.0) & (alpha <= 2.0))
+        assert np.all(np.isfinite(np.asarray(layer(x))))
+    optimizer = nnx.Optimizer(layer, __import__("optax").sgd(1e4), wrt=nnx.Param)
+    optimizer.update(layer, nnx.grad(_loss)(layer, x))
+    assert np.all((np.asarray(layer.alpha) > 1.0) & (np.asarray(layer.alpha) <= 2.0))
+
+
+def test_learnable_beta_gets_gradients_and_reaches_its_head():
+    x, y = _x(12, (2, 5, 8)), _x(13, (2, 6, 8))
+    layer = Hopfield(2, 8, use_projections=False, beta=[6.0, 0.25], learn_beta=True, separation="sparsemax")
+    np.testing.assert_allclose(np.asarray(layer.beta), [6.0, 0.25], rtol=1e-6)
+    out = layer(x, y)
+    for head, beta in enumerate((6.0, 0.25)):
+        single = Hopfield(2, 8, use_projections=False, beta=beta, separation="sparsemax")(x, y)
+        np.testing.assert_allclose(np.asarray(out[..., 4 * head : 4 * head + 4]),
+                                   np.asarray(single[..., 4 * head : 4 * head + 4]), atol=1e-5)  # fmt: skip
+    swapped = Hopfield(2, 8, use_projections=False, beta=[0.25, 6.0], separation="sparsemax")(x, y)
+    assert np.max(np.abs(np.asarray(out - swapped)[..., :4])) > 0.1
+    grads = nnx.grad(lambda m: jnp.sum(jnp.sin(3.0 * m(x, y))))(layer)
+    assert np.all(np.abs(np.asarray(grads["log_beta"][...])) > 1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separation, steps", [("softmax", 1), ("sparsemax", 2)])
+def test_decode_cache_equals_causal_computation(separation, steps):
+    x = _x(14, (2, 6, 8))
+    layer = Hopfield(2, 8, separation=separation, update_steps=steps, rngs=nnx.Rngs(0))
+    full = layer(x, is_causal=True)
+    layer.init_cache(x.shape)
+    steps_out = [layer(x[:, i : i + 1], decode=True) for i in range(6)]
+    np.testing.assert_allclose(np.asarray(jnp.concatenate(steps_out, axis=1)), np.asarray(full), atol=1e-5)
+    assert int(layer.cache_index[...]) == 6
+
+
+def test_decode_needs_a_cache():
+    layer = Hopfield(2, 8, decode=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="Hopfield: autoregressive cache not initialised, call init_cache"):
+        layer(_x(0, (2, 1, 8)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training under nnx.jit
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_jitted_training_step_lowers_the_loss():
+    import optax
+
+    x = _x(15, (4, 6, 8))
+    target = jnp.tanh(_x(16, (4, 6, 8)))
+    model = Hopfield(2, 8, separation="entmax", alpha=1.5, learn_alpha=True, learn_beta=True, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(3e-2), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(x) - target) ** 2))(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer)) for _ in range(25)]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_errors_name_the_argument():
+    rngs = nnx.Rngs(0)
+    with pytest.raises(ValueError, match=r"Hopfield: qkv_features \(10\) must be divisible by num_heads \(3\)"):
+        Hopfield(3, 8, qkv_features=10, rngs=rngs)
+    with pytest.raises(ValueError, match=r"Hopfield: in_features \(8\) must be divisible by num_heads \(3\)"):
+        Hopfield(3, 8, use_projections=False)
+    with pytest.raises(ValueError, match="Hopfield: unknown separation 'relu'"):
+        Hopfield(2, 8, separation="relu", rngs=rngs)
+    with pytest.raises(ValueError, match=r"Hopfield: alpha must lie in \(1, 2\], got 2.5"):
+        Hopfield(2, 8, separation="entmax", alpha=2.5, rngs=rngs)
+    with pytest.raises(ValueError, match=r"Hopfield: alpha must lie in \(1, 2\) \(a learnable alpha"):
+        Hopfield(2, 8, separation="entmax", alpha=2.0, learn_alpha=True, rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: separation='entmax' needs alpha"):
+        Hopfield(2, 8, separation="entmax", rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: alpha and learn_alpha are only used with separation='entmax'"):
+        Hopfield(2, 8, separation="sparsemax", learn_alpha=True, rngs=rngs)
+    with pytest.raises(ValueError, match=r"Hopfield: beta must be a number or a sequence of num_heads=2 numbers"):
+        Hopfield(2, 8, beta=[1.0, 2.0, 3.0], rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: beta must be finite and > 0"):
+        Hopfield(2, 8, beta=0.0, rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: update_steps must be an int >= 1, got 0"):
+        Hopfield(2, 8, update_steps=0, rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: tol must be None or a finite number >= 0"):
+        Hopfield(2, 8, update_steps=3, tol=-0.1, rngs=rngs)
+    with pytest.raises(ValueError, match="Hopfield: rngs is required"):
+        Hopfield(2, 8)
+    with pytest.raises(ValueError, match="Hopfield: qkv_features=16 needs projections"):
+        Hopfield(2, 8, qkv_features=16, use_projections=False)
+    with pytest.raises(ValueError, match="HopfieldPooling: num_queries must be an int >= 1"):
+        HopfieldPooling(2, 8, num_queries=0, rngs=rngs)
+    layer = Hopfield(2, 8, rngs=rngs)
+    x = _x(0, (2, 5, 8))
+    with pytest.raises(ValueError, match=r"Hopfield: mask of shape \(5, 4\) does not broadcast to the attention "
+                                         r"weights' shape \(batch\.\.\., num_heads, q_length, kv_length\) = "
+                                         r"\(2, 2, 5, 5\)"):  # fmt: skip
+        layer(x, mask=jnp.ones((5, 4), bool))
+    with pytest.raises(ValueError, match="Hopfield: inputs_q has 7 features, expected 8"):
+        layer(x[..., :7])
+    with pytest.raises(ValueError, match="Hopfield: inputs_k cannot be None when inputs_v is given"):
+        layer(x, None, x)
+    with pytest.raises(ValueError, match="Hopfield: dropout_rate > 0 needs deterministic"):
+        Hopfield(2, 8, dropout_rate=0.1, rngs=rngs)(x)
