@@ -1,0 +1,167 @@
+"""Orbax round trip of every dammem.nn module: restored into a fresh module (other rngs) or an abstract one, the
+outputs are bit-identical; mismatched targets and bad paths raise clear errors."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from dammem.energies import rbf_update
+from dammem.nn.attention import Hopfield, HopfieldLayer, HopfieldPooling
+from dammem.nn.checkpoint import restore_checkpoint, save_checkpoint
+from dammem.nn.drdam import DrDAMMemory
+from dammem.nn.energy import EnergyDescent
+from dammem.nn.uhop import UHopHopfield
+from dammem.nn.vsa import KROPCodebook
+
+RNG = np.random.default_rng(5)
+SEQ = jnp.asarray(RNG.standard_normal((2, 5, 8)), jnp.float32)  # (batch, positions, features)
+VEC = jnp.asarray(RNG.standard_normal((3, 8)), jnp.float32)
+MEM = jnp.asarray(RNG.standard_normal((4, 8)) / np.sqrt(8), jnp.float32)
+
+
+def _drdam(rngs):
+    return DrDAMMemory(8, 64, kind="cos", beta=2.0, rngs=rngs)
+
+
+def _drdam_write(mod):
+    mod.write(MEM[:3])
+    mod.add(MEM[3:])
+
+
+def _energy_write(mod):
+    mod.write(MEM)
+
+
+# name -> (build(rngs), change the state after construction, outputs(module))
+CASES = {
+    "EnergyDescent": (
+        lambda rngs: EnergyDescent(4, 8, energy="rbf", steps=3, step_size=0.3, learn_beta=True, rngs=rngs),
+        None,
+        lambda m: (m(VEC), m.energy(VEC)),
+    ),
+    "EnergyDescent-fixed-memories": (
+        lambda rngs: EnergyDescent(4, 8, update=rbf_update, steps=2, learn_memories=False, rngs=rngs),
+        _energy_write,
+        lambda m: m(VEC),
+    ),
+    "DrDAMMemory": (_drdam, _drdam_write, lambda m: (m.energy(VEC), m.retrieve(VEC, 3, 0.2))),
+    "KROPCodebook": (
+        lambda rngs: KROPCodebook(8, signed=True, rngs=rngs),
+        None,
+        lambda m: (m.cleanup(VEC), m.soft_cleanup(VEC, 2.0)),
+    ),
+    "Hopfield": (
+        lambda rngs: Hopfield(2, 8, separation="entmax", alpha=1.5, learn_alpha=True, learn_beta=True, update_steps=2,
+                              dropout_rate=0.2, rngs=rngs),
+        None,
+        lambda m: (m(SEQ, deterministic=True), m(SEQ, deterministic=False)),  # dropout draws from the saved stream
+    ),
+    "HopfieldPooling": (
+        lambda rngs: HopfieldPooling(2, 8, num_queries=3, separation="sparsemax", rngs=rngs),
+        None,
+        lambda m: m(SEQ),
+    ),
+    "HopfieldLayer": (
+        lambda rngs: HopfieldLayer(2, 8, num_patterns=6, separate_targets=True, rngs=rngs),
+        None,
+        lambda m: m(SEQ),
+    ),
+    "UHopHopfield": (
+        lambda rngs: UHopHopfield(2, 8, separation="sparsemax", rngs=rngs),
+        None,
+        lambda m: (m(SEQ), m.separation_loss(SEQ)),
+    ),
+}
+
+
+def _assert_identical(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) > 0
+    for x, y in zip(leaves_a, leaves_b):
+        assert x.dtype == y.dtype
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_round_trip_is_bit_identical(name, tmp_path):
+    build, change, outputs = CASES[name]
+    module = build(nnx.Rngs(0))
+    if change is not None:
+        change(module)
+    save_checkpoint(tmp_path / "ckpt", module)
+    saved = nnx.to_pure_dict(nnx.state(module))
+    want = outputs(module)
+
+    fresh = build(nnx.Rngs(1))  # other rngs: other initial values
+    if change is None:
+        assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(outputs(fresh)), jax.tree.leaves(want)))
+    restored = restore_checkpoint(tmp_path / "ckpt", build(nnx.Rngs(1)))
+    assert type(restored) is type(module)
+    _assert_identical(outputs(restored), want)
+
+    abstract = nnx.eval_shape(lambda: build(nnx.Rngs(2)))
+    restored = restore_checkpoint(str(tmp_path / "ckpt"), abstract)
+    _assert_identical(nnx.to_pure_dict(nnx.state(restored)), saved)  # every variable, Param or not
+    _assert_identical(outputs(restored), want)
+
+
+def test_typed_prng_keys_survive_the_round_trip(tmp_path):
+    mod = _drdam(nnx.Rngs(0))
+    key = mod.random_features.get_value()["key"]
+    assert jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    save_checkpoint(tmp_path / "ckpt", mod)
+    back = restore_checkpoint(tmp_path / "ckpt", nnx.eval_shape(lambda: _drdam(nnx.Rngs(3))))
+    restored_key = back.random_features.get_value()["key"]
+    assert restored_key.dtype == key.dtype
+    assert np.array_equal(jax.random.key_data(restored_key), jax.random.key_data(key))
+
+
+def test_restore_refuses_a_mismatched_target_and_save_refuses_to_overwrite(tmp_path):
+    book = KROPCodebook(8, signed=True, rngs=nnx.Rngs(0))
+    save_checkpoint(tmp_path / "ckpt", book)
+    with pytest.raises(ValueError, match="restore_checkpoint: the checkpoint at .* does not match the target"):
+        restore_checkpoint(tmp_path / "ckpt", KROPCodebook(16, signed=True, rngs=nnx.Rngs(0)))  # other shape
+    with pytest.raises(ValueError, match="restore_checkpoint: .* does not match the target KROPCodebook"):
+        restore_checkpoint(tmp_path / "ckpt", KROPCodebook(8, rngs=nnx.Rngs(0)))  # no signs
+    with pytest.raises(ValueError, match="does not match the target EnergyDescent"):
+        restore_checkpoint(tmp_path / "ckpt", EnergyDescent(2, 8, step_size=0.1, rngs=nnx.Rngs(0)))
+    with pytest.raises(FileNotFoundError, match="restore_checkpoint: no checkpoint directory"):
+        restore_checkpoint(tmp_path / "missing", book)
+    with pytest.raises(ValueError, match="save_checkpoint: path .* already exists; pass overwrite=True"):
+        save_checkpoint(tmp_path / "ckpt", book)
+    other = KROPCodebook(8, signed=True, rngs=nnx.Rngs(7))
+    save_checkpoint(tmp_path / "ckpt", other, overwrite=True)
+    back = restore_checkpoint(tmp_path / "ckpt", book)
+    assert np.array_equal(back.theta[...], other.theta[...])
+    assert not np.array_equal(book.theta[...], other.theta[...])  # the target itself is left untouched
+    with pytest.raises(TypeError, match="save_checkpoint: module must be a flax.nnx.Module, got dict"):
+        save_checkpoint(tmp_path / "x", {"a": jnp.ones(2)})
+    with pytest.raises(TypeError, match="restore_checkpoint: target must be a flax.nnx.Module"):
+        restore_checkpoint(tmp_path / "ckpt", nnx.state(book))
+    with pytest.raises(TypeError, match="save_checkpoint: path must be a str or os.PathLike"):
+        save_checkpoint(3, book)
+
+
+def test_a_restored_model_keeps_training_like_the_original(tmp_path):
+    import optax
+
+    build = partial(EnergyDescent, 4, 8, energy="rbf", steps=2, step_size=0.3, learn_beta=True)
+    model = build(rngs=nnx.Rngs(0))
+    save_checkpoint(tmp_path / "ckpt", model)
+    restored = restore_checkpoint(tmp_path / "ckpt", nnx.eval_shape(lambda: build(rngs=nnx.Rngs(1))))
+
+    def train(m):
+        opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
+        for _ in range(2):
+            grads = nnx.grad(lambda mod: jnp.mean((mod(VEC) - VEC) ** 2))(m)
+            opt.update(m, grads)
+        return nnx.state(m, nnx.Param)
+
+    _assert_identical(train(restored), train(model))
