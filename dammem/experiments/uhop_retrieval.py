@@ -344,6 +344,20 @@ def _rows_from(errors, loss, methods, betas, dim, **fields) -> list[dict]:
     return rows
 
 
+def _loss_error_rows(memory_size: int, stage1_steps: int | None, losses, errors) -> list[dict]:
+    """One point of the separation-loss vs error scatter per repeat: ``losses`` and ``errors`` (R,)."""
+    return [
+        dict(
+            memory_size=memory_size,
+            stage1_steps=stage1_steps,
+            repeat=r,
+            separation_loss=float(losses[r]),
+            error=float(errors[r]),
+        )
+        for r in range(len(errors))
+    ]
+
+
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def draw(key: jax.Array, patterns: jax.Array, k_size: int, config: Config, image_shape: tuple[int, ...]):
     """One point's random draws, per repeat (leading axis ``repeats``): ``K`` memories without replacement from
@@ -509,29 +523,11 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
                 )
                 if "modern_hopfield+uhop" in uhop_methods:
                     i, j = uhop_methods.index("modern_hopfield+uhop"), config.betas.index(1.0)
-                    for r in range(config.repeats):
-                        loss_vs_error.append(
-                            dict(
-                                memory_size=k_size,
-                                stage1_steps=n,
-                                repeat=r,
-                                separation_loss=float(loss_n[r]),
-                                error=float(errors[r, i, j]),
-                            )
-                        )
+                    loss_vs_error += _loss_error_rows(k_size, n, loss_n, errors[:, i, j])
                 progress.update(1)
             if "modern_hopfield" in methods:  # the same queries without a kernel
                 i, j = methods.index("modern_hopfield"), config.betas.index(1.0)
-                for r in range(config.repeats):
-                    loss_vs_error.append(
-                        dict(
-                            memory_size=k_size,
-                            stage1_steps=None,
-                            repeat=r,
-                            separation_loss=float(loss_raw[r]),
-                            error=float(mask_errors[r, i, j]),
-                        )
-                    )
+                loss_vs_error += _loss_error_rows(k_size, None, loss_raw, mask_errors[:, i, j])
         timings[str(k_size)] = time.perf_counter() - t0
 
     return {

@@ -162,6 +162,22 @@ def test_tiny_run_rows_fields_and_files(tiny_run):
     assert "## Memory size sweep, beta = 1" in summary and "issue" not in summary.lower()
 
 
+def test_tiny_run_loss_vs_error_points_are_the_repeats_of_the_beta_one_rows(tiny_run):
+    record, _ = tiny_run
+    m = record["metrics"]
+    points = m["loss_vs_error"]
+    assert sorted((p["stage1_steps"] is None, p["stage1_steps"] or 0, p["repeat"]) for p in points) == [
+        (False, 1, 0), (False, 1, 1), (False, 30, 0), (False, 30, 1), (True, 0, 0), (True, 0, 1)
+    ]  # fmt: skip
+    for method, steps in (("modern_hopfield+uhop", 30), ("modern_hopfield", None)):
+        (row,) = [r for r in m["rows"] if r["sweep"] == "memory_size" and r["method"] == method and r["beta"] == 1.0]
+        mine = [p for p in points if p["stage1_steps"] == steps]
+        assert all(p["memory_size"] == 20 for p in mine)
+        assert np.mean([p["error"] for p in mine]) == pytest.approx(row["error_mean"], rel=1e-6)
+        assert np.std([p["error"] for p in mine], ddof=1) == pytest.approx(row["error_std"], rel=1e-6)
+        assert np.mean([p["separation_loss"] for p in mine]) == pytest.approx(row["separation_loss_mean"], rel=1e-6)
+
+
 def test_tiny_run_noise_zero_and_fixed_points(tiny_run):
     record, _ = tiny_run
     m = record["metrics"]
