@@ -11,6 +11,7 @@ import pytest
 from dammem.dynamics import retrieve
 from dammem.energies import edp_energy, rbf_energy, rbf_update, sparse_hopfield_energy, sparse_hopfield_update
 from dammem.similarities import kernelize
+from dammem.uhop import kernel_energy, kernel_update
 
 RNG = np.random.default_rng(4)
 D = 10
@@ -131,8 +132,8 @@ UPDATES = {  # (energy, update, args); the arrays are made inside the float64 te
         lambda: (jnp.asarray(MEM), 3.0, 2.0),
     ),
     "sparse_kernel_dot": (
-        lambda x, m, b, a, sim: sparse_hopfield_energy(x, m, b, a, similarity=sim),
-        lambda x, m, b, a, sim: sparse_hopfield_update(x, m, b, a, similarity=sim),
+        kernel_energy,
+        kernel_update,
         lambda: (jnp.asarray(MEM), 3.0, 1.5, kernelize("dot", jnp.asarray(KERNEL))),
     ),
 }

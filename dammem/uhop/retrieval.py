@@ -82,6 +82,12 @@ def _retrieve_batch(queries, memories, similarity, beta, alpha, *, steps, trace)
     return jax.vmap(one)(queries)
 
 
+def _weight_or_identity(weight, memories: Array, where: str) -> Array:
+    """The checked ``(F, D)`` kernel weight, or the ``(D, D)`` identity (the inner product) for None."""
+    dim = memories.shape[1]
+    return jnp.eye(dim, dtype=memories.dtype) if weight is None else check_kernel_weight(weight, dim, "weight", where)
+
+
 def uhop_retrieve(
     queries: Float[Array, "B D"],
     memories: Float[Array, "K D"],
@@ -128,7 +134,7 @@ def uhop_retrieve(
     dim = memories.shape[1]
     if queries.ndim != 2 or queries.shape[1] != dim:
         raise ValueError(f"{where}: queries must have shape (B, D={dim}), got shape {tuple(queries.shape)}")
-    weight = jnp.eye(dim, dtype=memories.dtype) if weight is None else check_kernel_weight(weight, dim, "weight", where)
+    weight = _weight_or_identity(weight, memories, where)
     try:
         tsallis_alpha = separation_alpha(separation, alpha)
     except ValueError as err:
@@ -143,8 +149,7 @@ def uhop_retrieve(
 
 def _check_margin_args(memories, weight, beta, alpha, chunk_size, where):
     memories = check_memories(memories, where)
-    dim = memories.shape[1]
-    weight = jnp.eye(dim, dtype=memories.dtype) if weight is None else check_kernel_weight(weight, dim, "weight", where)
+    weight = _weight_or_identity(weight, memories, where)
     check_positive(beta, "beta", where)
     if is_concrete(alpha) and not 1.0 < float(alpha) <= 2.0:
         raise ValueError(
@@ -198,10 +203,7 @@ def separation_condition_mask(
     ``u = W xi / ||W xi||`` that the separation loss compares (module docstring; the temperature cancels).
 
     Args:
-      memories: (K, D) stored patterns, K >= 2.
-      weight: (F, D) kernel weight, or None for the patterns themselves.
-      beta: inverse temperature > 0.
-      alpha: the entmax alpha in (1, 2].
+      memories, weight, beta, alpha: as in :func:`exact_retrieval_mask` (``weight`` None: the patterns themselves).
       chunk_size: rows of the (K, K) cosine matrix computed at once (static).
 
     Returns:
