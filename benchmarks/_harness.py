@@ -28,9 +28,11 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dammem._timing import load_average, machine_state, summarize, time_interleaved
+from dammem.experiments._base import markdown_table
 
 __all__ = [
     "MIN_REPEATS",
@@ -41,6 +43,8 @@ __all__ = [
     "device_count_case",
     "write_json",
     "describe",
+    "print_table",
+    "target_status",
 ]
 
 MIN_REPEATS = 15
@@ -82,6 +86,17 @@ def describe(env: dict) -> str:
         f"{env['cpu_model']}, {env['cpu_count']} CPUs, load {env['load_average']}, JAX {env['versions']['jax']} "
         f"({env['jax_backend']}), allocator: {malloc}"
     )
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a markdown table after a blank line: one line per row, cells as given (format numbers first)."""
+    print()
+    print(markdown_table(headers, list(rows)))
+
+
+def target_status(target: dict) -> str:
+    """``"PASS"``, ``"FAIL"`` or ``"skip"`` (``target["pass"]`` None: not evaluated, e.g. without the peer)."""
+    return "skip" if target["pass"] is None else ("PASS" if target["pass"] else "FAIL")
 
 
 def write_json(path: str | os.PathLike, record: dict) -> Path:

@@ -163,25 +163,26 @@ def _mb(b) -> str:
     return "-" if b is None else f"{b / 2**20:.0f}"
 
 
-def print_table(row: dict, args) -> None:
-    print()
-    print("| case | steps per call | ms per step (min) | speed-up vs materialized | encode s (min) | "
-          "peak memory MB (call) | peak / materialized | process peak MB | compile s (encode + steps) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+def print_table(row: dict) -> None:
+    headers = [
+        "case", "steps per call", "ms per step (min)", "speed-up vs materialized", "encode s (min)",
+        "peak memory MB (call)", "peak / materialized", "process peak MB", "compile s (encode + steps)",
+    ]  # fmt: skip
+    cells = []
     for c in (*DRDAM_CASES, "mrdam"):
         t = row["step_timings"][c]
         enc = row["encode_timings"].get(c)
         rss = row.get("rss", {}).get(c)
         comp = row["compile_ms"].get(f"encode_{c}", 0) + row["compile_ms"][f"steps_{c}"]
         ratio = row.get("peak_increase_over_materialized", {}).get(c)
-        print(
-            f"| {c} | {row['steps_per_call'][c]} | {t['median_ms']:.1f} ({t['min_ms']:.1f}) | "
-            f"{row['speedup_per_step_vs_materialized'][c]:.1f} | "
-            f"{'-' if enc is None else format(enc['median_ms'] / 1e3, '.2f')}"
-            f"{'' if enc is None else ' (' + format(enc['min_ms'] / 1e3, '.2f') + ')'} | "
-            f"{_mb(rss['peak_increase_bytes']) if rss else '-'} | {'-' if ratio is None else format(ratio, '.3f')} | "
-            f"{_mb(rss['peak_rss_bytes']) if rss else '-'} | {comp / 1e3:.1f} |"
-        )
+        cells.append([
+            c, row["steps_per_call"][c], f"{t['median_ms']:.1f} ({t['min_ms']:.1f})",
+            f"{row['speedup_per_step_vs_materialized'][c]:.1f}",
+            "-" if enc is None else f"{enc['median_ms'] / 1e3:.2f} ({enc['min_ms'] / 1e3:.2f})",
+            _mb(rss["peak_increase_bytes"]) if rss else "-", "-" if ratio is None else format(ratio, ".3f"),
+            _mb(rss["peak_rss_bytes"]) if rss else "-", f"{comp / 1e3:.1f}",
+        ])  # fmt: skip
+    H.print_table(headers, cells)
     gap = row.get("gaussian_vs_materialized_max_abs_diff")
     if gap is not None:
         print(f"\ngaussian (regenerated) vs materialized end states: max |difference| = {gap:.2e}")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"machine: {H.describe(env)}")
     row = bench(args)
-    print_table(row, args)
+    print_table(row)
     record = {
         "benchmark": "drdam",
         "config": {k: v for k, v in vars(args).items() if k != "out"},

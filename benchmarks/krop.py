@@ -156,26 +156,25 @@ def _fmt(v, spec=".3f"):
     return "-" if v is None else format(v, spec)
 
 
-def print_table(rows: list[dict]) -> None:
-    header = (
-        "| N | params KROP / dense | KROP ms (min) | KROP+signs ms | stage-by-stage ms | dense ms | dense/KROP | "
-        "dense/stage-by-stage | torchhd loop ms | torchhd batched ms | torchhd batched/KROP | copy ms | KROP/copy | "
-        "dense build ms | peak RSS MB KROP / dense |"
-    )
-    print()
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for r in rows:
-        ms, rss = r["median_ms"], r.get("rss", {})
-        peak = " / ".join(_fmt(rss[m]["peak_rss_bytes"] / 2**20, ".0f") if m in rss else "-" for m in ("krop", "dense"))
-        print(
-            f"| {r['N']} | {r['krop_params']} / {r['dense_params']} | {ms['krop']:.3f} "
-            f"({r['timings']['krop']['min_ms']:.3f}) | {ms['krop_signed']:.3f} | {ms['krop_stage_by_stage']:.3f} | "
-            f"{_fmt(r.get('dense_ms'))} | {_fmt(r.get('speedup_vs_dense'), '.1f')} | "
-            f"{_fmt(r.get('stage_by_stage_speedup_vs_dense'), '.1f')} | {_fmt(ms.get('torchhd_cleanup_loop'))} | "
-            f"{_fmt(ms.get('torchhd_batched'))} | {_fmt(r.get('speedup_vs_torchhd_batched'), '.1f')} | "
-            f"{ms['copy']:.3f} | {r['krop_over_copy']:.2f} | {_fmt(r.get('dense_build_ms'), '.1f')} | {peak} |"
-        )
+TABLE_HEADERS = [
+    "N", "params KROP / dense", "KROP ms (min)", "KROP+signs ms", "stage-by-stage ms", "dense ms", "dense/KROP",
+    "dense/stage-by-stage", "torchhd loop ms", "torchhd batched ms", "torchhd batched/KROP", "copy ms", "KROP/copy",
+    "dense build ms", "peak RSS MB KROP / dense",
+]  # fmt: skip
+
+
+def table_row(r: dict) -> list[str]:
+    """The cells of one size's row of :data:`TABLE_HEADERS`."""
+    ms, rss = r["median_ms"], r.get("rss", {})
+    peak = " / ".join(_fmt(rss[m]["peak_rss_bytes"] / 2**20, ".0f") if m in rss else "-" for m in ("krop", "dense"))
+    return [
+        r["N"], f"{r['krop_params']} / {r['dense_params']}", f"{ms['krop']:.3f} ({r['timings']['krop']['min_ms']:.3f})",
+        f"{ms['krop_signed']:.3f}", f"{ms['krop_stage_by_stage']:.3f}", _fmt(r.get("dense_ms")),
+        _fmt(r.get("speedup_vs_dense"), ".1f"), _fmt(r.get("stage_by_stage_speedup_vs_dense"), ".1f"),
+        _fmt(ms.get("torchhd_cleanup_loop")), _fmt(ms.get("torchhd_batched")),
+        _fmt(r.get("speedup_vs_torchhd_batched"), ".1f"), f"{ms['copy']:.3f}", f"{r['krop_over_copy']:.2f}",
+        _fmt(r.get("dense_build_ms"), ".1f"), peak,
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         r = rows[-1]
         print(f"  N={n}: krop {r['median_ms']['krop']:.3f} ms, dense {_fmt(r.get('dense_ms'))} ms", flush=True)
-    print_table(rows)
+    H.print_table(TABLE_HEADERS, [table_row(r) for r in rows])
     checks = [r[f"{m}_matches_dense_argmax"] for r in rows for m in CHECKED if f"{m}_matches_dense_argmax" in r]
     print(
         f"\nKROP clean-up equals the float64 argmax over its dense matrix (N <= {krop_timing.CHECK_MAX_SIZE}): "

@@ -197,33 +197,38 @@ def run_size(n: int, total: int, seed: int, *, repeats: int, rounds: int, warmup
 
 
 def print_table(n: int, total: int, res: dict[str, dict]) -> None:
-    header = (
-        f"{'method':32s} {'median ms':>9s} {'min ms':>8s} {'compile s':>9s} {'/ jax softmax':>13s} {'vs peer':>9s}"
-        f" {'peak MB':>8s}  peer (max |dp|, |dz| diff)"
-    )
     print(f"\nN = {n} (shape ({total // n}, {n}), float32, forward + backward)")
-    print(header)
-    print("-" * len(header))
+    rows = []
     for name, r in res.items():
-        compile_s = f"{r['compile_s']:9.2f}" if r["compile_s"] is not None else f"{'':9s}"
-        speed = f"{r['speedup_vs_peer']:8.1f}x" if "speedup_vs_peer" in r else f"{'':9s}"
-        rss = f"{r['rss']['peak_increase_bytes'] / 2**20:8.1f}" if "rss" in r else f"{'-':>8s}"
-        peer = ""
+        peer = "-"
         if "peer" in r:
             dp, dz = r["max_abs_diff_vs_peer"]
             peer = f"{r['peer']} ({dp:.1e}, {dz:.1e})"
-        print(
-            f"{name:32s} {r['median_ms']:9.2f} {r['min_ms']:8.2f} {compile_s} {r['ratio_to_jax_softmax']:12.2f}x "
-            f"{speed} {rss}  {peer}"
-        )
+        rows.append([
+            name, f"{r['median_ms']:.2f}", f"{r['min_ms']:.2f}",
+            "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}", f"{r['ratio_to_jax_softmax']:.2f}x",
+            f"{r['speedup_vs_peer']:.1f}x" if "speedup_vs_peer" in r else "-",
+            f"{r['rss']['peak_increase_bytes'] / 2**20:.1f}" if "rss" in r else "-", peer,
+        ])  # fmt: skip
+    H.print_table(
+        [
+            "method", "median ms", "min ms", "compile s", "/ jax softmax", "vs peer", "peak MB",
+            "peer (max abs diff: p, dz)",
+        ],  # fmt: skip
+        rows,
+    )
 
 
 def print_targets(targets: list[dict]) -> None:
     print("\nTargets (median times):")
-    for t in targets:
-        status = "skip (no peer)" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
-        value = "" if t["value"] is None else f"{t['value']:.2f}"
-        print(f"  N={t['size']:<6d} {t['target']:44s} {value:>8s}  (threshold {t['threshold']:g})  {status}")
+    H.print_table(
+        ["N", "target", "value", "threshold", "status"],
+        [
+            [t["size"], t["target"], "-" if t["value"] is None else f"{t['value']:.2f}", f"{t['threshold']:g}",
+             "skip (no peer)" if t["pass"] is None else H.target_status(t)]  # fmt: skip
+            for t in targets
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -210,16 +210,19 @@ def main(argv: list[str] | None = None) -> int:
                 "uhop:loss_rss_case", {"k": args.rss_k, "d": args.d, "chunk_size": args.chunk_size, "seed": args.seed}
             )
     res = out["results"]
-    header = f"{'method':20s} {'median ms':>10s} {'min ms':>9s} {'steps/s':>9s} {'dammem x':>9s}  max |loss|, |W| diff"
     print(f"\nloss {out['loss_first']:.4f} -> {out['loss_last']:.4f} over {args.steps} steps")
-    print(header)
-    print("-" * len(header))
-    for name, r in res.items():
-        diff = ""
-        if "max_abs_loss_diff_vs_dammem" in r:
-            diff = f"{r['max_abs_loss_diff_vs_dammem']:.1e}, {r['max_abs_weight_diff_vs_dammem']:.1e}"
-        print(f"{name:20s} {r['median_ms']:10.1f} {r['min_ms']:9.1f} {r['steps_per_s']:9.2f} "
-              f"{r['dammem_speedup']:8.2f}x  {diff}")  # fmt: skip
+    H.print_table(
+        ["method", "median ms", "min ms", "steps/s", "dammem x", "max abs diff (loss, W)"],
+        [
+            [
+                name, f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['steps_per_s']:.2f}",
+                f"{r['dammem_speedup']:.2f}x",
+                f"{r['max_abs_loss_diff_vs_dammem']:.1e}, {r['max_abs_weight_diff_vs_dammem']:.1e}"
+                if "max_abs_loss_diff_vs_dammem" in r else "-",
+            ]  # fmt: skip
+            for name, r in res.items()
+        ],
+    )
 
     targets = []
     speed = {"target": f"dammem >= {SPEED_TARGET:g}x torch.pdist steps/s", "value": None, "pass": None}
@@ -238,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     targets.append(memory)
     print("\nTargets:")
-    for t in targets:
-        status = "skip" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
-        print(f"  {t['target']:52s} {status}")
+    H.print_table(["target", "status"], [[t["target"], H.target_status(t)] for t in targets])
     record = {
         "benchmark": "uhop",
         "config": {

@@ -82,3 +82,9 @@ def test_run_case_errors():
         H.run_case("no_colon")
     with pytest.raises(ValueError, match="run_case: host_devices must be None or an int >= 1"):
         H.run_case("_harness:device_count_case", host_devices=0)
+
+
+def test_print_table_and_target_status(capsys):
+    H.print_table(["N", "ms"], [[64, "0.10"], [128, "0.25"]])
+    assert capsys.readouterr().out == "\n| N | ms |\n|---|---|\n| 64 | 0.10 |\n| 128 | 0.25 |\n"
+    assert [H.target_status({"pass": p}) for p in (True, False, None)] == ["PASS", "FAIL", "skip"]
