@@ -2,7 +2,7 @@
 
 A checkpoint holds the module's whole state, ``nnx.state(module)``: its ``nnx.Param`` weights and every other
 variable (stored memories, random-feature draws and their PRNG keys, fixed signs, RNG streams), in orbax's
-standard format (``orbax.checkpoint.StandardCheckpointer``). The configuration (sizes, kinds, fixed hyperparameters)
+standard format (``orbax.checkpoint.StandardCheckpointHandler``). The configuration (sizes, kinds, fixed hyperparameters)
 is code, as everywhere in Flax: restore into a module built with the same arguments, either a freshly initialised
 one (any ``rngs``: its values are replaced) or an abstract one from ``nnx.eval_shape``, which allocates nothing.
 The restored module computes bit-identical outputs.
@@ -35,6 +35,11 @@ __all__ = ["save_checkpoint", "restore_checkpoint"]
 M = TypeVar("M", bound=nnx.Module)
 
 
+def _checkpointer() -> ocp.Checkpointer:
+    """A synchronous orbax checkpointer of PyTrees of arrays (the standard handler): save returns when written."""
+    return ocp.Checkpointer(ocp.StandardCheckpointHandler())
+
+
 def _check_module(module, name: str, where: str) -> None:
     if not isinstance(module, nnx.Module):
         raise TypeError(f"{where}: {name} must be a flax.nnx.Module, got {type(module).__name__}")
@@ -63,14 +68,42 @@ def save_checkpoint(path: str | os.PathLike, module: nnx.Module, *, overwrite: b
         raise TypeError(f"{where}: overwrite must be a bool, got {overwrite!r}")
     if os.path.exists(directory) and not overwrite:
         raise ValueError(f"{where}: path {directory!r} already exists; pass overwrite=True to replace it")
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory, nnx.state(module), force=overwrite)
+    with _checkpointer() as checkpointer:
+        checkpointer.save(directory, args=ocp.args.StandardSave(nnx.state(module)), force=overwrite)
 
 
 def _abstract(leaf):
     if isinstance(leaf, jax.Array):
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
     return leaf
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """``{"a/b/value": shape}`` of every array leaf; typed PRNG keys count as their key data (as orbax stores them)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        out[name] = tuple(leaf.shape)
+    return out
+
+
+def _check_match(saved_tree, target_state, directory: str, target_name: str, where: str) -> None:
+    saved, wanted = _shapes(saved_tree), _shapes(target_state)
+    problems = [f"{name} is not in the checkpoint" for name in wanted if name not in saved]
+    problems += [f"{name} is in the checkpoint but not in the target" for name in saved if name not in wanted]
+    problems += [
+        f"{name} has shape {saved[name]} in the checkpoint but {shape} in the target"
+        for name, shape in wanted.items()
+        if name in saved and saved[name] != shape
+    ]
+    if problems:
+        raise ValueError(
+            f"{where}: the checkpoint at {directory!r} does not match the target {target_name} (build the target "
+            f"with the arguments of the saved module): " + "; ".join(problems[:4])
+        )
 
 
 def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
@@ -97,12 +130,8 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
         raise FileNotFoundError(f"{where}: no checkpoint directory at {directory!r}")
     graphdef, state = nnx.split(target)
     abstract_state = jax.tree.map(_abstract, state)
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            restored = checkpointer.restore(directory, abstract_state)
-    except ValueError as err:
-        raise ValueError(
-            f"{where}: the checkpoint at {directory!r} does not match the target {type(target).__name__} (build "
-            f"the target with the arguments of the saved module): {err}"
-        ) from err
+    with _checkpointer() as checkpointer:
+        item = checkpointer.metadata(directory).item_metadata
+        _check_match(getattr(item, "tree", item), abstract_state, directory, type(target).__name__, where)
+        restored = checkpointer.restore(directory, args=ocp.args.StandardRestore(abstract_state))
     return nnx.merge(graphdef, restored)

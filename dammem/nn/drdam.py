@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from functools import partial
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Bool, Float

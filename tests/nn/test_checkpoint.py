@@ -126,12 +126,17 @@ def test_typed_prng_keys_survive_the_round_trip(tmp_path):
 def test_restore_refuses_a_mismatched_target_and_save_refuses_to_overwrite(tmp_path):
     book = KROPCodebook(8, signed=True, rngs=nnx.Rngs(0))
     save_checkpoint(tmp_path / "ckpt", book)
-    with pytest.raises(ValueError, match="restore_checkpoint: the checkpoint at .* does not match the target"):
+    with pytest.raises(ValueError, match=r"restore_checkpoint: the checkpoint at .* does not match the target "
+                       r"KROPCodebook .*signs/value has shape \(8,\) in the checkpoint but \(16,\) in the target"):
         restore_checkpoint(tmp_path / "ckpt", KROPCodebook(16, signed=True, rngs=nnx.Rngs(0)))  # other shape
-    with pytest.raises(ValueError, match="restore_checkpoint: .* does not match the target KROPCodebook"):
+    with pytest.raises(ValueError, match="signs/value is in the checkpoint but not in the target"):
         restore_checkpoint(tmp_path / "ckpt", KROPCodebook(8, rngs=nnx.Rngs(0)))  # no signs
-    with pytest.raises(ValueError, match="does not match the target EnergyDescent"):
+    with pytest.raises(ValueError, match="does not match the target EnergyDescent .*memories/value is not in the "):
         restore_checkpoint(tmp_path / "ckpt", EnergyDescent(2, 8, step_size=0.1, rngs=nnx.Rngs(0)))
+    drdam = _drdam(nnx.Rngs(0))  # a typed PRNG key is compared by its key data
+    save_checkpoint(tmp_path / "drdam", drdam)
+    with pytest.raises(ValueError, match="random_features/value/phases has shape"):
+        restore_checkpoint(tmp_path / "drdam", DrDAMMemory(8, 32, kind="cos", beta=2.0, rngs=nnx.Rngs(0)))
     with pytest.raises(FileNotFoundError, match="restore_checkpoint: no checkpoint directory"):
         restore_checkpoint(tmp_path / "missing", book)
     with pytest.raises(ValueError, match="save_checkpoint: path .* already exists; pass overwrite=True"):
