@@ -230,25 +230,50 @@ def test_traced_beta_alpha_tol_do_not_retrace():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("separation", ["softmax", "entmax"])
-def test_gradients_match_finite_differences(x64, separation):
+@pytest.mark.parametrize("separation, steps", [("softmax", 1), ("entmax", 2)])
+def test_gradients_match_finite_differences(x64, separation, steps):
+    """Softmax with one step is the fused read-out with its own derivative rule (forward and reverse mode checked);
+    entmax with two steps differentiates through the separations and the update."""
     q, k, v = _inputs(14, nq=2, ns=4, d=3, dv=2, dtype=np.float64)
     mask = jnp.asarray(np.array([True, True, True, False]))
     weights = jnp.asarray(np.random.default_rng(15).normal(size=(2, 2, 2, 2)))
 
     def loss(q, k, v, beta, alpha):
         out = hopfield_attention(
-            q, k, v, beta=beta, mask=mask, update_steps=2, separation=separation,
+            q, k, v, beta=beta, mask=mask, update_steps=steps, separation=separation,
             alpha=alpha if separation == "entmax" else None,
         )  # fmt: skip
         return jnp.sum(out * weights)
 
     args = (q, k, v, jnp.array([0.9, 1.4]), jnp.array([1.4, 1.7]))
-    check_grads(loss, args, order=1, modes=["rev"], atol=1e-6, rtol=1e-6, eps=1e-5)
+    modes = ["fwd", "rev"] if separation == "softmax" else ["rev"]
+    check_grads(loss, args, order=1, modes=modes, atol=1e-6, rtol=1e-6, eps=1e-5)
     grads = jax.grad(loss, argnums=(3, 4))(*args)
     assert np.all(np.abs(np.asarray(grads[0])) > 1e-6)  # each head's beta has an effect
     if separation == "entmax":
         assert np.all(np.abs(np.asarray(grads[1])) > 1e-6)
+
+
+def test_fused_softmax_read_out_equals_the_separation_path():
+    """The fused one-step softmax (no weights asked) against the generic path (weights asked, and the separations'
+    softmax passed as a callable): outputs and gradients, with a padding mask, a fully hidden row and shared keys."""
+    from dammem.separations import softmax
+
+    q, k, v = _inputs(20)
+    mask = jnp.ones((2, 1, 3, 5), bool).at[1, :, :, 3:].set(False).at[0, :, 2].set(False)
+    beta = jnp.array([0.8, 1.9])
+    cot = jnp.asarray(np.random.default_rng(21).normal(size=(2, 3, 2, 3)), jnp.float32)
+
+    def loss(sep, q, k, v, beta):
+        return jnp.sum(cot * hopfield_attention(q, k[0], v[0], beta=beta, mask=mask, separation=sep))
+
+    fused, generic = jax.value_and_grad(loss, argnums=(1, 2, 3, 4)), jax.value_and_grad(loss, argnums=(1, 2, 3, 4))
+    (l1, g1), (l2, g2) = fused("softmax", q, k, v, beta), generic(softmax, q, k, v, beta)
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-6)
+    out, _ = hopfield_attention(q, k, v, mask=mask, return_weights=True)
+    np.testing.assert_allclose(np.asarray(hopfield_attention(q, k, v, mask=mask)), np.asarray(out), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------------
