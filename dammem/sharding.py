@@ -38,6 +38,8 @@ searched on stopped gradients and re-attached through its implicit derivative,
 ``dv = (sum w dz + (da / a) sum w (z - m - v) - (da / a^2) sum p log(1 + a (z - m - v))) / sum w`` with
 ``w = p^(2 - alpha)`` (Peters et al. (2019), Prop. 2; the sums are ``psum``-ed). Second derivatives of the sparse
 separations are not those of the single-device kernel.
+Differentiate under ``jax.jit``; outside it, a mesh with Explicit axes (the default of ``jax.make_mesh``) needs
+``with jax.set_mesh(mesh):`` (JAX places the cotangents of explicitly sharded results on that mesh).
 
 Batch parallel: :func:`shard_batch` runs a function of one example over a batch split along a mesh axis (VSA and
 KROP batches, independent trials of an experiment), ``jax.vmap`` semantics on every device.
@@ -742,7 +744,10 @@ def _retrieve_kernel(x0, memories, mask, beta, alpha, clamp, tol, *, spec, mesh,
                 t + 1,
             )
 
-        init = (start, e0, p0, jnp.zeros(batch, jnp.int32), jnp.zeros(batch, jnp.bool_), jnp.int32(0))
+        steps0, done0 = jnp.zeros(batch, jnp.int32), jnp.zeros(batch, jnp.bool_)
+        if batch_axis is not None:  # per-query counters differ between the query shards
+            steps0, done0 = lax.pcast((steps0, done0), batch_axis, to="varying")
+        init = (start, e0, p0, steps0, done0, jnp.int32(0))
         x, e, _, steps, done, _ = lax.while_loop(cond, body, init)
         return x, e, steps, done
 
@@ -1036,7 +1041,9 @@ def _encode_kernel(features, memories, beta, *, mesh, axis, chunk_size, batch_si
         return jnp.where(total > 0, shift + jnp.log(jnp.where(total > 0, total, 1.0)), -jnp.inf)
 
     memories = _place(memories, mesh, P(axis, None))
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis, None), P()), out_specs=P())(features, memories, beta)
+    # check_vma=False: the single-device encoder's loops start from constants (they are not marked per device)
+    fn = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis, None), P()), out_specs=P(), check_vma=False)
+    return fn(features, memories, beta)
 
 
 def sharded_encode(
@@ -1166,7 +1173,8 @@ def _shard_batch_jit(fn, mesh, axis, axes, *args):
     specs = tuple(P(axis) if ax == 0 else P() for ax in axes)
     args = tuple(jax.tree.map(lambda leaf, s=s: _place(leaf, mesh, s), arg) for arg, s in zip(args, specs))
     mapped = jax.vmap(fn, in_axes=axes)
-    return jax.shard_map(mapped, mesh=mesh, in_specs=specs, out_specs=P(axis))(*args)
+    # check_vma=False: ``fn`` is any single-device code (its loops may start from constants)
+    return jax.shard_map(mapped, mesh=mesh, in_specs=specs, out_specs=P(axis), check_vma=False)(*args)
 
 
 # ----------------------------------------------------------------------------------------------------------------
