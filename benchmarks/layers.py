@@ -17,7 +17,8 @@ every parameter of the layer (query, key, value and output projections with bias
 
 Before timing, the PyTorch layer's weights are copied into the softmax ``Hopfield`` and the loss, the outputs and
 every parameter gradient are compared (recorded as ``check``: outputs must agree to 1e-4 and gradients to 1e-4 of
-the largest gradient entry; the key bias's gradient is zero in exact arithmetic, softmax being shift-invariant). Timing (see
+the largest gradient entry; the key bias's gradient is zero in exact arithmetic, softmax being
+shift-invariant). Timing (see
 ``_harness``): JAX and PyTorch are two phases that take turns in ``--rounds`` rounds with a pause before each (never
 interleaved call by call: PyTorch's OpenMP workers keep spinning after a call and slow the JAX call that follows);
 within a phase the methods interleave call by call. The table gives the median and minimum in milliseconds and the

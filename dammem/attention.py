@@ -321,14 +321,14 @@ def _hopfield_kernel(
 
 
 def hopfield_attention(
-    query: Float[ArrayLike, "*batch Q H D"],
-    key: Float[ArrayLike, "*batch S H D"],
-    value: Float[ArrayLike, "*batch S H D_v"],
+    query: Float[ArrayLike, "*qbatch Q H D"],
+    key: Float[ArrayLike, "*kbatch S H D"],
+    value: Float[ArrayLike, "*vbatch S H D_v"],
     *,
     beta: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
     separation: Separation = "softmax",
     alpha: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
-    mask: Bool[ArrayLike, "*#batch #H #Q #S"] | None = None,
+    mask: Bool[ArrayLike, "*#mbatch #H #Q #S"] | None = None,
     update_steps: int = 1,
     tol: float | None = None,
     dropout_rate: float = 0.0,
@@ -346,7 +346,8 @@ def hopfield_attention(
 
     Args:
       query: the queries (initial states), ``(..., Q, H, D)``.
-      key: the stored patterns, ``(..., S, H, D)``; batch axes broadcast against the query's.
+      key: the stored patterns, ``(..., S, H, D)``; the batch axes of query, key and value broadcast together
+        (stored patterns shared by a batch of queries need none).
       value: what is read out, ``(..., S, H, D_v)``.
       beta: inverse temperature multiplying the scores: a positive scalar or one per head ``(H,)``; default
         ``1 / sqrt(D)``.

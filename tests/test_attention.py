@@ -114,7 +114,8 @@ def test_softmax_one_step_equals_dot_product_attention_with_masks():
     q, k, v = _inputs(5, nq=5, ns=5, dv=4)
     pad = jnp.broadcast_to(_padding_mask(ns=5), (2, 1, 5, 5))
     causal = jnp.broadcast_to(jnp.tril(jnp.ones((5, 5), bool)), (2, 1, 5, 5))
-    for ours, theirs in ((pad, dict(mask=pad)), (causal, dict(is_causal=True)), (pad & causal, dict(mask=pad & causal))):
+    cases = ((pad, dict(mask=pad)), (causal, dict(is_causal=True)), (pad & causal, dict(mask=pad & causal)))
+    for ours, theirs in cases:
         expected = jax.nn.dot_product_attention(q, k, v, **theirs)
         np.testing.assert_allclose(np.asarray(hopfield_attention(q, k, v, mask=ours)), expected, atol=2e-6)
 
@@ -320,6 +321,19 @@ def test_dropout_on_read_out_weights():
         expected = jnp.where(keep, w / 0.75, 0.0)
         np.testing.assert_allclose(np.asarray(jnp.swapaxes(out, -3, -2)), np.asarray(expected), atol=1e-6)
         np.testing.assert_allclose(np.asarray(w_before), np.asarray(w), atol=1e-7)
+
+
+def test_shape_annotations():
+    """The jaxtyping annotations hold at run time (checked with beartype), broadcast batches included."""
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    checked = jaxtyped(typechecker=beartype)(hopfield_attention)
+    q, k, v = _inputs(22)
+    assert checked(q, k[0], v[0], mask=jnp.ones((1, 1, 5), bool)).shape == (2, 3, 2, 3)
+    assert checked(q[0], k, v, return_weights=True)[1].shape == (2, 2, 3, 5)
+    with pytest.raises(TypeCheckError):
+        checked(q, k, v[:, :4])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -368,7 +368,8 @@ class Hopfield(nnx.Module):
                 raise ValueError(
                     f"{where}: inputs_k has {inputs_k.shape[-1]} features, expected in_features={self.in_features}"
                 )
-            return self._split(inputs_q, "inputs_q"), self._split(inputs_k, "inputs_k"), self._split(inputs_v, "inputs_v")
+            return tuple(self._split(x, name) for x, name in ((inputs_q, "inputs_q"), (inputs_k, "inputs_k"),
+                                                               (inputs_v, "inputs_v")))  # fmt: skip
         for name, x in (("inputs_k", inputs_k), ("inputs_v", inputs_v)):
             if x.shape[-1] != self.in_kv_features:
                 raise ValueError(f"{where}: {name} has {x.shape[-1]} features, expected {self.in_kv_features}")
@@ -401,9 +402,9 @@ class Hopfield(nnx.Module):
 
     def __call__(
         self,
-        inputs_q: Float[ArrayLike, "*batch Q F"],
-        inputs_k: Float[ArrayLike, "*batch S F_kv"] | None = None,
-        inputs_v: Float[ArrayLike, "*batch S F_kv"] | None = None,
+        inputs_q: Float[ArrayLike, "*qbatch Q F"],
+        inputs_k: Float[ArrayLike, "*kbatch S F_kv"] | None = None,
+        inputs_v: Float[ArrayLike, "*vbatch S F_v"] | None = None,
         *,
         mask: ArrayLike | None = None,
         deterministic: bool | None = None,
