@@ -2,7 +2,7 @@
 
 Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
 papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.drdam`, :mod:`dammem.uhop`, :mod:`dammem.vsa`,
-:mod:`dammem.experiments`; modules
+:mod:`dammem.nn` (Flax NNX layers), :mod:`dammem.experiments`; modules :mod:`dammem.attention`,
 :mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`,
 :mod:`dammem.corruptions`. Shapes in
 every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
@@ -21,8 +21,10 @@ __version__ = "0.1.0"
 
 from dammem import drdam as drdam
 from dammem import energies as energies
+from dammem import nn as nn
 from dammem import uhop as uhop
 from dammem import vsa as vsa
+from dammem.attention import hopfield_attention as hopfield_attention
 from dammem.dynamics import Retrieval as Retrieval
 from dammem.dynamics import retrieve as retrieve
 from dammem.separations import SEPARATIONS as SEPARATIONS
