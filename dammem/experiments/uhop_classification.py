@@ -34,6 +34,12 @@ maximum train accuracy over the epochs and the test accuracy after the last epoc
 over ``repeats`` independent runs (initial parameters, mini-batch orders and kernel mini-batches; within a repeat
 every model gets the same ones), trained at once under ``nnx.vmap``.
 
+Protocol notes. This follows Alg. 2 as written: the kernel learns from the separation loss only and the task loss
+never moves it. The public classification code of Wu et al. (2024) differs: it first fits the kernel (and, through
+the memories, the patch embedding) for 50 epochs of SGD on the separation loss, then trains every parameter, the
+kernel included, with Adam on the task loss (cosine learning-rate decay); its sparse runs compute softmax (the
+separation argument does not reach the layer).
+
 Sizes: ``size: small`` (embedding 64, 10 epochs, batch 32: minutes on a CPU) or ``size: paper`` (embedding 512,
 25 epochs, batch 128: Wu et al. (2024), Table 5); ``embed_dim``, ``epochs`` and ``batch_size`` override either.
 Their patch size 32 would make a CIFAR-10 image a single patch; the configs use 4 (CIFAR-10, 64 patches) and 7
