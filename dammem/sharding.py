@@ -192,6 +192,21 @@ def _place(x: Array, mesh: Mesh, spec: P) -> Array:
     return jax.device_put(x, NamedSharding(mesh, spec))
 
 
+def _onto(mesh: Mesh, value: Any, spec: P) -> Any:
+    """Arrays committed to other devices (e.g. ``jax.device_put(x, jax.devices()[0])``) move onto ``mesh`` as
+    ``spec`` before a compiled program runs (``jit`` refuses arguments committed to different device sets); arrays
+    already there, uncommitted arrays and tracers are left alone."""
+    devices = set(mesh.devices.flat)
+
+    def move(leaf):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and leaf.committed:
+            if leaf.sharding.device_set != devices:
+                return jax.device_put(leaf, NamedSharding(mesh, spec))
+        return leaf
+
+    return jax.tree.map(move, value)
+
+
 def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Array:
     """Lay ``array`` out on ``mesh`` split along ``dim`` over the mesh axis ``axis`` (replicated over the others).
 
@@ -602,7 +617,11 @@ def _prepare_step(x, memories, beta, mesh, axis, model, alpha, similarity, mask,
     mesh, _, x, memories, mask = _check_memory_args(x, memories, mask, mesh, axis, batch_axis, where)
     beta = _check_beta(beta, where)
     single = x.ndim == 1
-    return spec, alpha, mesh, (x[None] if single else x), memories, mask, beta, single
+    xb = x[None] if single else x
+    xs, ms, ks = _specs(axis, batch_axis, mask is not None)
+    xb, memories, mask = _onto(mesh, xb, xs), _onto(mesh, memories, ms), _onto(mesh, mask, ks)
+    beta, alpha = _onto(mesh, beta, P()), _onto(mesh, alpha, P())
+    return spec, alpha, mesh, xb, memories, mask, beta, single
 
 
 def sharded_update(
@@ -825,6 +844,9 @@ def sharded_retrieve(
             )
     single = x0.ndim == 1
     xb = x0[None] if single else x0
+    xs, ms, ks = _specs(axis, batch_axis, mask is not None)
+    xb, memories, mask = _onto(mesh, xb, xs), _onto(mesh, memories, ms), _onto(mesh, mask, ks)
+    beta, alpha, clamp, tol = (_onto(mesh, v, P()) for v in (beta, alpha, clamp, tol))
     x, e, steps, done = _retrieve_kernel(
         xb,
         memories,
@@ -1016,6 +1038,12 @@ def sharded_hopfield_attention(
         full_ndim = max(query.ndim, key.ndim)  # the weights' (..., H, Q, S)
         mask = mask.reshape((1,) * (full_ndim - mask.ndim) + mask.shape)
         mask_split = mask.shape[-1] == key.shape[-3] and key.shape[-3] > 1
+    kv_spec = P(*((None,) * (key.ndim - 3)), axis, None, None)
+    query, beta, alpha = (_onto(mesh, v, P()) for v in (query, beta, alpha))
+    key, value = _onto(mesh, key, kv_spec), _onto(mesh, value, kv_spec)
+    if mask is not None:
+        mask = _onto(mesh, mask, P(*((None,) * (mask.ndim - 1)), axis if mask_split else None))
+    tol = None if tol is None else _onto(mesh, jnp.asarray(tol), P())
     out = _attention_kernel(
         query, key, value, beta, alpha if kind == GENERAL else None, mask, None if tol is None else jnp.asarray(tol),
         mesh=mesh, axis=axis, kind=kind, update_steps=update_steps, return_weights=return_weights,
@@ -1100,6 +1128,7 @@ def sharded_encode(
     check_chunk_size(features, chunk_size, where)
     if batch_size is not None:
         check_int(batch_size, "batch_size", where, minimum=1)
+    features, memories, beta = _onto(mesh, features, P()), _onto(mesh, memories, P(axis, None)), _onto(mesh, beta, P())
     t = _encode_kernel(features, memories, beta, mesh=mesh, axis=axis, chunk_size=chunk_size, batch_size=batch_size)
     return Memory(t, jnp.asarray(memories.shape[0], jnp.int32))
 
@@ -1163,6 +1192,7 @@ def shard_batch(
                 f"{sorted(sizes, key=str)}"
             )
         _check_divides(sizes.pop(), size, "the batch size", axis, where)
+        args = tuple(_onto(mesh, arg, P(axis) if ax == 0 else P()) for arg, ax in zip(args, axes))
         return _shard_batch_jit(fn, mesh, axis, axes, *args)
 
     return call

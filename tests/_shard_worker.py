@@ -211,6 +211,12 @@ def model_cases():
                 jax.vmap(lambda q, stored=stored, energy=energy: energy(q, stored, BETA))(x),
             )
     mesh = meshes()["8"][0]
+    # arrays committed to one device move onto the mesh (jit would refuse them beside arrays on 8 devices)
+    first = jax.devices()[0]
+    put("update/committed_inputs",
+        sh.sharded_update(jax.device_put(x, first), sh.distribute(memories, mesh, "memory"), BETA, mesh=mesh,
+                          axis="memory"),
+        jax.vmap(lambda q: sparse_hopfield_update(q, memories, BETA, 1.0))(x))  # fmt: skip
     # a traced alpha (alpha = 1 exactly takes the softmax branch) and a traced beta
     traced = jax.jit(
         lambda alpha, beta: sh.sharded_update(

@@ -107,6 +107,10 @@ def test_shard_update_and_energy_equal_single_device(results, mesh, case):
     compare(results, f"energy/{mesh}/{case}", atol=1e-5, rtol=1e-6)
 
 
+def test_shard_update_accepts_inputs_committed_elsewhere(results):
+    compare(results, "update/committed_inputs", atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("alpha", [1.0, 1.3, 2.0])
 def test_shard_update_with_traced_alpha(results, alpha):
     """One compiled program for every alpha; alpha = 1 exactly runs the softmax formula (as on one device)."""

@@ -1,0 +1,312 @@
+"""Memory-parallel modern Hopfield retrieval at scale: K = 2^20 memories of D = 256 split over 8 host devices.
+
+Run from the repository root: ``python benchmarks/scale.py [--memories 1048576] [--out FILE]`` (JSON to
+``runs/bench_scale.json`` by default). Each measurement runs in its own Python process with 8 XLA host (CPU)
+devices (``_harness.run_case(..., host_devices=8)``), the same way the program would spread over 8 GPUs or TPU
+cores.
+
+The problem: ``K`` random Gaussian memories of dimension ``D`` (float32: ``K D 4`` bytes, 1 GiB at the defaults),
+generated directly in place, one slice per device, and ``B`` queries near stored patterns. Cases:
+
+* ``sharded_update`` / ``single_update``: one modern Hopfield update ``x <- Xi^T softmax(beta Xi x)`` of the ``B``
+  queries (Ramsauer et al. (2021), eq. 3), with the memories split along ``K`` over 8 devices
+  (:func:`dammem.sharding.sharded_update`) and on one device (``jax.vmap`` of
+  :func:`dammem.energies.sparse_hopfield_update` with alpha = 1);
+* ``sharded_retrieve`` / ``single_retrieve``: ``--steps`` fixed-point steps with the energy tracked
+  (:func:`dammem.sharding.sharded_retrieve` with ``tol=None``, against ``jax.vmap`` of ``dammem.retrieve`` with the
+  modern Hopfield energy and update). The single-device loop evaluates the scores twice per step (update and
+  energy), the sharded one once (the energy's scores feed the next update).
+
+Reported: per-device memory of every compiled program from ``compiled.memory_analysis()`` (arguments, outputs and
+temporaries of one device's program; the sharded one should hold about 1/8 of the memories), the time of each case
+(at least 15 timed calls, interleaved, minimum and median), the largest difference between the sharded and the
+single-device results, and the largest ``K`` whose sharded retrieval runs on this machine: ``K`` doubles from
+``--memories`` in fresh processes, each started only while ``MemAvailable`` (``/proc/meminfo``) exceeds twice the
+memory set plus ``--reserve-gib``, and the search stops at the first failure, at ``--max-memories`` or at
+``--max-gib`` of memories. On a CPU the 8 "devices" share the host's cores and memory, so the sharded times
+measure the overhead of the split rather than a speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from functools import partial
+
+import _harness as H
+
+GIB = 1 << 30
+
+
+def _memory_stats(compiled) -> dict:
+    """Per-device bytes of a compiled program (``compiled.memory_analysis()``)."""
+    stats = compiled.memory_analysis()
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes")
+    out = {name: int(getattr(stats, name)) for name in fields}
+    out["total_bytes"] = out["argument_size_in_bytes"] + out["output_size_in_bytes"] + out["temp_size_in_bytes"]
+    return out
+
+
+def _mesh():
+    """All devices on one axis ``memory`` (automatic axis types: the set-up slices the sharded memories freely)."""
+    import jax
+    from jax.sharding import AxisType
+
+    return jax.make_mesh((jax.device_count(),), ("memory",), axis_types=(AxisType.Auto,))
+
+
+def problem(memories: int, dim: int, queries: int, seed: int, mesh=None, axis: str = "memory"):
+    """Gaussian memories (K, D) made in place (split over ``axis`` of ``mesh`` when given) and queries (B, D) at
+    ``0.3`` relative noise from the first ``B`` memories."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    k_mem, k_noise = jax.random.split(jax.random.key(seed))
+    out = None if mesh is None else NamedSharding(mesh, P(axis, None))
+    make = jax.jit(lambda k: jax.random.normal(k, (memories, dim), jnp.float32) / math.sqrt(dim), out_shardings=out)
+    mem = make(k_mem)
+    x = mem[:queries] + 0.3 / math.sqrt(dim) * jax.random.normal(k_noise, (queries, dim), jnp.float32)
+    return mem, jax.device_put(x, jax.devices()[0])
+
+
+def _programs(mem_sharded, mem_single, x, beta: float, steps: int, mesh):
+    """The four cases compiled for their arguments: ``{name: (compiled program, (queries, memories))}``."""
+    import jax
+
+    import dammem
+    from dammem import sharding
+    from dammem.energies import modern_hopfield_energy, sparse_hopfield_update
+
+    update = partial(sparse_hopfield_update, alpha=1.0)
+
+    def single_retrieve(x, mem):
+        def one(q):
+            return dammem.retrieve(
+                modern_hopfield_energy, q, (mem, beta), update=update, max_steps=steps, tol=None
+            ).x  # fmt: skip
+
+        return jax.vmap(one)(x)
+
+    funcs = {
+        "sharded_update": lambda x, mem: sharding.sharded_update(x, mem, beta, mesh=mesh, axis="memory"),
+        "single_update": lambda x, mem: jax.vmap(lambda q: update(q, mem, beta))(x),
+        "sharded_retrieve": lambda x, mem: (
+            sharding.sharded_retrieve(x, mem, beta, mesh=mesh, axis="memory", max_steps=steps, tol=None).x
+        ),
+        "single_retrieve": single_retrieve,
+    }
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    x_mesh = jax.device_put(x, NamedSharding(mesh, P()))  # the queries, replicated on every device
+    programs = {}
+    for name, fn in funcs.items():
+        args = (x_mesh, mem_sharded) if name.startswith("sharded") else (x, mem_single)
+        if args[1] is None:
+            continue
+        programs[name] = (jax.jit(fn).lower(*args).compile(), args)
+    return programs
+
+
+def scale_case(memories: int, dim: int, queries: int, beta: float, steps: int, repeats: int, seed: int,
+               single: bool) -> object:  # fmt: skip
+    """A case for ``_harness.run_case(..., host_devices=8)``: compile every case, then a call times them all."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from dammem import sharding
+
+    mesh = _mesh()
+    mem_sharded, x = problem(memories, dim, queries, seed, mesh)
+    mem_single = jax.device_put(mem_sharded, jax.devices()[0]) if single else None
+    start = time.perf_counter()
+    programs = _programs(mem_sharded, mem_single, x, beta, steps, mesh)
+    compile_s = time.perf_counter() - start
+
+    def run() -> dict:
+        outputs = {name: np.asarray(compiled(*args)) for name, (compiled, args) in programs.items()}
+        times = H.time_interleaved(
+            [{name: partial(compiled, *args) for name, (compiled, args) in programs.items()}], repeats=repeats
+        )
+        gathers = {name: sharding.all_gather_shapes(c) for name, (c, _) in programs.items() if "sharded" in name}
+        record = {
+            "devices": jax.device_count(),
+            "memory_bytes": memories * dim * 4,
+            "memory_per_device": {name: _memory_stats(c) for name, (c, _) in programs.items()},
+            "timings": {name: H.summarize(t) for name, t in times.items()},
+            "compile_s": compile_s,
+            "all_gather_shapes": gathers,
+            "memory_set_gathered": any(
+                int(np.prod(s)) >= memories * dim for shapes in gathers.values() for s in shapes
+            ),
+        }
+        if single:
+            record["max_abs_diff"] = {
+                kind: float(np.max(np.abs(outputs[f"sharded_{kind}"] - outputs[f"single_{kind}"])))
+                for kind in ("update", "retrieve")
+            }
+        return record
+
+    return run
+
+
+def largest_case(memories: int, dim: int, queries: int, beta: float, seed: int) -> object:
+    """A case for ``run_case``: does one sharded retrieval step of ``K = memories`` run? Reports its per-device
+    memory."""
+    import jax
+    import numpy as np
+
+    from dammem import sharding
+
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = _mesh()
+    mem, x = problem(memories, dim, queries, seed, mesh)
+    x = jax.device_put(x, NamedSharding(mesh, P()))
+    fn = jax.jit(lambda x, m: sharding.sharded_retrieve(x, m, beta, mesh=mesh, axis="memory", max_steps=1, tol=None))
+    compiled = fn.lower(x, mem).compile()
+
+    def run() -> dict:
+        out = compiled(x, mem)
+        return {
+            "finite": bool(np.all(np.isfinite(np.asarray(out.x)))),
+            "memory_per_device": _memory_stats(compiled),
+        }
+
+    return run
+
+
+def mem_available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def search_largest(args) -> dict:
+    """Double K from ``--memories`` while the runs succeed, the memory set stays within the caps and the machine
+    has room (see the module docstring)."""
+    attempts, largest, stop = [], None, "cap"
+    k = args.memories
+    while k <= args.max_memories and k * args.dim * 4 <= args.max_gib * GIB:
+        need = 2 * k * args.dim * 4 + int(args.reserve_gib * GIB)
+        available = mem_available_bytes()
+        if available is not None and available < need:
+            stop = f"MemAvailable {available / GIB:.1f} GiB < {need / GIB:.1f} GiB needed"
+            break
+        kwargs = {"memories": k, "dim": args.dim, "queries": args.queries, "beta": args.beta, "seed": args.seed}
+        try:
+            got = H.run_case("scale:largest_case", kwargs, host_devices=args.devices, timeout_s=args.search_timeout)
+        except Exception as err:  # noqa: BLE001 - a failed size ends the search; the reason is recorded
+            attempts.append({"memories": k, "ok": False, "error": str(err)[-500:]})
+            stop = "failure"
+            break
+        ok = bool(got["result"]["finite"])
+        attempts.append({"memories": k, "ok": ok, "peak_rss_bytes": got["max_rss_bytes"], **got["result"]})
+        print(
+            f"  K = 2^{int(math.log2(k))} ({k * args.dim * 4 / GIB:.2f} GiB of memories): "
+            f"{'runs' if ok else 'NOT finite'}, per device "
+            f"{got['result']['memory_per_device']['total_bytes'] / GIB:.3f} GiB, process peak "
+            f"{got['max_rss_bytes'] / GIB:.2f} GiB",
+            flush=True,
+        )
+        if not ok:
+            stop = "failure"
+            break
+        largest = k
+        k *= 2
+    return {"largest_memories": largest, "stopped_by": stop, "attempts": attempts}
+
+
+def print_table(record: dict) -> None:
+    m = record["main"]
+    print(f"\n{m['devices']} devices, memory set {m['memory_bytes'] / GIB:.2f} GiB (float32)")
+    print(f"{'case':<18}{'per-device MiB':>16}{'args MiB':>10}{'temp MiB':>10}{'min ms':>10}{'median ms':>11}")
+    for name, t in m["timings"].items():
+        mem = m["memory_per_device"][name]
+        print(
+            f"{name:<18}{mem['total_bytes'] / 2**20:>16.1f}{mem['argument_size_in_bytes'] / 2**20:>10.1f}"
+            f"{mem['temp_size_in_bytes'] / 2**20:>10.1f}{t['min_ms']:>10.1f}{t['median_ms']:>11.1f}"
+        )
+    for kind in ("update", "retrieve"):
+        sharded, single = f"sharded_{kind}", f"single_{kind}"
+        if single in m["timings"]:
+            ratio = m["memory_per_device"][sharded]["total_bytes"] / m["memory_per_device"][single]["total_bytes"]
+            speed = m["timings"][single]["median_ms"] / m["timings"][sharded]["median_ms"]
+            print(
+                f"{kind}: per-device memory sharded/single = {ratio:.3f} (ideal 1/{m['devices']}); "
+                f"speed single/sharded (medians) = {speed:.2f}x; max |sharded - single| = {m['max_abs_diff'][kind]:.2e}"
+            )
+    print(f"memory set gathered in a compiled sharded program: {'YES' if m['memory_set_gathered'] else 'no'}")
+    s = record.get("search")
+    if s:
+        k = s["largest_memories"]
+        size = (
+            "none" if k is None else f"K = {k} (2^{int(math.log2(k))}, {k * record['config']['dim'] * 4 / GIB:.2f} GiB)"
+        )
+        print(f"largest K that ran: {size}; search stopped by: {s['stopped_by']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/scale.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--memories", type=int, default=1 << 20, help="stored patterns K (a power of two)")
+    parser.add_argument("--dim", type=int, default=256, help="pattern dimension D")
+    parser.add_argument("--queries", type=int, default=16, help="queries B")
+    parser.add_argument("--beta", type=float, default=8.0)
+    parser.add_argument("--steps", type=int, default=2, help="fixed-point steps of the retrieve cases")
+    parser.add_argument("--devices", type=int, default=8, help="host devices of the measuring processes")
+    parser.add_argument("--repeats", type=int, default=H.MIN_REPEATS, help="timed calls per case")
+    parser.add_argument("--no-single", action="store_true", help="skip the single-device cases")
+    parser.add_argument("--no-search", action="store_true", help="skip the search for the largest K")
+    parser.add_argument("--max-memories", type=int, default=1 << 23, help="largest K the search tries")
+    parser.add_argument("--max-gib", type=float, default=8.0, help="largest memory set (GiB) the search tries")
+    parser.add_argument("--reserve-gib", type=float, default=4.0, help="RAM left to others during the search")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the main run is killed")
+    parser.add_argument("--search-timeout", type=float, default=900.0, help="seconds per search run")
+    parser.add_argument("--out", default="runs/bench_scale.json", help="JSON output path")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in ("memories", "dim", "queries", "steps", "devices", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.memories % args.devices:
+        parser.error(f"--memories must be a multiple of --devices = {args.devices}, got {args.memories}")
+    if args.queries > args.memories:
+        parser.error(f"--queries must be <= --memories = {args.memories}, got {args.queries}")
+    env = H.environment()
+    print(
+        f"dammem scale benchmark: modern Hopfield retrieval, K={args.memories} memories, D={args.dim}, "
+        f"B={args.queries} queries, {args.devices} host devices, float32"
+    )
+    print(f"machine: {H.describe(env)}")
+    kwargs = {
+        "memories": args.memories, "dim": args.dim, "queries": args.queries, "beta": args.beta, "steps": args.steps,
+        "repeats": args.repeats, "seed": args.seed, "single": not args.no_single,
+    }  # fmt: skip
+    main_run = H.run_case("scale:scale_case", kwargs, host_devices=args.devices, timeout_s=args.timeout)
+    record = {
+        "benchmark": "scale",
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "environment": env,
+        "main": {**main_run["result"], "peak_rss_bytes": main_run["peak_rss_bytes"]},
+    }
+    if not args.no_search:
+        print("searching the largest K (doubling):", flush=True)
+        record["search"] = search_largest(args)
+    print_table(record)
+    print(f"\nwrote {H.write_json(args.out, record)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
