@@ -16,6 +16,7 @@ EXPERIMENTS: dict[str, str] = {
     "krop_capacity": "dammem.experiments.krop_capacity",
     "krop_mutable": "dammem.experiments.krop_mutable",
     "uhop_retrieval": "dammem.experiments.uhop_retrieval",
+    "uhop_classification": "dammem.experiments.uhop_classification",
     "drdam_approx": "dammem.experiments.drdam_approx",
     "drdam_retrieval": "dammem.experiments.drdam_retrieval",
     "drdam_images": "dammem.experiments.drdam_images",
