@@ -20,18 +20,23 @@ generated directly in place, one slice per device, and ``B`` queries near stored
 Reported: per-device memory of every compiled program from ``compiled.memory_analysis()`` (arguments, outputs and
 temporaries of one device's program; the sharded one should hold about 1/8 of the memories), the time of each case
 (at least 15 timed calls, interleaved, minimum and median), the largest difference between the sharded and the
-single-device results, and the largest ``K`` whose sharded retrieval runs on this machine: ``K`` doubles from
-``--memories`` in fresh processes, each started only while ``MemAvailable`` (``/proc/meminfo``) exceeds twice the
-memory set plus ``--reserve-gib``, and the search stops at the first failure, at ``--max-memories`` or at
-``--max-gib`` of memories. On a CPU the 8 "devices" share the host's cores and memory, so the sharded times
-measure the overhead of the split rather than a speed-up.
+single-device results, and the largest ``K`` whose sharded retrieval (one step) runs on this machine: ``K`` doubles
+from ``--memories`` in fresh processes, each started only while ``MemAvailable`` (``/proc/meminfo``) exceeds its
+expected need (1.5 times the memory set plus 1 GiB, at most ``--max-rss-gib``) plus ``--reserve-gib`` left to
+others; a watchdog kills a measuring process whose resident memory passes ``--max-rss-gib`` (8 GiB), and the search
+stops at the first failure or kill, at ``--max-memories`` (2^23) or at ``--max-gib`` (4 GiB) of memories. On a CPU
+the 8 "devices" share the host's cores and memory, so the sharded times measure the overhead of the split rather
+than a speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
+import threading
 from functools import partial
 
 import _harness as H
@@ -56,19 +61,26 @@ def _mesh():
     return jax.make_mesh((jax.device_count(),), ("memory",), axis_types=(AxisType.Auto,))
 
 
-def problem(memories: int, dim: int, queries: int, seed: int, mesh=None, axis: str = "memory"):
-    """Gaussian memories (K, D) made in place (split over ``axis`` of ``mesh`` when given) and queries (B, D) at
-    ``0.3`` relative noise from the first ``B`` memories."""
+def problem(memories: int, dim: int, queries: int, seed: int, mesh, axis: str = "memory"):
+    """Gaussian memories (K, D) / sqrt(D), each device's rows drawn in place (NumPy, seeded by the first row: no
+    device ever holds more than its slice), and queries (B, D) at 0.3 relative noise from the first ``B`` memories.
+
+    (``jax.random.normal`` of the whole ``(K, D)`` under ``jit`` with a sharded output is not used: at ``K D = 2^30``
+    numbers its generation is no longer split over the devices and the process needed over 20 GB.)
+    """
     import jax
-    import jax.numpy as jnp
+    import numpy as np
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    k_mem, k_noise = jax.random.split(jax.random.key(seed))
-    out = None if mesh is None else NamedSharding(mesh, P(axis, None))
-    make = jax.jit(lambda k: jax.random.normal(k, (memories, dim), jnp.float32) / math.sqrt(dim), out_shardings=out)
-    mem = make(k_mem)
-    x = mem[:queries] + 0.3 / math.sqrt(dim) * jax.random.normal(k_noise, (queries, dim), jnp.float32)
+    def rows(index):
+        start, stop, _ = index[0].indices(memories)
+        block = np.random.default_rng([seed, start]).standard_normal((stop - start, dim), dtype=np.float32)
+        return block / np.float32(math.sqrt(dim))
+
+    mem = jax.make_array_from_callback((memories, dim), NamedSharding(mesh, P(axis, None)), rows)
+    noise = np.random.default_rng([seed, memories]).standard_normal((queries, dim), dtype=np.float32)
+    x = rows((slice(0, queries),)) + np.float32(0.3 / math.sqrt(dim)) * noise
     return mem, jax.device_put(x, jax.devices()[0])
 
 
@@ -160,11 +172,10 @@ def largest_case(memories: int, dim: int, queries: int, beta: float, seed: int) 
     memory."""
     import jax
     import numpy as np
-
-    from dammem import sharding
-
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
+
+    from dammem import sharding
 
     mesh = _mesh()
     mem, x = problem(memories, dim, queries, seed, mesh)
@@ -182,6 +193,63 @@ def largest_case(memories: int, dim: int, queries: int, beta: float, seed: int) 
     return run
 
 
+class RssWatchdog:
+    """While active, kills every child process of this one whose resident memory exceeds ``limit`` bytes (polled
+    every 0.1 s from ``/proc``), so that a measuring process cannot take the machine down; ``killed`` lists the
+    resident sizes it saw when it killed."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.killed: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.1):
+            for pid in _children(me):
+                rss = _rss_bytes(pid)
+                if rss is not None and rss > self.limit:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append(rss)
+                    except OSError:
+                        pass
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:  # the field after the state is the parent's pid
+                pids.append(int(entry))
+    return pids
+
+
+def _rss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def mem_available_bytes() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
@@ -194,22 +262,27 @@ def mem_available_bytes() -> int | None:
 
 
 def search_largest(args) -> dict:
-    """Double K from ``--memories`` while the runs succeed, the memory set stays within the caps and the machine
-    has room (see the module docstring)."""
+    """Double K from ``--memories`` while the runs succeed, within the caps and while the machine has room (see the
+    module docstring)."""
     attempts, largest, stop = [], None, "cap"
+    limit = int(args.max_rss_gib * GIB)
     k = args.memories
     while k <= args.max_memories and k * args.dim * 4 <= args.max_gib * GIB:
-        need = 2 * k * args.dim * 4 + int(args.reserve_gib * GIB)
+        need = min(limit, int(1.5 * k * args.dim * 4) + GIB) + int(args.reserve_gib * GIB)
         available = mem_available_bytes()
         if available is not None and available < need:
             stop = f"MemAvailable {available / GIB:.1f} GiB < {need / GIB:.1f} GiB needed"
             break
         kwargs = {"memories": k, "dim": args.dim, "queries": args.queries, "beta": args.beta, "seed": args.seed}
-        try:
-            got = H.run_case("scale:largest_case", kwargs, host_devices=args.devices, timeout_s=args.search_timeout)
-        except Exception as err:  # noqa: BLE001 - a failed size ends the search; the reason is recorded
-            attempts.append({"memories": k, "ok": False, "error": str(err)[-500:]})
-            stop = "failure"
+        with RssWatchdog(limit) as watchdog:
+            try:
+                got = H.run_case("scale:largest_case", kwargs, host_devices=args.devices, timeout_s=args.search_timeout)
+            except Exception as err:  # noqa: BLE001 - a failed size ends the search; the reason is recorded
+                got = err
+        if isinstance(got, Exception):
+            reason = f"killed above {args.max_rss_gib:g} GiB resident" if watchdog.killed else "failure"
+            attempts.append({"memories": k, "ok": False, "stopped_by": reason, "error": str(got)[-500:]})
+            stop = reason
             break
         ok = bool(got["result"]["finite"])
         attempts.append({"memories": k, "ok": ok, "peak_rss_bytes": got["max_rss_bytes"], **got["result"]})
@@ -269,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-single", action="store_true", help="skip the single-device cases")
     parser.add_argument("--no-search", action="store_true", help="skip the search for the largest K")
     parser.add_argument("--max-memories", type=int, default=1 << 23, help="largest K the search tries")
-    parser.add_argument("--max-gib", type=float, default=8.0, help="largest memory set (GiB) the search tries")
+    parser.add_argument("--max-gib", type=float, default=4.0, help="largest memory set (GiB) the search tries")
+    parser.add_argument("--max-rss-gib", type=float, default=8.0, help="a measuring process above this is killed")
     parser.add_argument("--reserve-gib", type=float, default=4.0, help="RAM left to others during the search")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the main run is killed")
     parser.add_argument("--search-timeout", type=float, default=900.0, help="seconds per search run")
@@ -293,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "memories": args.memories, "dim": args.dim, "queries": args.queries, "beta": args.beta, "steps": args.steps,
         "repeats": args.repeats, "seed": args.seed, "single": not args.no_single,
     }  # fmt: skip
-    main_run = H.run_case("scale:scale_case", kwargs, host_devices=args.devices, timeout_s=args.timeout)
+    with RssWatchdog(int(args.max_rss_gib * GIB)):
+        main_run = H.run_case("scale:scale_case", kwargs, host_devices=args.devices, timeout_s=args.timeout)
     record = {
         "benchmark": "scale",
         "config": {k: v for k, v in vars(args).items() if k != "out"},

@@ -5,6 +5,9 @@ of the search for the largest K. Timings are never asserted."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 import scale as bench
@@ -76,6 +79,22 @@ def test_search_stops_at_the_first_failure(monkeypatch):
     assert len(result["attempts"]) == 1 and "exit -9" in result["attempts"][0]["error"]
 
 
+def test_search_stops_when_the_watchdog_kills():
+    """A measuring process above --max-rss-gib (here 50 MiB: JAX alone needs more) is killed; the search stops."""
+    result = bench.search_largest(_args(memories=1024, max_memories=4096, max_rss_gib=0.05))
+    assert result["stopped_by"] == "killed above 0.05 GiB resident" and result["largest_memories"] is None
+    assert len(result["attempts"]) == 1 and result["attempts"][0]["ok"] is False
+
+
+def test_watchdog_kills_only_children_above_the_limit():
+    grow = "import time; x = bytearray({n} * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(3)"
+    with bench.RssWatchdog(300 * 2**20) as watchdog:
+        big = subprocess.run([sys.executable, "-c", grow.format(n=600)], timeout=60)
+        small = subprocess.run([sys.executable, "-c", grow.format(n=20)], timeout=60)
+    assert big.returncode == -signal.SIGKILL and small.returncode == 0
+    assert len(watchdog.killed) == 1 and watchdog.killed[0] > 300 * 2**20
+
+
 @pytest.mark.parametrize("flag", ["--memories", "--queries"])
 def test_bad_arguments_are_refused(flag, capsys):
     with pytest.raises(SystemExit):
@@ -87,6 +106,6 @@ def _args(**overrides):
     import argparse
 
     values = {"memories": 1024, "dim": 16, "queries": 4, "beta": 2.0, "seed": 0, "devices": 8, "max_memories": 2048,
-              "max_gib": 8.0, "reserve_gib": 0.0, "search_timeout": 600.0}  # fmt: skip
+              "max_gib": 8.0, "max_rss_gib": 8.0, "reserve_gib": 0.0, "search_timeout": 600.0}  # fmt: skip
     values.update(overrides)
     return argparse.Namespace(**values)
