@@ -62,25 +62,31 @@ def _mesh():
 
 
 def problem(memories: int, dim: int, queries: int, seed: int, mesh, axis: str = "memory"):
-    """Gaussian memories (K, D) / sqrt(D), each device's rows drawn in place (NumPy, seeded by the first row: no
-    device ever holds more than its slice), and queries (B, D) at 0.3 relative noise from the first ``B`` memories.
+    """Gaussian memories (K, D) / sqrt(D) split over ``axis`` of ``mesh``, and queries (B, D) at 0.3 relative noise
+    from the first ``B`` memories.
 
-    (``jax.random.normal`` of the whole ``(K, D)`` under ``jit`` with a sharded output is not used: at ``K D = 2^30``
-    numbers its generation is no longer split over the devices and the process needed over 20 GB.)
+    Each device's rows are drawn with NumPy (seeded by the first row) and moved to the device one slice at a time, so
+    the process never holds more than the memory set and one slice. (``jax.random.normal`` of the whole ``(K, D)``
+    under ``jit`` with a sharded output is not used: at ``K D = 2^30`` numbers its generation was no longer split over
+    the devices and the process needed over 20 GB.)
     """
     import jax
     import numpy as np
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    def rows(index):
-        start, stop, _ = index[0].indices(memories)
+    def rows(start: int, stop: int):
         block = np.random.default_rng([seed, start]).standard_normal((stop - start, dim), dtype=np.float32)
         return block / np.float32(math.sqrt(dim))
 
-    mem = jax.make_array_from_callback((memories, dim), NamedSharding(mesh, P(axis, None)), rows)
+    sharding = NamedSharding(mesh, P(axis, None))
+    slices = []
+    for device, index in sharding.addressable_devices_indices_map((memories, dim)).items():
+        start, stop, _ = index[0].indices(memories)
+        slices.append(jax.device_put(rows(start, stop), device))
+    mem = jax.make_array_from_single_device_arrays((memories, dim), sharding, slices)
     noise = np.random.default_rng([seed, memories]).standard_normal((queries, dim), dtype=np.float32)
-    x = rows((slice(0, queries),)) + np.float32(0.3 / math.sqrt(dim)) * noise
+    x = rows(0, queries) + np.float32(0.3 / math.sqrt(dim)) * noise
     return mem, jax.device_put(x, jax.devices()[0])
 
 
