@@ -500,6 +500,19 @@ MODES = {
 }
 
 
+@functools.cache
+def _jacobians_of(fn):
+    """``(jac, {mode: jac2})`` of ``f(z, a) = p + p^2``, ``p = fn(z, a)``: the first and second z-derivatives,
+    jitted once per function (the traced alphas of one function share the programs)."""
+
+    def f(z, a):
+        p = fn(z, a)
+        return p + p * p  # the p^2 term adds J^T J terms; for sparsemax they are the only second derivative
+
+    second = {mode: jax.jit(lambda z, a, make=make: make(lambda z: f(z, a))(z)) for mode, make in MODES.items()}
+    return jax.jit(jax.jacrev(f)), second
+
+
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "entmax_1.3" else n for n in SECOND_ORDER]
 )
@@ -507,18 +520,19 @@ def test_jacobian_of_jacobian_matches_differences_of_the_jacobian(x64, name):
     """d^2 (p + p^2) / dz^2 in three modes against central differences of the first derivative."""
     fn, alpha, traced = SECOND_ORDER[name]
     a = jnp.float64(alpha if traced else 0.0)
-
-    def f(z, a):
-        p = fn(z, a)
-        return p + p * p  # the p^2 term adds J^T J terms; for sparsemax they are the only second derivative
-
-    jac = jax.jit(lambda z, a: jax.jacrev(f)(z, a))
+    jac, second = _jacobians_of(fn)
     want = fd_jacobian(lambda z: jac(jnp.asarray(z), a), Z_H)
     assert np.abs(want).max() > 0.05  # not vacuous
-    for mode, make in MODES.items():
-        got = np.asarray(jax.jit(lambda z, a, make=make: make(lambda z: f(z, a))(z))(jnp.asarray(Z_H), a))
+    for mode, jac2 in second.items():
+        got = np.asarray(jac2(jnp.asarray(Z_H), a))
         assert np.all(np.isfinite(got)), (name, mode)
         np.testing.assert_allclose(got, want, atol=1e-7, rtol=0, err_msg=f"{name} {mode}")
+
+
+@functools.cache
+def _traced_conjugate_derivatives():
+    """The jitted Hessian and gradient in ``z`` of the conjugate, alpha traced."""
+    return jax.jit(jax.hessian(S.conjugate)), jax.jit(jax.grad(S.conjugate))
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["concrete", "traced"])
@@ -526,10 +540,8 @@ def test_jacobian_of_jacobian_matches_differences_of_the_jacobian(x64, name):
 def test_conjugate_hessian(x64, alpha, traced):
     """Hessian of Psi* = Jacobian of the separation: differences of its gradient and the closed form from the
     float64 reference p (J = diag(s) - s s^T / sum s, s = p^(2 - alpha))."""
-    if traced:
-        conj = jax.jit(lambda z, a: S.conjugate(z, a))
-        hess = jax.jit(jax.hessian(conj))
-        grad = jax.jit(jax.grad(conj))
+    if traced:  # one compile of each derivative serves every alpha
+        hess, grad = _traced_conjugate_derivatives()
         got, g = hess(jnp.asarray(Z_H), alpha), (lambda z: grad(jnp.asarray(z), alpha))
     else:
         conj = lambda z: S.conjugate(z, alpha)  # noqa: E731
@@ -552,20 +564,30 @@ ALPHA_SECOND = [
 ]
 
 
+@functools.cache
+def _alpha_derivatives(fn):
+    """Jitted first and second derivatives of ``fn(z, alpha)`` in z and alpha, once per function (alpha traced)."""
+    jac_z = jax.jit(jax.jacrev(fn, 0))
+    d_alpha = jax.jit(jax.jacfwd(fn, 1))
+    mixed = jax.jit(jax.jacfwd(jac_z, 1))
+    mixed_other_order = jax.jit(jax.jacrev(d_alpha, 0))
+    d2_alpha = jax.jit(jax.jacrev(jax.jacrev(fn, 1), 1))
+    return jac_z, d_alpha, mixed, mixed_other_order, d2_alpha
+
+
 @pytest.mark.parametrize("fn, alpha", ALPHA_SECOND, ids=[f"{f.__name__}-{a}" for f, a in ALPHA_SECOND])
 def test_second_derivatives_in_alpha(x64, fn, alpha):
     """d/dalpha of the z-Jacobian, d/dz of the alpha-derivative and d^2/dalpha^2, against differences of the
     first derivatives (one-sided at alpha = 1 and 2)."""
     z = jnp.asarray(Z_H)
-    jac_z = jax.jit(jax.jacrev(fn, 0))
-    d_alpha = jax.jit(jax.jacfwd(fn, 1))
+    jac_z, d_alpha, mixed, mixed_other_order, d2_alpha = _alpha_derivatives(fn)
     want = fd_alpha(lambda a: jac_z(z, a), alpha)
     assert np.abs(want).max() > 0.05
-    np.testing.assert_allclose(np.asarray(jax.jit(jax.jacfwd(jac_z, 1))(z, alpha)), want, atol=2e-7, rtol=0)
+    np.testing.assert_allclose(np.asarray(mixed(z, alpha)), want, atol=2e-7, rtol=0)
     # the other order (the alpha rule differentiated in z) agrees: mixed partials commute
-    np.testing.assert_allclose(np.asarray(jax.jit(jax.jacrev(d_alpha, 0))(z, alpha)), want, atol=2e-7, rtol=0)
+    np.testing.assert_allclose(np.asarray(mixed_other_order(z, alpha)), want, atol=2e-7, rtol=0)
     want2 = fd_alpha(lambda a: d_alpha(z, a), alpha)
-    np.testing.assert_allclose(np.asarray(jax.jit(jax.jacrev(jax.jacrev(fn, 1), 1))(z, alpha)), want2, atol=2e-7)
+    np.testing.assert_allclose(np.asarray(d2_alpha(z, alpha)), want2, atol=2e-7)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 1.02])
@@ -602,19 +624,14 @@ def test_traced_alpha_one_is_exactly_softmax_and_logsumexp(x64):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alpha", [1.3, 1.5, 2.0])
-def test_grad_through_scan_descent_matches_differences(x64, alpha):
+@functools.cache
+def _scan_descent_loss():
+    """Jitted ``(x0, memories, beta, alpha, w) -> (<x_T, w>, x_T)`` after 6 scan steps of energy descent, and its
+    gradient in the first four arguments (alpha traced: one compile serves every alpha)."""
     import dammem
     from dammem import energies
 
-    rng = np.random.default_rng(24)
-    memories = rng.standard_normal((5, 4))
-    x0 = rng.standard_normal(4)
-    beta = 0.3
-    w = rng.standard_normal(4)
-
-    @jax.jit
-    def loss(x0, memories, beta, alpha):
+    def loss(x0, memories, beta, alpha, w):
         out = dammem.retrieve(
             energies.sparse_hopfield_energy,
             x0,
@@ -626,11 +643,24 @@ def test_grad_through_scan_descent_matches_differences(x64, alpha):
         )
         return jnp.vdot(out.x, w), out.x
 
+    return jax.jit(loss), jax.jit(jax.grad(lambda *args: loss(*args)[0], argnums=(0, 1, 2, 3)))
+
+
+@pytest.mark.parametrize("alpha", [1.3, 1.5, 2.0])
+def test_grad_through_scan_descent_matches_differences(x64, alpha):
+    rng = np.random.default_rng(24)
+    memories = rng.standard_normal((5, 4))
+    x0 = rng.standard_normal(4)
+    beta = 0.3
+    w = rng.standard_normal(4)
+    loss_w, grad_w = _scan_descent_loss()
+    loss = lambda *args: loss_w(*args, w)  # noqa: E731
+
     # the final state keeps several memories in the support: the Jacobian of the separation matters
     x_final = loss(x0, memories, beta, alpha)[1]
     assert np.count_nonzero(np.asarray(S.tsallis_separation(beta * memories @ x_final, alpha))) >= 2
     value = lambda *args: loss(*args)[0]  # noqa: E731
-    grads = jax.grad(value, argnums=(0, 1, 2, 3))(x0, memories, beta, alpha)
+    grads = grad_w(x0, memories, beta, alpha, w)
     fd_x0 = fd_jacobian(lambda x: value(x, memories, beta, alpha), x0)
     fd_mem = fd_jacobian(lambda m: value(x0, m, beta, alpha), memories)
     fd_beta = fd_jacobian(lambda b: value(x0, memories, b, alpha), np.float64(beta))
@@ -980,9 +1010,10 @@ def test_per_head_alpha_matches_loop_over_heads():
     np.testing.assert_allclose(got, ref_entmax(z.astype(np.float64), alpha), atol=TOL)
     # gradients in the per-head alpha equal the per-head gradients of the loop
     w = jnp.asarray(_z(seed=10, shape=(2, 3, 16)))
-    g = jax.grad(lambda a: jnp.vdot(jit_of(S.entmax)(z, a), w))(jnp.asarray(alpha))
-    for h in range(3):
-        gh = jax.grad(lambda a, h=h: jnp.vdot(head(z[:, h], a), w[:, h]))(jnp.float32(alpha[h, 0]))
+    grad_alpha = jax.jit(jax.grad(lambda z, a, w: jnp.vdot(jit_of(S.entmax)(z, a), w), argnums=1))
+    g = grad_alpha(z, jnp.asarray(alpha), w)
+    for h in range(3):  # one compile for the three heads
+        gh = grad_alpha(z[:, h], jnp.float32(alpha[h, 0]), w[:, h])
         np.testing.assert_allclose(float(g[h, 0]), float(gh), rtol=1e-4, atol=1e-6)
     cj = np.asarray(jit_of(S.conjugate)(z, alpha))
     for h in range(3):

@@ -325,7 +325,7 @@ def test_features_are_not_differentiable():
 def test_retrieve_runs_drdam_unchanged_and_tracks_mrdam():
     d, k, beta = 32, 10, 8.0
     mems = patterns(jax.random.key(2), k, d)
-    features = make_features("sincos", d, 4096, key=jax.random.key(3), projection="structured")
+    features = make_features("sincos", d, 2048, key=jax.random.key(3), projection="structured")
     T = encode(features, mems, beta)
     clamp = jnp.arange(d) < d // 2
     x0 = jnp.where(clamp, mems[:4], 0.0)
@@ -340,7 +340,8 @@ def test_retrieve_runs_drdam_unchanged_and_tracks_mrdam():
     assert bool(jnp.all(ours.converged)) and bool(jnp.all(ref.converged))
     np.testing.assert_array_equal(np.asarray(ours.x[:, : d // 2]), np.asarray(x0[:, : d // 2]))  # clamped
     assert bool(jnp.all(jnp.diff(ours.trace, axis=-1) <= 1e-6))  # the descent never raises the energy
-    # the fixed points agree with MrDAM's (pattern entries are 0 or 0.18; Y = 4096, D = 32)
+    # the fixed points agree with MrDAM's (pattern entries are 0 or 0.18; Y = 2048, D = 32; measured max 0.016,
+    # mean 0.0028, energy 0.0009)
     assert float(jnp.max(jnp.abs(ours.x - ref.x))) < 0.025
     assert float(jnp.mean(jnp.abs(ours.x - ref.x))) < 0.005
     assert float(jnp.max(jnp.abs(ours.energy - ref.energy))) < 0.01

@@ -122,6 +122,11 @@ def test_summary_sentences_change_with_the_data(small, tmp_path):
     assert (tmp_path / "capacity.png").stat().st_size > 1000
 
 
+# jitted as the sweep runs them (eagerly, every small operation would compile on its own)
+_DRAW = jax.jit(capacity._draw, static_argnums=(1, 3))
+_DISTINCT_BIPOLAR = jax.jit(distinct_bipolar, static_argnums=(1, 3))
+
+
 @pytest.mark.parametrize("memory, beta", [("classical", 1.0), ("modern", 1.0), ("modern", 0.6)])
 def test_bucket_rates_match_a_float64_reference(memory, beta):
     """The jitted sweep (padding, masks, evaluated subset) against NumPy on the same drawn pairs."""
@@ -132,7 +137,7 @@ def test_bucket_rates_match_a_float64_reference(memory, beta):
         memory, key[None], jnp.asarray(ns, jnp.int32), jnp.int32(d), n_pad, width, eval_pairs, jnp.float32(beta)
     )
     assert bool(ok)
-    keys, values, _ = capacity._draw(key, n_pad, jnp.int32(d), width)
+    keys, values, _ = _DRAW(key, n_pad, jnp.int32(d), width)
     keys, values = np.asarray(keys, np.float64)[:, :d], np.asarray(values, np.float64)[:, :d]
     for n, rate in zip(ns, np.asarray(got)):
         x, y = keys[:n], values[:n]
@@ -162,6 +167,7 @@ def test_beta_reaches_the_modern_scores():
 
 def test_distinct_bipolar():
     # small space: all 2^d points, each once, in random order; zero columns past d
+    distinct_bipolar = _DISTINCT_BIPOLAR
     rows, ok = distinct_bipolar(jax.random.key(0), 64, jnp.int32(6), 8)
     rows = np.asarray(rows)
     assert bool(ok) and rows.shape == (64, 8) and np.all(rows[:, 6:] == 0)
