@@ -5,6 +5,8 @@ Every layer holds parameters and calls a pure function of the package; no math l
 - Hopfield attention (:func:`dammem.attention.hopfield_attention`): :class:`Hopfield` (a drop-in for
   ``flax.nnx.MultiHeadAttention`` with any separation, learnable per-head beta and alpha, several update steps),
   :class:`HopfieldPooling` (learned queries), :class:`HopfieldLayer` (learned stored patterns).
+- :class:`UHopHopfield`: Wu et al. (2024) eq. 3.1, a learned kernel in front of :class:`Hopfield`;
+  :mod:`dammem.nn.training` runs their Algorithm 2 (:func:`alternating_step`).
 - :class:`EnergyDescent`: differentiable fixed-step retrieval of any dammem energy (:func:`dammem.retrieve`).
 - :class:`DrDAMMemory`: the random-feature memory of :mod:`dammem.drdam` with its features and ``T`` as
   non-trainable state.
@@ -25,3 +27,9 @@ from dammem.nn.variables import FixedSigns as FixedSigns
 from dammem.nn.variables import MemoryState as MemoryState
 from dammem.nn.variables import RandomFeatures as RandomFeatures
 from dammem.nn.vsa import KROPCodebook as KROPCodebook
+from dammem.nn.training import MODEL_PARAMS as MODEL_PARAMS
+from dammem.nn.training import KernelParam as KernelParam
+from dammem.nn.training import alternating_step as alternating_step
+from dammem.nn.training import separation_step as separation_step
+from dammem.nn.training import supervised_step as supervised_step
+from dammem.nn.uhop import UHopHopfield as UHopHopfield
