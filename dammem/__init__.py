@@ -3,6 +3,7 @@
 Pure-functional separations and energies, jitted retrieval dynamics, and experiments that reproduce the source
 papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.drdam`, :mod:`dammem.uhop`, :mod:`dammem.vsa`,
 :mod:`dammem.nn` (Flax NNX layers), :mod:`dammem.experiments`; modules :mod:`dammem.attention`,
+:mod:`dammem.sharding` (retrieval over a device mesh),
 :mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`,
 :mod:`dammem.corruptions`. Shapes in
 every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 from dammem import drdam as drdam
 from dammem import energies as energies
 from dammem import nn as nn
+from dammem import sharding as sharding
 from dammem import uhop as uhop
 from dammem import vsa as vsa
 from dammem.attention import hopfield_attention as hopfield_attention

@@ -123,8 +123,8 @@ def _check_beta(beta, heads: int, width: int) -> Array:
     if beta is None:
         return jnp.asarray(1.0 / np.sqrt(width))
     arr = _check_per_head(beta, "beta", heads)
-    if is_concrete(arr):
-        vals = np.asarray(arr, np.float64)
+    if is_concrete(beta):  # the argument itself: jnp.asarray of a constant is a tracer inside the caller's jit
+        vals = np.asarray(beta, np.float64)
         bad = ~(np.isfinite(vals) & (vals > 0))
         if np.any(bad):
             raise ValueError(f"{_NAME}: beta must be finite and > 0, got {vals[bad].ravel()[:4].tolist()}")
@@ -150,8 +150,8 @@ def _check_separation(separation, alpha, heads: int) -> Array | None:
     if alpha is None:
         raise ValueError(f"{_NAME}: separation='entmax' needs alpha in (1, 2] (a scalar or one per head)")
     arr = _check_per_head(alpha, "alpha", heads)
-    if is_concrete(arr):
-        vals = np.asarray(arr, np.float64)
+    if is_concrete(alpha):
+        vals = np.asarray(alpha, np.float64)
         bad = ~((vals > 1.0) & (vals <= 2.0))
         if np.any(bad):
             raise ValueError(f"{_NAME}: alpha must lie in (1, 2], got {vals[bad].ravel()[:4].tolist()}")
@@ -182,8 +182,8 @@ def _check_tol(tol) -> Array | None:
     arr = jnp.asarray(tol)
     if arr.shape != () or not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
         raise ValueError(f"{_NAME}: tol must be None or a real scalar, got {tol!r}")
-    if is_concrete(arr) and not (np.isfinite(float(arr)) and float(arr) >= 0):
-        raise ValueError(f"{_NAME}: tol must be finite and >= 0, got {float(arr)}")
+    if is_concrete(tol) and not (np.isfinite(float(np.asarray(tol))) and float(np.asarray(tol)) >= 0):
+        raise ValueError(f"{_NAME}: tol must be finite and >= 0, got {float(np.asarray(tol))}")
     return arr
 
 

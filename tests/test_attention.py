@@ -382,3 +382,14 @@ def test_errors_name_the_argument():
         hopfield_attention(q, k, v, dropout_rate=0.1)
     with pytest.raises(TypeError, match="hopfield_attention: query must be real"):
         hopfield_attention(q.astype(jnp.complex64), k, v)
+
+
+def test_constant_arguments_are_checked_inside_a_callers_jit():
+    """A Python constant is still a value inside the caller's jit: out-of-range beta/alpha/tol raise there too."""
+    q, k, v = _inputs(19)
+    with pytest.raises(ValueError, match=r"alpha must lie in \(1, 2\], got \[3.0\]"):
+        jax.jit(lambda q: hopfield_attention(q, k, v, separation="entmax", alpha=3.0))(q)
+    with pytest.raises(ValueError, match=r"beta must be finite and > 0, got \[-1.0\]"):
+        jax.jit(lambda q: hopfield_attention(q, k, v, beta=-1.0))(q)
+    with pytest.raises(ValueError, match="tol must be finite and >= 0"):
+        jax.jit(lambda q: hopfield_attention(q, k, v, update_steps=2, tol=-1.0))(q)

@@ -43,3 +43,14 @@ def test_readme_flax_examples_run(tmp_path, monkeypatch):
     alpha = model.hopfield.alpha
     assert alpha.shape == (4,) and bool(((alpha > 1.0) & (alpha <= 2.0)).all())
     exec(compile(checkpoint, str(README), "exec"), {})  # asserts bit-identical outputs after the restore
+
+
+def test_readme_shard_example_runs():
+    """The single-host sharding example, in a fresh process (it sets XLA_FLAGS before JAX starts)."""
+    import subprocess
+    import sys
+
+    (block, _) = _blocks_under("### Several devices")
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
