@@ -102,3 +102,23 @@ def check_memories_query(
     if memories.shape[0] < min_memories:
         raise ValueError(f"{where}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
     return memories, x
+
+
+def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> Array | None:
+    """A boolean clamp mask (True = visible) broadcast to ``shape``; ``None`` stays ``None``.
+
+    Example:
+      >>> check_clamp([True, False], (3, 2), "f").shape
+      (3, 2)
+    """
+    if clamp is None:
+        return None
+    clamp = jnp.asarray(clamp)
+    if clamp.dtype != jnp.bool_:
+        raise ValueError(f"{where}: clamp must be a boolean mask (True = visible), got dtype {clamp.dtype}")
+    try:
+        return jnp.broadcast_to(clamp, shape)
+    except ValueError as err:
+        raise ValueError(
+            f"{where}: clamp of shape {tuple(clamp.shape)} does not broadcast to x's shape {tuple(shape)}"
+        ) from err

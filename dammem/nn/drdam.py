@@ -27,7 +27,7 @@ from jaxtyping import Bool, Float
 
 from dammem import drdam
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_int, check_positive, is_concrete
+from dammem._validate import check_clamp, check_floating, check_int, check_positive, is_concrete
 from dammem.drdam import features as drdam_features
 from dammem.drdam import projections as drdam_projections
 from dammem.dynamics import retrieve as retrieve_fn
@@ -184,16 +184,7 @@ class DrDAMMemory(nnx.Module):
         x = self._queries(x, where)
         steps = check_int(steps, "steps", where, minimum=0)
         check_positive(step_size, "step_size", where)
-        if clamp is not None:
-            clamp = jnp.asarray(clamp)
-            if clamp.dtype != jnp.bool_:
-                raise ValueError(f"{where}: clamp must be a boolean mask (True = visible), got dtype {clamp.dtype}")
-            try:
-                clamp = jnp.broadcast_to(clamp, x.shape)
-            except ValueError as err:
-                raise ValueError(
-                    f"{where}: clamp of shape {tuple(clamp.shape)} does not broadcast to x's shape {tuple(x.shape)}"
-                ) from err
+        clamp = check_clamp(clamp, x.shape, where)
         args = (self.memory, self.features, self.beta)
         if x.ndim == 1:
             out = retrieve_fn(self.energy_fn, x, args, step_size=step_size, clamp=clamp, max_steps=steps, tol=None,

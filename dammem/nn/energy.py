@@ -32,7 +32,7 @@ from flax import nnx
 from jaxtyping import Bool, Float
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_int
+from dammem._validate import check_clamp, check_floating, check_int
 from dammem.dynamics import retrieve
 from dammem.energies import edp_energy, modern_hopfield_energy, rbf_energy
 from dammem.nn.variables import MemoryState
@@ -218,16 +218,8 @@ class EnergyDescent(nnx.Module):
         where = "EnergyDescent"
         x = self._queries(x, where)
         flat = x.reshape(-1, self.in_features)
+        clamp = check_clamp(clamp, x.shape, where)
         if clamp is not None:
-            clamp = jnp.asarray(clamp)
-            if clamp.dtype != jnp.bool_:
-                raise ValueError(f"{where}: clamp must be a boolean mask (True = visible), got dtype {clamp.dtype}")
-            try:
-                clamp = jnp.broadcast_to(clamp, x.shape)
-            except ValueError as err:
-                raise ValueError(
-                    f"{where}: clamp of shape {tuple(clamp.shape)} does not broadcast to x's shape {tuple(x.shape)}"
-                ) from err
             clamp = clamp.reshape(flat.shape)
         args = (self.memories[...], self.beta)
         out = batch_retrieve(
