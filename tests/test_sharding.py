@@ -247,7 +247,7 @@ ERRORS = {
     "encode_missing_axis": ("ValueError", r"sharded_encode: axis='batch' is not an axis of the mesh"),
     "attention_indivisible": ("ValueError", r"sharded_hopfield_attention: the number of keys S = 12 is not divisible "
                               r"by the size 8"),
-    "attention_alpha": ("ValueError", r"sharded_hopfield_attention: alpha must be in \(1, 2\], got \[2.5\]"),
+    "attention_alpha": ("ValueError", r"sharded_hopfield_attention: alpha must lie in \(1, 2\], got \[2.5\]"),
     "attention_separation": ("ValueError", r"sharded_hopfield_attention: separation must be one of \['softmax', "
                              r"'sparsemax', 'entmax15', 'entmax'\]"),
     "attention_shapes": ("ValueError", r"sharded_hopfield_attention: key of shape \(1, 8, 2, 3\)"),
