@@ -54,6 +54,16 @@ _MARKER = "@@dammem-case-result@@"
 _HERE = Path(__file__).resolve().parent
 
 
+def load_torch():
+    """``torch`` with its thread count set to the CPU count, or None when it is not installed (the ``bench`` extra)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

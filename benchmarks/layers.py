@@ -29,7 +29,6 @@ ratio ``torch median / method median`` (>= 1: the method is not slower than PyTo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -80,15 +79,6 @@ def prepare_dammem(separation: str, x: np.ndarray, heads: int, seed: int, model:
     result = jax.block_until_ready(compiled(params, xj))
     return (lambda: compiled(params, xj)), compile_s, result
 
-
-def load_torch():
-    """``torch`` with its thread count set to the CPU count, or None when it is not installed."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch
 
 
 def prepare_torch(torch, x: np.ndarray, heads: int, seed: int):
@@ -223,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.rounds <= args.repeats or args.warmup < 0:
         parser.error("need 1 <= --rounds <= --repeats and --warmup >= 0")
 
-    torch = load_torch()
+    torch = H.load_torch()
     env = H.environment(PEERS)
     device = jax.devices()[0]
     print(

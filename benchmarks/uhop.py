@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 
@@ -77,15 +76,6 @@ def prepare_dammem(memories: np.ndarray, w0: np.ndarray, steps: int):
     compile_s = time.perf_counter() - t0
     return call, compile_s, (np.asarray(fit.losses), np.asarray(fit.weight))
 
-
-def load_torch():
-    """``torch`` with all CPU threads, or None when it is not installed (the ``bench`` extra)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch
 
 
 def torch_losses(torch):
@@ -195,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.rounds <= args.repeats or args.warmup < 0:
         parser.error("need 1 <= --rounds <= --repeats and --warmup >= 0")
 
-    torch = load_torch()
+    torch = H.load_torch()
     env = H.environment(PEERS)
     print(f"dammem U-Hop Stage I benchmark: K = {args.k}, D = F = {args.d}, {args.steps} SGD steps per call, "
           f"{args.repeats} calls per method")  # fmt: skip

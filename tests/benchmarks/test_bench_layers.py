@@ -11,6 +11,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import _harness as H
 import layers as bench
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_quick_run_against_torch(tmp_path, capsys, require_peers):
 def test_check_fails_on_a_wrong_weight_copy(require_peers, monkeypatch):
     """The check compares by value: a copy that swaps the key and value projections is caught."""
     require_peers("torch")
-    torch = bench.load_torch()
+    torch = H.load_torch()
     x = bench.make_input(2, 6, 8, seed=1)
     assert bench.check_same(torch, x, 2, seed=0)["pass"] is True
     copy = bench.copy_torch_weights
