@@ -2,7 +2,12 @@
 
 Each check takes ``where``, the name of the public function that calls it, and starts its message with it.
 
-Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`).
+Values are checked where they are known: a static argument always, an array argument when it holds a value (also a
+constant passed into a caller's ``jit``: the checks look at the argument itself, before any conversion turns it into
+a tracer). A traced value passes unchecked; the functions that take one say what an out-of-range value gives
+(:func:`nan_unless_positive`: NaN, never a plausible finite answer).
+
+Shape legend: ``K`` memories, ``D`` pattern dimension, ``H`` heads (:mod:`dammem._types`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ def is_concrete(x: object) -> bool:
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arrays and scalars
+# ----------------------------------------------------------------------------------------------------------------
 
 
 def check_floating(x: ArrayLike, name: str, where: str) -> Array:
@@ -48,6 +58,63 @@ def check_floating(x: ArrayLike, name: str, where: str) -> Array:
     return arr
 
 
+def check_real(value: ArrayLike, name: str, where: str) -> Array:
+    """A real number or array of any shape, as a JAX array of its own float or integer dtype.
+
+    Bools, complex values and non-numbers are refused (``TypeError``).
+
+    Example:
+      >>> check_real([1.5, 2.0], "alpha", "f").shape
+      (2,)
+      >>> check_real(True, "alpha", "f")
+      Traceback (most recent call last):
+      TypeError: f: alpha must be real, got dtype bool
+    """
+    try:
+        arr = jnp.asarray(value)
+    except TypeError as err:
+        raise TypeError(f"{where}: {name} must be a real number or array, got {type(value).__name__}") from err
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{where}: {name} must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def check_scalar(value: ArrayLike, name: str, where: str) -> ArrayLike:
+    """A real scalar: a Python or NumPy number (returned as a Python float) or a 0-d array (integers become float32).
+
+    Python numbers stay Python floats so they stay weakly typed (they never promote bfloat16 scores to float32).
+
+    Example:
+      >>> check_scalar(2, "beta", "f")
+      2.0
+      >>> check_scalar([1.0, 2.0], "beta", "f")
+      Traceback (most recent call last):
+      ValueError: f: beta must be a scalar, got an array of shape (2,)
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    arr = check_real(value, name, where)
+    if arr.ndim != 0:
+        raise ValueError(f"{where}: {name} must be a scalar, got an array of shape {tuple(arr.shape)}")
+    return arr if jnp.issubdtype(arr.dtype, jnp.floating) else arr.astype(jnp.float32)
+
+
+def check_per_head(value: ArrayLike, name: str, where: str, heads: int) -> Array:
+    """A real scalar or one value per head, shape ``()`` or ``(H,)``, as a JAX array.
+
+    Example:
+      >>> check_per_head([1.0, 2.0], "beta", "f", 3)
+      Traceback (most recent call last):
+      ValueError: f: beta must be a scalar or have one value per head, shape (3,); got shape (2,)
+    """
+    arr = check_real(value, name, where)
+    if arr.shape not in ((), (heads,)):
+        raise ValueError(
+            f"{where}: {name} must be a scalar or have one value per head, shape ({heads},); got shape {arr.shape}"
+        )
+    return arr
+
+
 def check_axis(axis: int, ndim: int, where: str) -> int:
     """An int axis in ``[-ndim, ndim)``, returned non-negative."""
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
@@ -57,8 +124,36 @@ def check_axis(axis: int, ndim: int, where: str) -> int:
     return int(axis) % ndim
 
 
+def check_memories_query(
+    memories: ArrayLike, x: ArrayLike, where: str, *, min_memories: int = 0
+) -> tuple[Array, Array]:
+    """Stored patterns (K, D) and ONE query (D,) with matching D; batches are refused (callers vmap)."""
+    memories = check_floating(memories, "memories", where)
+    x = check_floating(x, "x", where)
+    if memories.ndim != 2:
+        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
+    if x.ndim != 1:
+        raise ValueError(f"{where}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
+    if memories.shape[1] != x.shape[0]:
+        raise ValueError(f"{where}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
+    if memories.shape[0] < min_memories:
+        raise ValueError(f"{where}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
+    return memories, x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Values: positive, beta, alpha
+# ----------------------------------------------------------------------------------------------------------------
+
+
 def check_positive(value: ArrayLike, name: str, where: str, *, allow_zero: bool = False) -> ArrayLike:
-    """For static or concrete scalars: value > 0 (or >= 0). Traced values pass unchecked."""
+    """For static or concrete values of any shape: every value finite and > 0 (or >= 0). Traced values pass.
+
+    Example:
+      >>> check_positive(-1.0, "step_size", "f")
+      Traceback (most recent call last):
+      ValueError: f: step_size must be finite and > 0, got [-1.0]
+    """
     if not is_concrete(value):
         return value
     arr = np.asarray(value, dtype=np.float64)
@@ -67,6 +162,87 @@ def check_positive(value: ArrayLike, name: str, where: str, *, allow_zero: bool 
         rule = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{where}: {name} must be finite and {rule}, got {arr.ravel()[:4].tolist()}")
     return value
+
+
+def check_beta(beta: ArrayLike, where: str, *, heads: int | None = None) -> ArrayLike:
+    """An inverse temperature: a real scalar (or, with ``heads``, one per head ``(H,)``); finite and > 0 when concrete.
+
+    A traced beta passes; the energies and updates that take one turn a non-positive value into NaN
+    (:func:`nan_unless_positive`). The scalar form returns :func:`check_scalar`'s value (a Python number stays a
+    Python float), the per-head form a JAX array.
+
+    Example:
+      >>> check_beta(0.0, "f")
+      Traceback (most recent call last):
+      ValueError: f: beta must be finite and > 0, got [0.0]
+      >>> check_beta([1.0, 2.0], "f", heads=2).shape
+      (2,)
+    """
+    arr = check_scalar(beta, "beta", where) if heads is None else check_per_head(beta, "beta", where, heads)
+    check_positive(beta, "beta", where)  # the argument itself: a constant stays concrete inside a caller's jit
+    return arr
+
+
+def check_alpha_range(alpha: ArrayLike, where: str, *, allow_one: bool = False) -> ArrayLike:
+    """For a concrete alpha of any shape: every value in (1, 2] (``allow_one``: [1, 2]). Traced values pass.
+
+    The separations give NaN for a traced alpha out of range.
+
+    Example:
+      >>> check_alpha_range([1.5, 2.5], "f")
+      Traceback (most recent call last):
+      ValueError: f: alpha must lie in (1, 2], got [2.5]
+    """
+    if is_concrete(alpha):
+        vals = np.asarray(alpha, dtype=np.float64)
+        above_one = vals >= 1.0 if allow_one else vals > 1.0
+        bad = ~(above_one & (vals <= 2.0))
+        if np.any(bad):
+            allowed = "[1, 2]" if allow_one else "(1, 2]"
+            raise ValueError(f"{where}: alpha must lie in {allowed}, got {vals[bad].ravel()[:4].tolist()}")
+    return alpha
+
+
+def check_alpha(alpha: ArrayLike, where: str, *, allow_one: bool = False, heads: int | None = None) -> ArrayLike:
+    """The Tsallis alpha of a separation: a real scalar (or, with ``heads``, one per head ``(H,)``) in (1, 2]
+    (``allow_one``: [1, 2], where 1 is softmax) when concrete.
+
+    Returns :func:`check_scalar`'s value (scalar form) or a JAX array (per-head form).
+
+    Example:
+      >>> check_alpha(1.0, "f")
+      Traceback (most recent call last):
+      ValueError: f: alpha must lie in (1, 2], got [1.0]
+      >>> check_alpha(1.0, "f", allow_one=True)
+      1.0
+    """
+    if alpha is None:
+        allowed = "[1, 2]" if allow_one else "(1, 2]"
+        raise TypeError(f"{where}: alpha is required: a real number in {allowed}, got None")
+    arr = check_scalar(alpha, "alpha", where) if heads is None else check_per_head(alpha, "alpha", where, heads)
+    check_alpha_range(alpha, where, allow_one=allow_one)
+    return arr
+
+
+def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
+    """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN.
+
+    A concrete beta was checked by :func:`check_beta` (or :func:`check_positive`) and passes through. A
+    multiplication rather than a ``where``, so that derivatives turn NaN as well (descent does not stall silently).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> jax.jit(lambda b: nan_unless_positive(b, jnp.ones(2)))(-1.0).tolist()
+      [nan, nan]
+    """
+    if is_concrete(beta):
+        return value
+    return value * jnp.where(jnp.asarray(beta) > 0, 1.0, jnp.nan).astype(value.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Static configuration: ints, floats, bools
+# ----------------------------------------------------------------------------------------------------------------
 
 
 def check_int(value: int, name: str, where: str, *, minimum: int = 0) -> int:
@@ -87,21 +263,100 @@ def check_int(value: int, name: str, where: str, *, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_memories_query(
-    memories: ArrayLike, x: ArrayLike, where: str, *, min_memories: int = 0
-) -> tuple[Array, Array]:
-    """Stored patterns (K, D) and ONE query (D,) with matching D; batches are refused (callers vmap)."""
-    memories = check_floating(memories, "memories", where)
-    x = check_floating(x, "x", where)
-    if memories.ndim != 2:
-        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
-    if x.ndim != 1:
-        raise ValueError(f"{where}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
-    if memories.shape[1] != x.shape[0]:
-        raise ValueError(f"{where}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
-    if memories.shape[0] < min_memories:
-        raise ValueError(f"{where}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
-    return memories, x
+def check_float(
+    value: float | None,
+    name: str,
+    where: str,
+    *,
+    positive: bool = False,
+    allow_zero: bool = False,
+    below: float | None = None,
+    optional: bool = False,
+) -> float | None:
+    """A static real number (Python or NumPy, not a bool), finite, returned as a Python float.
+
+    ``positive``: > 0; ``allow_zero``: >= 0; ``below``: also < ``below``; ``optional``: None passes (and is
+    returned).
+
+    Example:
+      >>> check_float(0.5, "dropout_rate", "f", allow_zero=True, below=1.0)
+      0.5
+      >>> check_float(0.0, "eps", "f", positive=True)
+      Traceback (most recent call last):
+      ValueError: f: eps must be a finite float > 0, got 0.0
+    """
+    if optional and value is None:
+        return None
+    low = 0.0 if (positive or allow_zero) else -np.inf
+    if below is not None:
+        rule = f"a float in {'[' if allow_zero else '('}{low:g}, {below:g})"
+    else:
+        rule = "a finite float" + (" >= 0" if allow_zero else " > 0" if positive else "")
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(float(value))
+    if ok:
+        v = float(value)
+        ok = (v >= low if allow_zero else v > low) and (below is None or v < below)
+    if not ok:
+        raise ValueError(f"{where}: {name} must be {'None or ' if optional else ''}{rule}, got {value!r}")
+    return float(value)
+
+
+def check_bool(value: bool, name: str, where: str) -> bool:
+    """A Python bool (static switches: ints and arrays are refused).
+
+    Example:
+      >>> check_bool(1, "learn_beta", "f")
+      Traceback (most recent call last):
+      TypeError: f: learn_beta must be a bool, got 1
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be a bool, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_mask(
+    mask: ArrayLike | None,
+    shape: tuple[int, ...],
+    where: str,
+    *,
+    name: str = "mask",
+    meaning: str = "True = attend",
+    target: str = "shape",
+    nonzero: bool = False,
+) -> Array | None:
+    """A mask that broadcasts to ``shape`` (its broadcast with ``shape`` is ``shape``), returned as given (not
+    broadcast); ``None`` stays ``None``.
+
+    Masks say True = visible / attend / keep everywhere. A non-boolean dtype is refused (``TypeError``) unless
+    ``nonzero``, which reads any dtype as ``mask != 0`` (Flax's float masks). ``target`` names ``shape`` in the
+    message (e.g. ``"z of shape"``).
+
+    Example:
+      >>> check_mask([True, False], (3, 2), "f").shape
+      (2,)
+      >>> check_mask([[True], [False]], (2,), "f")
+      Traceback (most recent call last):
+      ValueError: f: mask of shape (2, 1) does not broadcast to shape (2,)
+    """
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+        if not nonzero:
+            raise TypeError(f"{where}: {name} must be a boolean mask ({meaning}), got dtype {mask.dtype}")
+        mask = mask != 0
+    try:
+        full = np.broadcast_shapes(mask.shape, tuple(shape))
+    except ValueError:
+        full = None
+    if full != tuple(shape):
+        raise ValueError(f"{where}: {name} of shape {tuple(mask.shape)} does not broadcast to {target} {tuple(shape)}")
+    return mask
 
 
 def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> Array | None:
@@ -111,14 +366,5 @@ def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> 
       >>> check_clamp([True, False], (3, 2), "f").shape
       (3, 2)
     """
-    if clamp is None:
-        return None
-    clamp = jnp.asarray(clamp)
-    if clamp.dtype != jnp.bool_:
-        raise ValueError(f"{where}: clamp must be a boolean mask (True = visible), got dtype {clamp.dtype}")
-    try:
-        return jnp.broadcast_to(clamp, shape)
-    except ValueError as err:
-        raise ValueError(
-            f"{where}: clamp of shape {tuple(clamp.shape)} does not broadcast to x's shape {tuple(shape)}"
-        ) from err
+    clamp = check_mask(clamp, shape, where, name="clamp", meaning="True = visible", target="x's shape")
+    return None if clamp is None else jnp.broadcast_to(clamp, shape)
