@@ -1,5 +1,7 @@
 """Unvalidated VSA kernels shared by the public modules (:mod:`~dammem.vsa.hrr`, :mod:`~dammem.vsa.krop`,
 :mod:`~dammem.vsa.codebooks`, :mod:`~dammem.vsa.memory`) and by code that validates once and calls them in a loop.
+The codebook kernels are in :mod:`dammem.vsa._codebook_kernels`, the overwrite rule in
+:mod:`dammem.vsa._memory_kernels`.
 
 Shape legend: ``N`` vector dimension and number of scores (``N = 2^L`` for KROP), ``L`` angles, ``B`` rows (leading
 axes flattened), ``T`` steps, ``...`` batch axes. Inputs are assumed valid (see the public wrappers for the checks).
@@ -11,35 +13,25 @@ axes flattened), ``T`` steps, ``...`` batch axes. Inputs are assumed valid (see 
   :func:`blockwise_argmax` down the columns, soft clean-up ``d * H softmax(beta H (d * x))`` by a second butterfly
   back to rows, and rows ``C_j`` in O(N) from the bits of ``j`` (slide "Linear Time Vector Reconstruction").
 * Clean-up: :func:`blockwise_argmax`, the one two-level argmax of every codebook.
-* Mutable memory (Liu et al. (2025), slide "Resulting In", after Katz et al. (2019)):
-  ``M <- M - a (*) e + a (*) v`` with the erase estimate ``e`` of :func:`erase_kernel`.
 
 References:
   - T. A. Plate (1995). Holographic Reduced Representations. IEEE Trans. Neural Networks 6(3), 623-641.
   - R. Liu, Q. Qiu, S. Khan, G. E. Katz (2025). Linearithmic Clean-up for Vector-Symbolic Key-Value Memory with
     Kronecker Rotation Products. NeSy 2025.
-  - G. E. Katz, G. P. Davis, R. J. Gentili, J. A. Reggia (2019). A programmable neural virtual machine based on a
-    fast store-erase learning rule. Neural Networks 119, 10-30.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Literal
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Float, Int
 
 from dammem._butterfly import columns_to_rows, kron_blocks, map_row_chunks, row_chunk, rows_to_columns
 from dammem._types import Array
 
-if TYPE_CHECKING:  # annotations only: codebooks imports this module
-    from dammem.vsa.codebooks import Codebook
-
 __all__ = [
-    "EraseMode",
     "ARGMAX_BLOCK",
     "blockwise_argmax",
     "bind_kernel",
@@ -51,9 +43,6 @@ __all__ = [
     "krop_cleanup_kernel",
     "krop_soft_cleanup_kernel",
     "krop_rows_kernel",
-    "erase_kernel",
-    "overwrite_kernel",
-    "overwrite_scan_kernel",
 ]
 
 ARGMAX_BLOCK = 128
@@ -201,42 +190,3 @@ def krop_rows_kernel(theta: Float[Array, " L"], idx: Int[Array, "*idx"], signs) 
     if signs is not None:
         row = row * signs.astype(row.dtype)
     return row
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Mutable memory
-# ----------------------------------------------------------------------------------------------------------------
-
-
-EraseMode = Literal["cleanup", "sign", "raw", "none"]
-"""What the overwrite rule subtracts before storing a new value (see :data:`dammem.vsa.memory.ERASE_MODES`)."""
-
-
-def erase_kernel(memory: Array, address: Array, codebook: Codebook, erase: EraseMode) -> Array:
-    """The estimate ``e`` of the value stored under ``address`` that the overwrite rule removes (``erase`` static)."""
-    if erase == "none":
-        return jnp.zeros(jnp.broadcast_shapes(memory.shape, address.shape), memory.dtype)
-    r = unbind_kernel(memory, address)
-    if erase == "raw":
-        return r
-    if erase == "sign":
-        return jnp.mean(jnp.abs(r), axis=-1, keepdims=True) * jnp.sign(r)
-    return codebook.rows(codebook.cleanup(r)).astype(r.dtype)
-
-
-def overwrite_kernel(memory: Array, address: Array, value: Array, codebook: Codebook, erase: EraseMode) -> Array:
-    """``M - a (*) e + a (*) v = M + a (*) (v - e)``."""
-    return memory + bind_kernel(address, value - erase_kernel(memory, address, codebook, erase))
-
-
-@partial(jax.jit, static_argnums=4)
-def overwrite_scan_kernel(
-    memory: Array, addresses: Array, values: Array, codebook: Codebook, erase: EraseMode
-) -> tuple[Array, Array]:
-    """``T`` overwrites in order under one ``lax.scan``: ``(final memory, memory after every step)``."""
-
-    def step(m, av):
-        m = overwrite_kernel(m, av[0], av[1], codebook, erase)
-        return m, m
-
-    return lax.scan(step, memory, (addresses, values))

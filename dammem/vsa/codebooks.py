@@ -45,6 +45,7 @@ from dammem._butterfly import default_group, group_sizes, log2_size
 from dammem._types import Array, PRNGKey
 from dammem._validate import check_floating, check_int
 from dammem.vsa._checks import check_beta, check_index, check_signs, check_theta
+from dammem.vsa._codebook_kernels import cleanup_kernel, rows_kernel, scores_kernel, soft_cleanup_kernel
 from dammem.vsa._kernels import (
     bind_kernel,
     blockwise_argmax,
@@ -169,15 +170,15 @@ class Codebook:
         Returns:
           ``idx.shape + (D,)``.
         """
-        return _rows(self, check_index(idx, self.size, self._where("rows")))
+        return rows_kernel(self, check_index(idx, self.size, self._where("rows")))
 
     def scores(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch N"]:
         """Inner products ``<C_j, x>`` with every codeword: ``(..., D) -> (..., N)``."""
-        return _scores(self, self._check_vectors(x, "scores"))
+        return scores_kernel(self, self._check_vectors(x, "scores"))
 
     def cleanup(self, x: Float[ArrayLike, "*batch D"]) -> Int[Array, "*batch"]:
         """Hard clean-up ``argmax_j <C_j, x>``: ``(..., D) -> (...,)`` int32 indices (ties: the first maximum)."""
-        return _cleanup(self, self._check_vectors(x, "cleanup"))
+        return cleanup_kernel(self, self._check_vectors(x, "cleanup"))
 
     def soft_cleanup(
         self, x: Float[ArrayLike, "*batch D"], beta: float | Float[ArrayLike, ...] = 1.0
@@ -191,13 +192,14 @@ class Codebook:
           beta: inverse temperature > 0 (scalar or broadcastable to ``x.shape[:-1]``; multiplies the scores).
         """
         x = self._check_vectors(x, "soft_cleanup")
-        return _soft_cleanup(self, x, check_beta(beta, x.shape[:-1], self._where("soft_cleanup")))
+        return soft_cleanup_kernel(self, x, check_beta(beta, x.shape[:-1], self._where("soft_cleanup")))
 
     def matrix(self) -> Float[Array, "N D"]:
         """The dense ``(N, D)`` codebook (for tests, small sizes and the dense baselines)."""
-        return _rows(self, jnp.arange(self.size))
+        return rows_kernel(self, jnp.arange(self.size))
 
-    # -- what each kind implements (inputs already checked) ------------------------------------------------------
+    # -- what each kind implements (inputs already checked; the kernels of dammem.vsa._codebook_kernels call the
+    # -- *_impl hooks) ---------------------------------------------------------------------------------------
 
     @classmethod
     def _needs_key(cls, angles: Any) -> bool:
@@ -225,12 +227,6 @@ class Codebook:
     def _soft_cleanup_impl(self, x: Array, beta: Array) -> Array:
         scores = self._scores_impl(x)
         return self._combine_impl(jax.nn.softmax(beta[..., None].astype(scores.dtype) * scores, axis=-1))
-
-
-_rows = jax.jit(lambda book, idx: book._rows_impl(idx))
-_scores = jax.jit(lambda book, x: book._scores_impl(x))
-_cleanup = jax.jit(lambda book, x: book._cleanup_impl(x))
-_soft_cleanup = jax.jit(lambda book, x, beta: book._soft_cleanup_impl(x, beta))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -322,7 +318,19 @@ class BipolarCodebook(DenseCodebook):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class OneHotCodebook(Codebook):
+class _ParameterFree:
+    """Factory hooks of the kinds fixed by their dimension alone (``one_hot``, ``hadamard``): no key, no angles."""
+
+    @classmethod
+    def _needs_key(cls, angles):
+        return False
+
+    @classmethod
+    def _make(cls, dim, size, key, angles, where):
+        return cls(dim)
+
+
+class OneHotCodebook(_ParameterFree, Codebook):
     """The identity: ``C_j = e_j``, nothing stored; the scores are ``x`` itself.
 
     Args:
@@ -333,14 +341,6 @@ class OneHotCodebook(Codebook):
 
     def __init__(self, dim: int):
         self.size = self.dim = check_int(dim, "dim", type(self).__name__, minimum=1)
-
-    @classmethod
-    def _needs_key(cls, angles):
-        return False
-
-    @classmethod
-    def _make(cls, dim, size, key, angles, where):
-        return cls(dim)
 
     @property
     def storage_size(self) -> int:
@@ -435,7 +435,7 @@ class SignedKropCodebook(KropCodebook):
         return cls(_krop_angles(angles, k_theta, log2_size(dim), where), krop_signs(k_signs, dim))
 
 
-class HadamardCodebook(KropCodebook):
+class HadamardCodebook(_ParameterFree, KropCodebook):
     """The normalised Sylvester-Hadamard matrix: KROP with ``theta = pi / 4`` everywhere, nothing stored.
 
     Args:
@@ -449,14 +449,6 @@ class HadamardCodebook(KropCodebook):
     def __init__(self, dim: int):
         log2_size(dim, "dim", type(self).__name__)
         self.size = self.dim = int(dim)
-
-    @classmethod
-    def _needs_key(cls, angles):
-        return False
-
-    @classmethod
-    def _make(cls, dim, size, key, angles, where):
-        return cls(dim)
 
     @property
     def theta(self) -> Array:  # a constant, so it is not a leaf

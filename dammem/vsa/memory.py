@@ -34,7 +34,8 @@ from jaxtyping import Float, Int
 from dammem._types import Array
 from dammem._validate import check_floating
 from dammem.vsa._checks import check_pair
-from dammem.vsa._kernels import EraseMode, bind_kernel, erase_kernel, overwrite_kernel, overwrite_scan_kernel
+from dammem.vsa._kernels import bind_kernel
+from dammem.vsa._memory_kernels import EraseMode, erase_kernel, overwrite_kernel, overwrite_scan_kernel
 from dammem.vsa.codebooks import Codebook
 from dammem.vsa.hrr import unbind
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dammem.vsa import _kernels
+from dammem.vsa import _memory_kernels
 from dammem.vsa.codebooks import make_codebook
 from dammem.vsa.hrr import bind, random_addresses, unbind
 from dammem.vsa.memory import ERASE_MODES, erase_estimate, overwrite, overwrite_scan, recall, store, write
@@ -111,12 +111,12 @@ def test_no_retrace_for_new_codebook_or_contents():
     cb, addresses, idx = _setup(n=64, m=3)
     mem0 = store(addresses, cb.rows(idx))
     overwrite_scan(mem0, addresses[jnp.array([0, 1])], cb.rows(jnp.array([1, 2])), cb)
-    before = _kernels.overwrite_scan_kernel._cache_size()
+    before = _memory_kernels.overwrite_scan_kernel._cache_size()
     for s in range(1, 3):
         cb2, addresses2, idx2 = _setup(n=64, m=3, seed=s)
         mem2 = store(addresses2, cb2.rows(idx2))
         overwrite_scan(mem2, addresses2[jnp.array([2, 0])], cb2.rows(jnp.array([5, 6])), cb2)
-    assert _kernels.overwrite_scan_kernel._cache_size() == before
+    assert _memory_kernels.overwrite_scan_kernel._cache_size() == before
 
 
 def test_bad_inputs():
