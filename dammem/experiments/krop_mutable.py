@@ -44,7 +44,8 @@ from jax import lax
 
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
 from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, ERASE_MODES, make_codebook, random_addresses
-from dammem.vsa._kernels import bind_kernel, overwrite_kernel, unbind_kernel
+from dammem.vsa._kernels import bind_kernel, unbind_kernel
+from dammem.vsa._memory_kernels import overwrite_kernel
 
 __all__ = ["Config", "run", "report"]
 
