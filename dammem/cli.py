@@ -5,6 +5,10 @@ path to a YAML file. The run writes ``results.json``, ``summary.md`` and its fig
 ``runs/<config name>``), which must be empty or new unless ``--overwrite`` is given; a run that fails leaves no
 output behind.
 
+Ctrl-C (SIGINT) stops a run with exit status 130 and the one line ``dammem: interrupted``; the run's output
+directory is left as it was, as after a failure. Scratch folders that a killed run (SIGKILL) left in ``--out`` do
+not make it non-empty; the next run removes them.
+
 Problems with the config or its data (unknown keys, bad values, a missing or malformed data file, more memories than
 the data holds) and a non-empty or unwritable ``--out`` are reported as one line ``dammem: error: ...`` with exit
 status 2, checked before the run starts where the config alone decides them.
@@ -18,18 +22,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+
+INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an ``--out`` that is a file, or a non-empty directory without ``--overwrite``."""
-    from dammem.experiments._base import ConfigError
+    """Refuse an ``--out`` that is a file, or a non-empty directory without ``--overwrite``.
+
+    Scratch folders that a killed run left behind do not count (the run removes them).
+    """
+    from dammem.experiments._base import ConfigError, leftover_partials
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
     if out.is_dir() and not overwrite:
-        entries = sorted(p.name for p in out.iterdir())
+        leftovers = set(leftover_partials(out))
+        entries = sorted(p.name for p in out.iterdir() if p not in leftovers)
         if entries:
             shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
             raise ConfigError(
@@ -100,16 +112,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from dammem.experiments._base import ConfigError
+def _interrupted(exit_process: bool) -> int:
+    """Report a Ctrl-C in one line; as the ``dammem`` process, leave at once (no interpreter teardown)."""
+    print("dammem: interrupted", file=sys.stderr)
+    if exit_process:
+        # tearing JAX down while a compilation or computation thread is still running can crash the interpreter
+        # (SIGSEGV): the run has already cleaned up its output, so nothing is lost by skipping the teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+    return INTERRUPTED
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; ``argv`` None means the process's own arguments (the ``dammem`` executable)."""
+    exit_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    seen = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigint(signum, frame):
+            seen.set()  # remembered even where a library swallows the KeyboardInterrupt
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    unraisable = sys.unraisablehook
+
+    def quiet_interrupts(info):  # a KeyboardInterrupt that a callback swallowed is reported once, below
+        if not issubclass(info.exc_type, KeyboardInterrupt):
+            unraisable(info)
+
+    sys.unraisablehook = quiet_interrupts
     try:
-        return args.func(args, argv)
-    except ConfigError as err:
-        print("dammem: error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, even for YAML errors
-        return 2
+        from dammem.experiments._base import ConfigError
+
+        try:
+            status = args.func(args, argv)
+        except ConfigError as err:
+            print("dammem: error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, even for YAML errors
+            status = 2
+        return _interrupted(exit_process) if seen.is_set() else status
+    except BaseException:
+        # a Ctrl-C can surface as another error (an extension module that fails to import) or be swallowed (a
+        # callback that ignores exceptions): the flag, not the exception, says whether the run was interrupted
+        if not seen.is_set():
+            raise
+        return _interrupted(exit_process)
+    finally:
+        sys.unraisablehook = unraisable
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,8 @@ With a path they read the files a user downloads:
 
 Images come back as NumPy ``uint8`` arrays ``x`` of shape (n, 28, 28) or (n, 32, 32, 3) and labels ``y`` (n,)
 ``uint8`` in 0-9. A missing file or directory raises ``FileNotFoundError`` and a malformed one ``ValueError``; both
-name the path and the expected format. :func:`to_patterns` turns images into float32 patterns (n, D).
+name the path and the expected format, and a file that cannot be decoded (cut short by an interrupted download or
+copy, say) is called damaged. :func:`to_patterns` turns images into float32 patterns (n, D).
 
 Query corruptions (masks, occlusions, noise, dropout, bit flips) live in :mod:`dammem.corruptions`.
 """
@@ -165,8 +166,14 @@ def _load_bundled(resource: str, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: the bundled data file {ref} is missing from the installed package; "
             "reinstall dammem or pass path= to a downloaded copy"
         ) from err
-    with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-        return archive["x"], archive["y"]
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            return archive["x"], archive["y"]
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{where}: the bundled data file {ref} is damaged (truncated or corrupt: {err}); reinstall dammem or "
+            "pass path= to a downloaded copy"
+        ) from err
 
 
 def _bundled(spec: tuple[str, str, int], dataset: str, split: str, limit, where: str):
@@ -186,7 +193,8 @@ def _read_npz_split(path: pathlib.Path, split: str, where: str) -> tuple[np.ndar
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(
-            f"{where}: {path} is not a readable .npz archive ({err}); expected {_MNIST_NPZ_FORMAT}"
+            f"{where}: {path} is damaged (truncated or corrupt?): not a readable .npz archive ({err}); "
+            f"expected {_MNIST_NPZ_FORMAT}"
         ) from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{where}: {path} holds a single .npy array, not an archive; expected {_MNIST_NPZ_FORMAT}")
@@ -200,7 +208,10 @@ def _read_npz_split(path: pathlib.Path, split: str, where: str) -> tuple[np.ndar
         try:
             x, y = archive[keys[0]], archive[keys[1]]
         except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
-            raise ValueError(f"{where}: {path}: could not read {keys} ({err}); expected {_MNIST_NPZ_FORMAT}") from err
+            raise ValueError(
+                f"{where}: {path} is damaged (truncated or corrupt): could not read {keys} ({err}); "
+                f"expected {_MNIST_NPZ_FORMAT}"
+            ) from err
     return _check_arrays(x, y, _MNIST_SHAPE, path, keys, _MNIST_NPZ_FORMAT, where)
 
 
@@ -229,7 +240,7 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
-            f"{where}: {path} could not be read ({err}); expected {expected}"
+            f"{where}: {path} is damaged (truncated or corrupt) and could not be read ({err}); expected {expected}"
             + (", gzip-compressed" if path.suffix == ".gz" else "")
         ) from err
     header = 4 + 4 * len(dims)
@@ -243,6 +254,11 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
         want = tuple("n" if d is None else d for d in dims)
         raise ValueError(f"{where}: {path} declares sizes {shape}, expected {want}; expected {expected}")
     size = int(np.prod(shape))
+    if len(raw) - header < size:
+        raise ValueError(
+            f"{where}: {path} is damaged (truncated): it holds {len(raw) - header} data bytes but its header declares "
+            f"{shape} = {size}; expected {expected}"
+        )
     if len(raw) - header != size:
         raise ValueError(
             f"{where}: {path} holds {len(raw) - header} data bytes but its header declares {shape} = "
@@ -330,7 +346,8 @@ def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.nd
             batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         except Exception as err:  # arbitrary bytes can fail in the unpickler in many ways (EOF, bad opcode, ...)
             raise ValueError(
-                f"{where}: {path} is not a readable pickle ({type(err).__name__}: {err}); "
+                f"{where}: {path} is damaged (truncated or corrupt?) or not a readable pickle "
+                f"({type(err).__name__}: {err}); "
                 f"expected {_CIFAR_BATCH_FORMAT}"
             ) from err
     if not isinstance(batch, dict):

@@ -236,3 +236,40 @@ def test_unusable_output_directory_exits_2(tmp_path, capsys):
     assert f"cannot create the output directory '{blocker / 'sub'}'" in _one_line_error(capsys)
     assert main(["run", "quickstart", "--out", str(blocker)]) == 2
     assert _one_line_error(capsys) == f"dammem: error: --out '{blocker}' exists and is not a directory"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# robustness: leftovers of a killed run, Ctrl-C
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_leftovers_of_a_killed_run_are_ignored_and_removed(tmp_path, capsys, overwrite):
+    out = tmp_path / "q"
+    leftover = out / ".dammem-partial-xyz"  # what a run killed (SIGKILL) while writing its report leaves
+    leftover.mkdir(parents=True)
+    (leftover / "results.json").write_text("{")
+    flags = ["--overwrite"] if overwrite else []
+    assert main(["run", "quickstart", *TINY, "--out", str(out), "--no-progress", *flags]) == 0
+    capsys.readouterr()
+    assert not leftover.exists()
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.npz", "summary.md", "completions.png"}
+
+
+def test_ctrl_c_stops_a_run_with_status_130_and_one_line(tmp_path):
+    import signal
+    import sys
+
+    out = tmp_path / "q"
+    script = Path(sys.executable).with_name("dammem")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "dammem.cli"]
+    proc = subprocess.Popen(
+        [*command, "run", "quickstart", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stderr.read(1)  # the progress bar appears once the run has started (then it compiles and runs)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    lines = (first + stderr).replace("\r", "\n").strip().splitlines()
+    assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
+    assert lines[-1] == "dammem: interrupted", stderr[-2000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr and stdout == ""
+    assert not out.exists()  # a run that did not finish leaves nothing behind

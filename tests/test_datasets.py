@@ -427,3 +427,43 @@ def test_to_patterns_errors():
         to_patterns(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="at least 2 dims"):
         to_patterns(np.zeros(3, np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# truncated files (an interrupted download or copy): the message names the file and calls it damaged
+
+
+def _cut(path: pathlib.Path, keep: float) -> pathlib.Path:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    return path
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_mnist_files_are_called_damaged(tmp_path, keep):
+    rng = np.random.default_rng(8)
+    _write_mnist_npz(tmp_path / "mnist.npz", rng)
+    npz = _cut(tmp_path / "mnist.npz", keep)
+    _assert_value_error_names(npz, lambda: load_mnist(npz, "test"), "is damaged")
+    for compress in (True, False):
+        folder = tmp_path / f"idx_{compress}"
+        folder.mkdir()
+        _write_mnist_idx(folder, rng, compress=compress)
+        name = datasets._MNIST_IDX["test"][0] + (".gz" if compress else "")
+        images = _cut(folder / name, keep)
+        _assert_value_error_names(images, lambda folder=folder: load_mnist(folder, "test"), "is damaged")
+
+
+def test_truncated_cifar_batch_is_called_damaged(tmp_path):
+    _write_cifar(tmp_path, np.random.default_rng(9))
+    batch = _cut(tmp_path / "test_batch", 0.5)
+    _assert_value_error_names(batch, lambda: load_cifar10(tmp_path, "test"), "is damaged")
+
+
+@pytest.mark.parametrize(("loader", "resource"), [(load_mnist, "mnist_test_first2000.npz")])
+def test_truncated_bundled_file_is_called_damaged(tmp_path, monkeypatch, loader, resource):
+    (tmp_path / "data").mkdir()
+    packaged = pathlib.Path(datasets.__file__).parent / "data" / resource
+    (tmp_path / "data" / resource).write_bytes(packaged.read_bytes()[: packaged.stat().st_size // 2])
+    monkeypatch.setattr(datasets.importlib.resources, "files", lambda package: tmp_path)
+    _assert_value_error_names(tmp_path / "data" / resource, loader, "is damaged", "reinstall dammem")

@@ -60,6 +60,8 @@ TOP_LEVEL_KEYS = ("experiment", "seed", "config")
 ARRAYS_KEY = "arrays"
 """Key of ``run``'s result whose arrays go to ``results.npz`` instead of ``results.json``."""
 ARRAYS_FILE = "results.npz"
+PARTIAL_PREFIX = ".dammem-partial-"
+"""Name prefix of the scratch folder a run writes into; one left behind by a killed run is removed by the next."""
 
 
 class ConfigError(ValueError):
@@ -472,6 +474,13 @@ def _split_arrays(metrics: Any) -> tuple[Any, dict[str, np.ndarray]]:
     return rest, {k: np.asarray(v) for k, v in arrays.items()}
 
 
+def leftover_partials(out_dir: Path) -> list[Path]:
+    """The scratch folders (:data:`PARTIAL_PREFIX`) that runs killed while writing ``out_dir`` left behind."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.name.startswith(PARTIAL_PREFIX) and p.is_dir())
+
+
 def _missing_parents(path: Path) -> list[Path]:
     """``path`` and its ancestors that do not exist yet, outermost first."""
     missing = []
@@ -493,7 +502,8 @@ def run_experiment(
 
     Everything is written into a scratch folder inside ``out_dir`` and moved into place once the report is done,
     replacing files of the same names: a failed run leaves ``out_dir`` as it was, and removes it (with any parents it
-    created) when it did not exist.
+    created) when it did not exist. Scratch folders left in ``out_dir`` by a run that was killed (SIGKILL) are
+    removed before this run writes.
 
     Args:
       doc: the document (``experiment``, ``seed``, ``config``), as from :func:`load_document` and
@@ -540,7 +550,9 @@ def run_experiment(
                 "shapes": {k: list(v.shape) for k, v in arrays.items()},
                 "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
             }
-        stage = Path(tempfile.mkdtemp(prefix=".dammem-partial-", dir=out_dir))
+        for leftover in leftover_partials(out_dir):
+            shutil.rmtree(leftover, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out_dir))
         if arrays:
             np.savez_compressed(stage / ARRAYS_FILE, **arrays)
         (stage / "results.json").write_text(json.dumps(record, indent=2) + "\n")
