@@ -7,6 +7,8 @@ papers. Subpackages: :mod:`dammem.energies`, :mod:`dammem.drdam`, :mod:`dammem.u
 :mod:`dammem.separations`, :mod:`dammem.similarities`, :mod:`dammem.dynamics`, :mod:`dammem.datasets`,
 :mod:`dammem.corruptions`. Shapes in
 every docstring use one legend (``K`` memories, ``D`` pattern dimension, ...; see :mod:`dammem._types`).
+``dammem.nn``, ``dammem.uhop`` and ``dammem.sharding`` load on first use, so ``import dammem`` loads neither flax,
+optax nor orbax.
 
 Example:
   >>> import jax.numpy as jnp
@@ -18,13 +20,15 @@ Example:
   ([1.0, 1.0, -1.0, -1.0], True)
 """
 
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
 __version__ = "0.1.0"
 
 from dammem import drdam as drdam
 from dammem import energies as energies
-from dammem import nn as nn
-from dammem import sharding as sharding
-from dammem import uhop as uhop
 from dammem import vsa as vsa
 from dammem.attention import hopfield_attention as hopfield_attention
 from dammem.dynamics import Retrieval as Retrieval
@@ -46,3 +50,18 @@ from dammem.similarities import get_similarity as get_similarity
 from dammem.similarities import kernelize as kernelize
 from dammem.similarities import neg_l1 as neg_l1
 from dammem.similarities import neg_sq_l2 as neg_sq_l2
+
+# Loaded on first use, so that ``import dammem`` needs neither flax, optax nor orbax: the Flax layers and their
+# checkpoints (flax, orbax), U-Hop's Stage I fit (optax) and retrieval over a device mesh.
+_LAZY_SUBMODULES = ("nn", "sharding", "uhop")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``dammem.nn``, ``dammem.sharding`` and ``dammem.uhop``: imported on first access (then a plain attribute)."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"dammem.{name}")  # the import binds it on this package: no second call
+    raise AttributeError(f"module 'dammem' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -1,4 +1,5 @@
-"""No module of dammem uses another module's underscore names.
+"""Imports of dammem: no module uses another module's underscore names, the import graph has no circle, and
+``import dammem`` loads neither flax, optax nor orbax (``dammem.nn`` and ``dammem.sharding`` load on first use).
 
 Kernels that several modules need get public names in private modules (optax's ``_src`` pattern), so importing a
 private *module* of dammem (``import dammem._butterfly``, ``from dammem.vsa import _kernels``) and a public name
@@ -16,6 +17,8 @@ names (``__version__``) nor the public NamedTuple API (``_replace``, ``_fields``
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import dammem
@@ -26,6 +29,8 @@ FILES = sorted(PACKAGE.rglob("*.py"))
 
 # Underscore names that are a class's public API (collections.namedtuple / typing.NamedTuple).
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_field_defaults", "_make"}
+# Underscore names that the standard library documents as public (os._exit: exit without cleanup handlers).
+STDLIB_PUBLIC = {"os._exit"}
 
 
 def _is_private(name: str) -> bool:
@@ -99,7 +104,7 @@ def private_uses(path: Path, root: Path = ROOT) -> list[str]:
         if chain is None or chain[0] not in bound:
             continue  # self._x, cls._x, a local object's own attribute
         target = ".".join([bound[chain[0]], *chain[1:]])
-        if not _is_dammem_module(target, root):
+        if target not in STDLIB_PUBLIC and not _is_dammem_module(target, root):
             bad.append(".".join(chain))
     return bad
 
@@ -171,8 +176,175 @@ def test_the_checker_allows_private_modules_public_names_and_own_attributes(tmp_
         "bf.fwht\n"
         "_kernels.bind_kernel\n"
         "NamedTuple._fields\n"
+        "import os\n"
+        "os._exit(1)\n"
         "class A:\n"
         "    def f(self, other):\n"
         "        return self._x, other._y, type(self)._z\n"
     )
     assert _probe(tmp_path, "dammem/vsa/codebooks.py", source) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The import graph of the package is acyclic
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """True unless ``node`` sits inside a function body (a deferred import runs on call, not on load)."""
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return False
+    return True
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """The dammem modules that ``path`` imports when it is loaded or type-checked.
+
+    Every import statement outside a function body counts, ``if TYPE_CHECKING:`` blocks included (a type-only
+    import back is still a circle between two modules). ``from pkg import name`` is an edge to the submodule
+    ``pkg.name`` when that is a module, else to ``pkg``; the parent packages that Python initialises on the way are
+    not edges (every submodule would otherwise form a circle with its package's ``__init__``).
+    """
+    module = _module_name(path, root)
+    is_package = path.name == "__init__.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or not _is_module_level(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if _is_dammem_module(alias.name, root))
+            continue
+        source = _absolute(node, module, is_package)
+        for alias in node.names:
+            target = f"{source}.{alias.name}"
+            if _is_dammem_module(target, root):
+                found.add(target)
+            elif _is_dammem_module(source, root):
+                found.add(source)
+    found.discard(module)
+    return found
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (``[a, b, ..., a]``) per strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(_a_cycle_through(sorted(component), graph))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def _a_cycle_through(component: list[str], graph: dict[str, set[str]]) -> list[str]:
+    """A shortest circle from the first module of a strongly connected component back to itself (breadth first)."""
+    start, members = component[0], set(component)
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph.get(v, set()) & members):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), start]
+                if w not in previous:
+                    previous[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no circle through {start}")  # a strongly connected component always has one
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    return {_module_name(path, root): imported_modules(path, root) for path in sorted((root / "dammem").rglob("*.py"))}
+
+
+def test_the_import_graph_is_acyclic():
+    graph = import_graph()
+    assert len(graph) >= 30 and sum(map(len, graph.values())) >= 60  # the walk sees the package and its imports
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_finder_sees_type_only_and_indirect_circles(tmp_path):
+    files = {
+        "dammem/__init__.py": "from dammem import a as a\n",
+        "dammem/a.py": "from dammem.b import f\n",
+        "dammem/b.py": "from . import c\n",
+        "dammem/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from dammem.a import A\n",
+        "dammem/d.py": "def later():\n    from dammem import e\n",  # deferred: no edge
+        "dammem/e.py": "import dammem.d\n",
+        "dammem/sub/__init__.py": "from .x import y\n",  # a package importing its submodule: no circle
+        "dammem/sub/x.py": "from dammem.sub.z import w\n",
+        "dammem/sub/z.py": "import numpy\n",
+    }
+    for name, source in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    graph = import_graph(tmp_path)
+    assert graph["dammem.b"] == {"dammem.c"} and graph["dammem.d"] == set() and graph["dammem.e"] == {"dammem.d"}
+    assert graph["dammem.sub"] == {"dammem.sub.x"} and graph["dammem.sub.x"] == {"dammem.sub.z"}
+    assert import_cycles(graph) == [["dammem.a", "dammem.b", "dammem.c", "dammem.a"]]
+    (tmp_path / "dammem/c.py").write_text("X = 1\n")
+    assert import_cycles(import_graph(tmp_path)) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `import dammem` stays light
+# ----------------------------------------------------------------------------------------------------------------
+
+HEAVY = {"flax", "optax", "orbax"}
+
+
+def _loaded_after(code: str) -> set[str]:
+    """Top-level packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    probe = f"import sys\n{code}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    return set(out.stdout.split())
+
+
+def test_import_dammem_loads_no_flax_optax_or_orbax_and_nn_loads_on_first_use():
+    assert _loaded_after("import dammem") & HEAVY == set()
+    lazy = _loaded_after(
+        "import dammem\n"
+        "assert 'nn' in dir(dammem) and 'sharding' in dir(dammem)\n"
+        "from dammem import nn\n"
+        "assert nn is dammem.nn and nn is sys.modules['dammem.nn'] and hasattr(nn, 'Hopfield')\n"
+        "assert dammem.sharding is sys.modules['dammem.sharding']\n"
+        "try:\n"
+        "    dammem.no_such_module\n"
+        "except AttributeError as err:\n"
+        "    assert 'no_such_module' in str(err)\n"
+        "else:\n"
+        "    raise SystemExit('dammem.no_such_module resolved')\n"
+    )
+    assert {"flax", "orbax"} <= lazy
