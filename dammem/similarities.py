@@ -19,7 +19,7 @@ an energy whose concave-convex (CCCP) step is that update, so the update never i
 - ``neg_sq_l2``: ``c = 1/2``, and ``sim(x, x) = 0``; ``E = -Psi*(-beta ||Xi - x||^2) / (2 beta)``. Since
   ``Psi*(z + t 1) = Psi*(z) + t`` on the simplex, this is the dot energy at ``2 beta`` with the bias
   ``-||xi||^2 / 2`` on each score; at alpha = 1 it is the RBF energy of Hoover et al. (2024), eq. 11 at ``2 beta``.
-- ``neg_l1`` and ``cosine``: ``None``. No energy has their update as its descent step; the update is still a
+- ``neg_l2``, ``neg_l1`` and ``cosine``: ``None``. No energy has their update as its descent step; the update is still a
   valid one-step retrieval map (a baseline of Wu et al. (2024), Sec. 4.1), but energies refuse them.
 
 :func:`kernelize` maps both arguments through ``Phi(u) = W u`` first (Wu et al. (2024), eq. 2.1). The energy of a
@@ -35,6 +35,7 @@ References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
   - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
     NeurIPS.
+  - Millidge, Salvatori, Song, Lukasiewicz, Bogacz (2022). Universal Hopfield Networks. ICML.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from dammem._validate import check_floating, check_memories_query
 __all__ = [
     "dot",
     "neg_sq_l2",
+    "neg_l2",
     "neg_l1",
     "cosine",
     "Similarity",
@@ -108,6 +110,31 @@ def neg_sq_l2(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> F
     """
     memories, x = check_memories_query(memories, x, "neg_sq_l2")
     return -jnp.sum(jnp.square(memories - x), axis=-1)
+
+
+def neg_l2(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
+    """Negative Euclidean distance ``-||xi_mu - x||``, the "L2-distance" baseline (Wu et al. (2024), Sec. 4.1).
+
+    Unlike :func:`neg_sq_l2` the distance is not squared (Millidge et al. (2022) score memories by it). At a zero
+    distance the gradient is 0 (a subgradient; the distance has no derivative there), not NaN.
+
+    Args:
+      memories: (K, D) stored patterns.
+      x: (D,) query.
+
+    Returns:
+      (K,) scores (<= 0).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from dammem.similarities import neg_l2
+      >>> neg_l2(jnp.array([[1.0, 0.0], [4.0, 6.0]]), jnp.array([1.0, 2.0])).tolist()
+      [-2.0, -5.0]
+    """
+    memories, x = check_memories_query(memories, x, "neg_l2")
+    sq = jnp.sum(jnp.square(memories - x), axis=-1)
+    zero = sq == 0  # not `sq > 0`: a NaN distance must stay NaN
+    return -jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, sq)))
 
 
 def neg_l1(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
@@ -207,6 +234,7 @@ class Similarity:
 SIMILARITIES: dict[SimilarityName, Similarity] = {
     "dot": Similarity("dot", dot, energy_scale=1.0),
     "neg_sq_l2": Similarity("neg_sq_l2", neg_sq_l2, energy_scale=0.5),
+    "neg_l2": Similarity("neg_l2", neg_l2),
     "neg_l1": Similarity("neg_l1", neg_l1),
     "cosine": Similarity("cosine", cosine),
 }
@@ -252,7 +280,7 @@ class Kernelized:
         return cls(base, *leaves)
 
 
-SimilarityName = Literal["dot", "neg_sq_l2", "neg_l1", "cosine"]
+SimilarityName = Literal["dot", "neg_sq_l2", "neg_l2", "neg_l1", "cosine"]
 """The names of :data:`SIMILARITIES`."""
 
 SimilarityLike = Union[SimilarityName, Similarity, Kernelized, ScoreFn]
@@ -264,7 +292,7 @@ def get_similarity(similarity: SimilarityLike) -> Similarity | Kernelized:
     """Resolve a similarity given by name, as a :class:`Similarity`, a :class:`Kernelized` or a plain callable.
 
     Args:
-      similarity: a name from :data:`SIMILARITIES` (``dot``, ``neg_sq_l2``, ``neg_l1``, ``cosine``), a
+      similarity: a name from :data:`SIMILARITIES` (``dot``, ``neg_sq_l2``, ``neg_l2``, ``neg_l1``, ``cosine``), a
         :class:`Similarity` or :class:`Kernelized` (returned as is), or a callable ``scores(memories, x)``, which is
         wrapped as a :class:`Similarity` without an energy (``energy_scale=None``).
 

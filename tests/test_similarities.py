@@ -16,6 +16,7 @@ W = RNG.standard_normal((8, 5))
 REFERENCES = {
     "dot": lambda m, x: m @ x,
     "neg_sq_l2": lambda m, x: -((m - x) ** 2).sum(-1),
+    "neg_l2": lambda m, x: -np.sqrt(((m - x) ** 2).sum(-1)),
     "neg_l1": lambda m, x: -np.abs(m - x).sum(-1),
     "cosine": lambda m, x: (m @ x) / (np.linalg.norm(m, axis=-1) * np.linalg.norm(x)),
 }
@@ -39,7 +40,7 @@ def test_kernelize_applies_the_base_to_features(x64, name):
 
 def test_energy_scales_of_the_named_similarities():
     scales = {name: sim.energy_scale for name, sim in S.SIMILARITIES.items()}
-    assert scales == {"dot": 1.0, "neg_sq_l2": 0.5, "neg_l1": None, "cosine": None}
+    assert scales == {"dot": 1.0, "neg_sq_l2": 0.5, "neg_l2": None, "neg_l1": None, "cosine": None}
     assert S.kernelize("dot", jnp.ones((3, 2))).energy_scale == 1.0
     assert S.kernelize("neg_sq_l2", jnp.ones((3, 2))).energy_scale == 0.5
     assert S.kernelize("cosine", jnp.ones((3, 2))).energy_scale is None
@@ -81,7 +82,7 @@ def test_kernel_weight_is_traced_under_jit_and_vmap_and_gets_gradients(x64):
 def test_distances_are_negated_so_the_nearest_pattern_scores_highest():
     mem = jnp.asarray(MEM, jnp.float32)
     query = mem[3] + 0.01
-    for name in ("neg_sq_l2", "neg_l1", "cosine"):  # dot prefers long patterns, these the nearest one
+    for name in ("neg_sq_l2", "neg_l2", "neg_l1", "cosine"):  # dot prefers long patterns, these the nearest one
         assert int(jnp.argmax(S.get_similarity(name)(mem, query))) == 3, name
     assert float(S.neg_sq_l2(mem, mem[3])[3]) == 0.0
 
@@ -140,3 +141,19 @@ def test_bad_inputs(call, match):
 
 def test_the_name_literal_lists_the_registry():
     assert set(typing.get_args(S.SimilarityName)) == set(S.SIMILARITIES) == set(REFERENCES)
+
+
+def test_neg_l2_gradient_matches_finite_differences_and_is_zero_at_zero_distance(x64):
+    """d(-||xi - x||)/dx = (xi - x) / ||xi - x|| (float64 central differences); 0 (a subgradient) at xi = x."""
+    mem, x = jnp.asarray(MEM), jnp.asarray(X)
+    jac = np.asarray(jax.jacobian(S.neg_l2, argnums=1)(mem, x))
+    np.testing.assert_allclose(jac, (MEM - X) / np.linalg.norm(MEM - X, axis=-1, keepdims=True), rtol=1e-10)
+    direction = RNG.standard_normal(5)
+    eps = 1e-6
+    fd = (S.neg_l2(mem, x + eps * direction) - S.neg_l2(mem, x - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(jac @ direction, np.asarray(fd), rtol=1e-7)
+    at_memory = jax.jacobian(S.neg_l2, argnums=(0, 1))(mem, mem[2])
+    assert all(np.all(np.isfinite(np.asarray(j))) for j in at_memory)
+    np.testing.assert_array_equal(np.asarray(at_memory[1])[2], np.zeros(5))
+    assert float(S.neg_l2(mem, mem[2])[2]) == 0.0
+    assert np.isnan(np.asarray(S.neg_l2(mem, x.at[0].set(jnp.nan)))).all()  # NaN in, NaN out
