@@ -10,7 +10,7 @@ Every layer holds parameters and calls a pure function of the package; no math l
 - :class:`EnergyDescent`: differentiable fixed-step retrieval of any dammem energy (:func:`dammem.retrieve`).
 - :class:`DrDAMMemory`: the random-feature memory of :mod:`dammem.drdam` with its features and ``T`` as
   non-trainable state.
-- :class:`KROPCodebook`: trainable KROP angles, fixed signs; hard and soft clean-up (:mod:`dammem.vsa`).
+- :class:`KropCodebookLayer`: trainable KROP angles, fixed signs; hard and soft clean-up (:mod:`dammem.vsa`).
 - Non-trainable variable types (:class:`MemoryState`, :class:`RandomFeatures`, :class:`FixedSigns`), skipped by
   ``nnx.Optimizer(..., wrt=nnx.Param)``.
 - :func:`save_checkpoint` / :func:`restore_checkpoint`: orbax checkpoints of any of these modules.
@@ -26,7 +26,7 @@ from dammem.nn.energy import EnergyDescent as EnergyDescent
 from dammem.nn.variables import FixedSigns as FixedSigns
 from dammem.nn.variables import MemoryState as MemoryState
 from dammem.nn.variables import RandomFeatures as RandomFeatures
-from dammem.nn.vsa import KROPCodebook as KROPCodebook
+from dammem.nn.vsa import KropCodebookLayer as KropCodebookLayer
 from dammem.nn.training import MODEL_PARAMS as MODEL_PARAMS
 from dammem.nn.training import KernelParam as KernelParam
 from dammem.nn.training import alternating_step as alternating_step

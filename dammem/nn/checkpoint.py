@@ -11,11 +11,11 @@ Example:
   >>> import tempfile, jax.numpy as jnp
   >>> from flax import nnx
   >>> from dammem.nn.checkpoint import restore_checkpoint, save_checkpoint
-  >>> from dammem.nn.vsa import KROPCodebook
-  >>> book = KROPCodebook(16, signed=True, rngs=nnx.Rngs(0))
+  >>> from dammem.nn.vsa import KropCodebookLayer
+  >>> book = KropCodebookLayer(16, signed=True, rngs=nnx.Rngs(0))
   >>> path = tempfile.mkdtemp() + "/codebook"
   >>> save_checkpoint(path, book)
-  >>> abstract = nnx.eval_shape(lambda: KROPCodebook(16, signed=True, rngs=nnx.Rngs(1)))
+  >>> abstract = nnx.eval_shape(lambda: KropCodebookLayer(16, signed=True, rngs=nnx.Rngs(1)))
   >>> restored = restore_checkpoint(path, abstract)
   >>> bool(jnp.array_equal(restored.theta[...], book.theta[...]))
   True
@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from typing import TypeVar
 
 import jax
@@ -106,6 +107,33 @@ def _check_match(saved_tree, target_state, directory: str, target_name: str, whe
         )
 
 
+# A TensorStore status (``OUT_OF_RANGE: Error reading ...``) or orbax's wrapper of one: the files could not be read.
+_STATUS = re.compile(r"^[A-Z][A-Z_]+: ")
+_WRAPPER = re.compile(r"TensorStore|OCDBT")
+
+
+def _read_failure(err: BaseException) -> str | None:
+    """The storage error in ``err``'s chain (TensorStore's status line, the innermost one), or None when ``err`` is
+    not a failed read."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(str(err))
+        err = err.__cause__ or err.__context__
+    statuses = [text for text in chain if _STATUS.match(text)]
+    if statuses:
+        return statuses[-1].splitlines()[0][:300]
+    wrapped = [text for text in chain if _WRAPPER.search(text)]
+    return wrapped[0].split(" See full TensorStore details")[0].splitlines()[0][:300] if wrapped else None
+
+
+def _damaged(directory: str, detail: str, where: str) -> ValueError:
+    return ValueError(
+        f"{where}: the checkpoint at {directory!r} is damaged or incomplete (a file is missing or truncated; save "
+        f"it again): {detail}"
+    )
+
+
 def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
     """Read a checkpoint written by :func:`save_checkpoint` into a new module shaped like ``target``.
 
@@ -121,7 +149,8 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
     Raises:
       FileNotFoundError: no checkpoint at ``path``.
       ValueError: the checkpoint's variables or shapes differ from ``target``'s (a different module or
-        configuration).
+        configuration), or the checkpoint is damaged or incomplete (a file missing or truncated; the storage error
+        is chained).
     """
     where = "restore_checkpoint"
     _check_module(target, "target", where)
@@ -131,7 +160,16 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
     graphdef, state = nnx.split(target)
     abstract_state = jax.tree.map(_abstract, state)
     with _checkpointer() as checkpointer:
-        item = checkpointer.metadata(directory).item_metadata
-        _check_match(getattr(item, "tree", item), abstract_state, directory, type(target).__name__, where)
-        restored = checkpointer.restore(directory, args=ocp.args.StandardRestore(abstract_state))
+        item = checkpointer.metadata(directory).item_metadata  # None when orbax cannot read it
+        saved_tree = getattr(item, "tree", item)
+        if saved_tree is None and jax.tree.leaves(abstract_state):
+            raise _damaged(directory, "its metadata (the saved variables and shapes) cannot be read", where)
+        _check_match(saved_tree, abstract_state, directory, type(target).__name__, where)
+        try:
+            restored = checkpointer.restore(directory, args=ocp.args.StandardRestore(abstract_state))
+        except Exception as err:  # orbax wraps TensorStore's read errors in a bare Exception
+            detail = _read_failure(err)
+            if detail is None:
+                raise
+            raise _damaged(directory, detail, where) from err
     return nnx.merge(graphdef, restored)

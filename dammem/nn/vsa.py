@@ -1,4 +1,4 @@
-"""``KROPCodebook``: a KROP value codebook with trainable angles, as a Flax NNX module.
+"""``KropCodebookLayer``: a KROP value codebook with trainable angles, as a Flax NNX module.
 
 Shape legend: ``N = 2^L`` codebook size (= vector dimension), ``L`` angles, ``...`` any leading batch axes.
 
@@ -30,11 +30,14 @@ from dammem._validate import check_floating
 from dammem.nn.variables import FixedSigns
 from dammem.vsa.krop import krop_cleanup, krop_row, krop_scores, krop_soft_cleanup, krop_signs, uniform_angles
 
-__all__ = ["KROPCodebook"]
+__all__ = ["KropCodebookLayer"]
 
 
-class KROPCodebook(nnx.Module):
+class KropCodebookLayer(nnx.Module):
     """KROP codebook ``C = H D`` of ``N = 2^L`` codewords of dimension ``N`` with trainable angles.
+
+    The layer form of the pure codebooks :class:`dammem.vsa.KropCodebook` (``signed=False``) and
+    :class:`dammem.vsa.SignedKropCodebook` (``signed=True``): the same scores, rows and clean-ups.
 
     Args:
       size: ``N``, a power of two ``>= 2``.
@@ -45,8 +48,8 @@ class KROPCodebook(nnx.Module):
     Example:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from dammem.nn.vsa import KROPCodebook
-      >>> book = KROPCodebook(64, signed=True, rngs=nnx.Rngs(0))
+      >>> from dammem.nn.vsa import KropCodebookLayer
+      >>> book = KropCodebookLayer(64, signed=True, rngs=nnx.Rngs(0))
       >>> noisy = book.codewords(jnp.array([5, 17])) + 0.05
       >>> index, codeword = book.cleanup(noisy)
       >>> index
@@ -56,7 +59,7 @@ class KROPCodebook(nnx.Module):
     """
 
     def __init__(self, size: int, *, signed: bool = False, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        where = "KROPCodebook"
+        where = "KropCodebookLayer"
         self.num_angles = log2_size(size, "size", where)
         self.size = int(size)
         if not isinstance(signed, bool):
@@ -75,7 +78,7 @@ class KROPCodebook(nnx.Module):
 
     def scores(self, x: Float[ArrayLike, "*batch N"]) -> Float[Array, "*batch N"]:
         """Clean-up scores ``C x = H (d * x)`` of every codeword (:func:`dammem.vsa.krop_scores`)."""
-        x = self._vectors(x, "KROPCodebook.scores")
+        x = self._vectors(x, "KropCodebookLayer.scores")
         return krop_scores(self.theta[...], x, signs=self._signs())
 
     def codewords(self, idx: int | Int[ArrayLike, "*idx"]) -> Float[Array, "*idx N"]:
@@ -91,7 +94,7 @@ class KROPCodebook(nnx.Module):
         Returns:
           ``(indices, codewords)``: ``(...,)`` int32 and ``(..., N)``.
         """
-        x = self._vectors(x, "KROPCodebook.cleanup")
+        x = self._vectors(x, "KropCodebookLayer.cleanup")
         theta, signs = self.theta[...], self._signs()
         idx = krop_cleanup(theta, x, signs=signs)
         return idx, krop_row(theta, idx, signs=signs)
@@ -106,5 +109,5 @@ class KROPCodebook(nnx.Module):
         Returns:
           ``(..., N)`` convex combinations of codewords.
         """
-        x = self._vectors(x, "KROPCodebook.soft_cleanup")
+        x = self._vectors(x, "KropCodebookLayer.soft_cleanup")
         return krop_soft_cleanup(self.theta[...], x, beta, signs=self._signs())

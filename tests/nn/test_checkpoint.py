@@ -15,7 +15,7 @@ from dammem.nn.checkpoint import restore_checkpoint, save_checkpoint
 from dammem.nn.drdam import DrDAMMemory
 from dammem.nn.energy import EnergyDescent
 from dammem.nn.uhop import UHopHopfield
-from dammem.nn.vsa import KROPCodebook
+from dammem.nn.vsa import KropCodebookLayer
 
 RNG = np.random.default_rng(5)
 SEQ = jnp.asarray(RNG.standard_normal((2, 5, 8)), jnp.float32)  # (batch, positions, features)
@@ -49,8 +49,8 @@ CASES = {
         lambda m: m(VEC),
     ),
     "DrDAMMemory": (_drdam, _drdam_write, lambda m: (m.energy(VEC), m.retrieve(VEC, 3, 0.2))),
-    "KROPCodebook": (
-        lambda rngs: KROPCodebook(8, signed=True, rngs=rngs),
+    "KropCodebookLayer": (
+        lambda rngs: KropCodebookLayer(8, signed=True, rngs=rngs),
         None,
         lambda m: (m.cleanup(VEC), m.soft_cleanup(VEC, 2.0)),
     ),
@@ -124,13 +124,13 @@ def test_typed_prng_keys_survive_the_round_trip(tmp_path):
 
 
 def test_restore_refuses_a_mismatched_target_and_save_refuses_to_overwrite(tmp_path):
-    book = KROPCodebook(8, signed=True, rngs=nnx.Rngs(0))
+    book = KropCodebookLayer(8, signed=True, rngs=nnx.Rngs(0))
     save_checkpoint(tmp_path / "ckpt", book)
     with pytest.raises(ValueError, match=r"restore_checkpoint: the checkpoint at .* does not match the target "
-                       r"KROPCodebook .*signs/value has shape \(8,\) in the checkpoint but \(16,\) in the target"):
-        restore_checkpoint(tmp_path / "ckpt", KROPCodebook(16, signed=True, rngs=nnx.Rngs(0)))  # other shape
+                       r"KropCodebookLayer .*signs/value has shape \(8,\) in the checkpoint but \(16,\) in the target"):
+        restore_checkpoint(tmp_path / "ckpt", KropCodebookLayer(16, signed=True, rngs=nnx.Rngs(0)))  # other shape
     with pytest.raises(ValueError, match="signs/value is in the checkpoint but not in the target"):
-        restore_checkpoint(tmp_path / "ckpt", KROPCodebook(8, rngs=nnx.Rngs(0)))  # no signs
+        restore_checkpoint(tmp_path / "ckpt", KropCodebookLayer(8, rngs=nnx.Rngs(0)))  # no signs
     with pytest.raises(ValueError, match="does not match the target EnergyDescent .*memories/value is not in the "):
         restore_checkpoint(tmp_path / "ckpt", EnergyDescent(2, 8, step_size=0.1, rngs=nnx.Rngs(0)))
     drdam = _drdam(nnx.Rngs(0))  # a typed PRNG key is compared by its key data
@@ -141,7 +141,7 @@ def test_restore_refuses_a_mismatched_target_and_save_refuses_to_overwrite(tmp_p
         restore_checkpoint(tmp_path / "missing", book)
     with pytest.raises(ValueError, match="save_checkpoint: path .* already exists; pass overwrite=True"):
         save_checkpoint(tmp_path / "ckpt", book)
-    other = KROPCodebook(8, signed=True, rngs=nnx.Rngs(7))
+    other = KropCodebookLayer(8, signed=True, rngs=nnx.Rngs(7))
     save_checkpoint(tmp_path / "ckpt", other, overwrite=True)
     back = restore_checkpoint(tmp_path / "ckpt", book)
     assert np.array_equal(back.theta[...], other.theta[...])
@@ -170,3 +170,23 @@ def test_a_restored_model_keeps_training_like_the_original(tmp_path):
         return nnx.state(m, nnx.Param)
 
     _assert_identical(train(restored), train(model))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_checkpoint_raises_an_error_naming_its_path(tmp_path, damage):
+    import os
+
+    book = KropCodebookLayer(4096, signed=True, rngs=nnx.Rngs(0))  # signs too large to be inlined in the index
+    save_checkpoint(tmp_path / "ckpt", book)
+    data = max((p for p in (tmp_path / "ckpt").rglob("*") if p.parent.name == "d"), key=os.path.getsize)
+    if damage == "truncate":
+        os.truncate(data, data.stat().st_size // 2)
+    else:
+        data.unlink()
+    with pytest.raises(ValueError, match=r"restore_checkpoint: the checkpoint at '.*ckpt' is damaged or incomplete "
+                       r"\(a file is missing or truncated; save it again\): [A-Z_]+: Error reading") as info:
+        restore_checkpoint(tmp_path / "ckpt", book)
+    assert info.value.__cause__ is not None  # orbax's error, with TensorStore's below it
+    (tmp_path / "ckpt" / "_METADATA").unlink()
+    with pytest.raises(ValueError, match=r"checkpoint at '.*ckpt' is damaged or incomplete .*its metadata"):
+        restore_checkpoint(tmp_path / "ckpt", book)

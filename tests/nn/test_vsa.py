@@ -1,4 +1,4 @@
-"""KROPCodebook: equal to the dammem.vsa KROP functions with its angles and signs, to a float64 dense Kronecker
+"""KropCodebookLayer: equal to the dammem.vsa KROP functions with its angles and signs, to a float64 dense Kronecker
 reference, differentiable in the angles (finite differences), and trained on its angles only (never its signs)."""
 
 import jax
@@ -10,7 +10,7 @@ from flax import nnx
 from jax.test_util import check_grads
 
 from dammem.nn.variables import FixedSigns
-from dammem.nn.vsa import KROPCodebook
+from dammem.nn.vsa import KropCodebookLayer
 from dammem.vsa import krop_cleanup, krop_row, krop_scores, krop_signs, krop_soft_cleanup, uniform_angles
 
 N, B = 16, 5
@@ -27,7 +27,7 @@ def dense_codebook(theta, signs=None):
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_equals_the_vsa_functions_and_the_dense_reference(signed):
-    book = KROPCodebook(N, signed=signed, rngs=nnx.Rngs(0))
+    book = KropCodebookLayer(N, signed=signed, rngs=nnx.Rngs(0))
     rngs = nnx.Rngs(0)
     theta = uniform_angles(rngs.params(), 4)
     signs = krop_signs(rngs.params(), N) if signed else None
@@ -52,7 +52,7 @@ def test_equals_the_vsa_functions_and_the_dense_reference(signed):
 
 
 def test_soft_cleanup_gradients_match_finite_differences(x64):
-    book = KROPCodebook(N, signed=True, param_dtype=jnp.float64, rngs=nnx.Rngs(1))
+    book = KropCodebookLayer(N, signed=True, param_dtype=jnp.float64, rngs=nnx.Rngs(1))
     x = jnp.asarray(RNG.standard_normal((3, N)))
     weights = jnp.asarray(RNG.standard_normal((3, N)))
     graphdef, state = nnx.split(book)
@@ -69,7 +69,7 @@ def test_soft_cleanup_gradients_match_finite_differences(x64):
 
 
 def test_training_the_soft_cleanup_moves_the_angles_and_never_the_signs():
-    book = KROPCodebook(N, signed=True, rngs=nnx.Rngs(3))
+    book = KropCodebookLayer(N, signed=True, rngs=nnx.Rngs(3))
     signs, theta0 = np.asarray(book.signs[...]), np.asarray(book.theta[...])
     assert isinstance(book.signs, FixedSigns)
     targets = jnp.asarray(RNG.standard_normal((8, N)), jnp.float32)
@@ -91,18 +91,18 @@ def test_training_the_soft_cleanup_moves_the_angles_and_never_the_signs():
 
 @pytest.mark.parametrize("size", [12, 1, 0])
 def test_size_must_be_a_power_of_two(size):
-    with pytest.raises(ValueError, match=f"KROPCodebook: size must be a power of two .*got {size}"):
-        KROPCodebook(size, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=f"KropCodebookLayer: size must be a power of two .*got {size}"):
+        KropCodebookLayer(size, rngs=nnx.Rngs(0))
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match="KROPCodebook: size must be an int"):
-        KROPCodebook(16.0, rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match="KROPCodebook: signed must be a bool"):
-        KROPCodebook(16, signed="yes", rngs=nnx.Rngs(0))
-    book = KROPCodebook(N, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="KropCodebookLayer: size must be an int"):
+        KropCodebookLayer(16.0, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="KropCodebookLayer: signed must be a bool"):
+        KropCodebookLayer(16, signed="yes", rngs=nnx.Rngs(0))
+    book = KropCodebookLayer(N, rngs=nnx.Rngs(0))
     for method in ("scores", "cleanup", "soft_cleanup"):
-        with pytest.raises(ValueError, match=rf"KROPCodebook.{method}: x must have shape \(\.\.\., N\) with N = 16"):
+        with pytest.raises(ValueError, match=rf"KropCodebookLayer.{method}: x must have shape \(\.\.\., N\) with N = 16"):
             getattr(book, method)(jnp.ones((2, 8)))
     with pytest.raises(ValueError, match="krop_soft_cleanup: beta must be finite and > 0"):
         book.soft_cleanup(jnp.ones(N), -1.0)
