@@ -68,14 +68,14 @@ def check_real(value: ArrayLike, name: str, where: str) -> Array:
       (2,)
       >>> check_real(True, "alpha", "f")
       Traceback (most recent call last):
-      TypeError: f: alpha must be real, got dtype bool
+      TypeError: f: alpha must be a real number or array, got dtype bool
     """
     try:
         arr = jnp.asarray(value)
     except TypeError as err:
         raise TypeError(f"{where}: {name} must be a real number or array, got {type(value).__name__}") from err
     if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-        raise TypeError(f"{where}: {name} must be real, got dtype {arr.dtype}")
+        raise TypeError(f"{where}: {name} must be a real number or array, got dtype {arr.dtype}")
     return arr
 
 
@@ -368,3 +368,26 @@ def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> 
     """
     clamp = check_mask(clamp, shape, where, name="clamp", meaning="True = visible", target="x's shape")
     return None if clamp is None else jnp.broadcast_to(clamp, shape)
+
+
+def check_bool_vector(
+    mask: ArrayLike | None, size: int, where: str, *, name: str = "mask", label: str = "K", meaning: str
+) -> Array | None:
+    """A boolean vector of exactly ``size`` entries (one per memory or coordinate, no broadcasting), or ``None``.
+
+    ``label`` names the size in the message (``K`` memories, ``D`` coordinates); ``meaning`` says what True means.
+
+    Example:
+      >>> check_bool_vector([True, False], 3, "f", meaning="True = memory present")
+      Traceback (most recent call last):
+      ValueError: f: mask must be booleans of shape (K,) = (3,) (True = memory present), got bool (2,)
+    """
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_ or mask.shape != (size,):
+        raise ValueError(
+            f"{where}: {name} must be booleans of shape ({label},) = ({size},) ({meaning}), got {mask.dtype} "
+            f"{tuple(mask.shape)}"
+        )
+    return mask

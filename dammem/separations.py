@@ -45,6 +45,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from typing import Union
@@ -56,7 +57,7 @@ from jax import lax
 
 from dammem._entmax_solver import ENTMAX15, GENERAL, KIND_A, SOFTMAX, SPARSEMAX, conjugate_rows, separation_rows
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_axis, check_floating, is_concrete
+from dammem._validate import check_alpha_range, check_axis, check_floating, check_mask, check_real, is_concrete
 
 __all__ = [
     "softmax",
@@ -68,6 +69,8 @@ __all__ = [
     "get_separation",
     "separation_alpha",
     "SEPARATIONS",
+    "SeparationSpec",
+    "resolve_separation",
 ]
 
 
@@ -84,30 +87,16 @@ def _check_scores(z: ArrayLike, axis: int, where: ArrayLike | None, name: str) -
     axis = check_axis(axis, z.ndim, name)
     if z.shape[axis] == 0:
         raise ValueError(f"{name}: z has size 0 along axis {axis}; at least one score is needed")
-    if where is not None:
-        where = jnp.asarray(where)
-        if where.dtype != jnp.bool_:
-            raise TypeError(f"{name}: where must be a boolean mask (True = keep), got dtype {where.dtype}")
-        try:
-            np.broadcast_shapes(where.shape, z.shape)
-        except ValueError:
-            raise ValueError(
-                f"{name}: where of shape {where.shape} does not broadcast to z of shape {z.shape}"
-            ) from None
+    where = check_mask(where, z.shape, name, name="where", meaning="True = keep", target="z of shape")
     return z, axis, where
 
 
 def _check_alpha(alpha: ArrayLike, shape: tuple, axis: int, name: str, allow_one: bool) -> Array:
     """Validate alpha against scores of ``shape``: real, size 1 along ``axis``, broadcastable, in range if concrete."""
-    allowed = "[1, 2]" if allow_one else "(1, 2]"
     if alpha is None:
+        allowed = "[1, 2]" if allow_one else "(1, 2]"
         raise TypeError(f"{name}: alpha is required: a real number or array in {allowed}, got None")
-    try:
-        alpha_arr = jnp.asarray(alpha)
-    except TypeError as err:
-        raise TypeError(f"{name}: alpha must be a real number or array, got {type(alpha).__name__}") from err
-    if not (jnp.issubdtype(alpha_arr.dtype, jnp.floating) or jnp.issubdtype(alpha_arr.dtype, jnp.integer)):
-        raise TypeError(f"{name}: alpha must be a real number or array, got dtype {alpha_arr.dtype}")
+    alpha_arr = check_real(alpha, "alpha", name)
     ndim = len(shape)
     if alpha_arr.ndim > ndim:
         raise ValueError(f"{name}: alpha has {alpha_arr.ndim} dims but z has only {ndim}")
@@ -121,31 +110,8 @@ def _check_alpha(alpha: ArrayLike, shape: tuple, axis: int, name: str, allow_one
         np.broadcast_shapes(full, shape)
     except ValueError:
         raise ValueError(f"{name}: alpha of shape {alpha_arr.shape} does not broadcast to z of shape {shape}") from None
-    if is_concrete(alpha_arr):
-        vals = np.asarray(alpha_arr, dtype=np.float64)
-        ok = (vals >= 1.0) if allow_one else (vals > 1.0)
-        bad = ~(ok & (vals <= 2.0))
-        if np.any(bad):
-            raise ValueError(f"{name}: alpha must lie in {allowed}, got {vals[bad].ravel()[:4].tolist()}")
+    check_alpha_range(alpha, name, allow_one=allow_one)
     return alpha_arr
-
-
-def _fixed_kind(alpha: ArrayLike) -> str:
-    """The kernel for alpha: a concrete alpha of 1, 1.5 or 2 everywhere has an exact closed-form kernel."""
-    if alpha is None or not is_concrete(alpha):
-        return GENERAL
-    arr = np.asarray(alpha)
-    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-        return GENERAL  # not a real number: _check_alpha raises the error that names alpha
-    values = np.unique(arr.astype(np.float64))
-    if values.size != 1:
-        return GENERAL
-    return {1.0: SOFTMAX, 1.5: ENTMAX15, 2.0: SPARSEMAX}.get(float(values[0]), GENERAL)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Jitted kernels (static: kind, axis, output); the public functions validate and call them
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def _moved_rows(z: Array, where: Array | None, axis: int) -> tuple[Array, Array]:
@@ -288,7 +254,7 @@ def entmax(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLike |
       >>> [round(p, 4) for p in entmax(jnp.array([2.0, 1.0, -3.0]), alpha=1.25).tolist()]
       [0.7754, 0.2246, 0.0]
     """
-    kind = _fixed_kind(alpha)
+    kind = closed_form_kernel(alpha)
     return _apply(GENERAL if kind == SOFTMAX else kind, z, alpha, axis, where, "entmax")
 
 
@@ -310,7 +276,7 @@ def tsallis_separation(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where:
     Returns:
       Probabilities with the shape and dtype of ``z``.
     """
-    kind = _fixed_kind(alpha)
+    kind = closed_form_kernel(alpha)
     if kind == SOFTMAX:  # the direct formula, the one softmax of this module
         z, axis, where = _check_scores(z, axis, where, "tsallis_separation")
         _check_alpha(alpha, z.shape, axis, "tsallis_separation", allow_one=True)
@@ -340,49 +306,167 @@ def conjugate(z: ArrayLike, alpha: ArrayLike, axis: int = -1, *, where: ArrayLik
       >>> round(float(conjugate(jnp.zeros(4), 1.0)), 4)  # log(4)
       1.3863
     """
-    return _apply(_fixed_kind(alpha), z, alpha, axis, where, "conjugate", allow_one=True, output="psi")
+    return _apply(closed_form_kernel(alpha), z, alpha, axis, where, "conjugate", allow_one=True, output="psi")
 
 
-SEPARATIONS: dict[str, tuple[Callable[..., Array], float | None]] = {
-    "softmax": (softmax, 1.0),
-    "sparsemax": (sparsemax, 2.0),
-    "entmax15": (entmax15, 1.5),
-    "entmax": (entmax, None),
+@dataclasses.dataclass(frozen=True)
+class SeparationSpec:
+    """One entry of :data:`SEPARATIONS`: what callers need to run a separation given by name.
+
+    Attributes:
+      fn: the separation, ``fn(z, axis=-1, *, where=None)``, or ``fn(z, alpha, axis=-1, *, where=None)`` when it
+        takes alpha.
+      takes_alpha: whether ``fn`` takes alpha as its second argument.
+      alpha: the Tsallis alpha the separation is (softmax 1, 1.5-entmax 1.5, sparsemax 2); None when it takes alpha
+        or is not a Tsallis separation.
+      kernel: the threshold kernel of :mod:`dammem._entmax_solver` that computes it (a closed form for a fixed alpha,
+        the general search otherwise); None for a separation outside the Tsallis family.
+    """
+
+    fn: Callable[..., Array]
+    takes_alpha: bool
+    alpha: float | None
+    kernel: str | None
+
+
+SEPARATIONS: dict[str, SeparationSpec] = {
+    "softmax": SeparationSpec(softmax, takes_alpha=False, alpha=1.0, kernel=SOFTMAX),
+    "sparsemax": SeparationSpec(sparsemax, takes_alpha=False, alpha=2.0, kernel=SPARSEMAX),
+    "entmax15": SeparationSpec(entmax15, takes_alpha=False, alpha=1.5, kernel=ENTMAX15),
+    "entmax": SeparationSpec(entmax, takes_alpha=True, alpha=None, kernel=GENERAL),
 }
+"""The separations by name: the one registry the core, :mod:`dammem.attention`, the layers and the sharded
+functions look names up in."""
 
 Separation = Union[str, Callable[..., Array]]
 
 
+def closed_form_kernel(alpha: ArrayLike | None) -> str:
+    """The kernel for alpha: a concrete alpha equal everywhere to the fixed alpha of a registered separation runs that
+    separation's closed-form kernel (alpha 1: softmax, 1.5: 1.5-entmax, 2: sparsemax); anything else (traced, varying,
+    other values) the general threshold search."""
+    if alpha is None or not is_concrete(alpha):
+        return GENERAL
+    arr = np.asarray(alpha)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        return GENERAL  # not a real number: the alpha check raises the error that names alpha
+    values = np.unique(arr.astype(np.float64))
+    if values.size != 1:
+        return GENERAL
+    for spec in SEPARATIONS.values():
+        if spec.alpha is not None and spec.kernel is not None and spec.alpha == float(values[0]):
+            return spec.kernel
+    return GENERAL
+
+
+def resolve_separation(separation: Separation, alpha: ArrayLike | None, where: str | None) -> SeparationSpec | None:
+    """The registry entry of a separation given by name (None for a callable), with the alpha rule checked: alpha is
+    given exactly when the named separation takes one. The value of alpha is the caller's to check.
+
+    ``where`` (the calling function) starts the error messages; None leaves them unprefixed for a caller that adds
+    its own name.
+
+    Example:
+      >>> resolve_separation("sparsemax", None, "f").alpha
+      2.0
+      >>> resolve_separation("softmax", 1.5, "f")
+      Traceback (most recent call last):
+      ValueError: f: separation='softmax' has a fixed alpha=1.0; alpha is only used with 'entmax'
+    """
+    prefix = f"{where}: " if where else ""
+    takers = " or ".join(repr(name) for name, spec in SEPARATIONS.items() if spec.takes_alpha)
+    if callable(separation):
+        if alpha is not None:
+            raise ValueError(f"{prefix}alpha is only used with {takers}; got a callable separation and alpha")
+        return None
+    if not isinstance(separation, str) or separation not in SEPARATIONS:
+        raise ValueError(
+            f"{prefix}unknown separation {separation!r}; expected one of {list(SEPARATIONS)} or a callable"
+            " sep(z, axis=-1, where=mask)"
+        )
+    spec = SEPARATIONS[separation]
+    if spec.takes_alpha and alpha is None:
+        raise ValueError(f"{prefix}separation={separation!r} needs alpha")
+    if not spec.takes_alpha and alpha is not None:
+        fixed = "" if spec.alpha is None else f" has a fixed alpha={spec.alpha};"
+        raise ValueError(f"{prefix}separation={separation!r}{fixed} alpha is only used with {takers}")
+    return spec
+
+
 def get_separation(separation: Separation, alpha: ArrayLike | None = None) -> Callable[..., Array]:
-    """Look up a separation by name (``softmax``, ``sparsemax``, ``entmax15``, ``entmax``) or pass a callable.
+    """Look up a separation by name (a key of :data:`SEPARATIONS`) or pass a callable.
 
     Args:
       separation: a name from :data:`SEPARATIONS` or a callable ``sep(z, axis=-1)``.
-      alpha: the alpha of ``entmax`` (required there, refused elsewhere).
+      alpha: the alpha of a separation that takes one (``entmax``), refused elsewhere.
 
     Returns:
       A function ``sep(z, axis=-1)``.
     """
-    if callable(separation):
-        if alpha is not None:
-            raise ValueError("get_separation: alpha is only used with separation='entmax'; got a callable and alpha")
+    spec = resolve_separation(separation, alpha, "get_separation")
+    if spec is None:
         return separation
-    if not isinstance(separation, str) or separation not in SEPARATIONS:
-        raise ValueError(f"unknown separation {separation!r}; expected one of {sorted(SEPARATIONS)} or a callable")
-    fn, fixed = SEPARATIONS[separation]
-    if fixed is None:
-        if alpha is None:
-            raise ValueError("separation='entmax' needs alpha in (1, 2]")
-        return partial(entmax, alpha=alpha)
-    if alpha is not None:
-        raise ValueError(f"separation={separation!r} has a fixed alpha={fixed}; alpha is only used with 'entmax'")
-    return fn
+    return partial(spec.fn, alpha=alpha) if spec.takes_alpha else spec.fn
 
 
 def separation_alpha(separation: str, alpha: ArrayLike | None = None) -> ArrayLike:
-    """The Tsallis alpha of a named separation (softmax 1, entmax15 1.5, sparsemax 2, entmax: ``alpha``)."""
+    """The Tsallis alpha of a named separation (softmax 1, entmax15 1.5, sparsemax 2, entmax: ``alpha``).
+
+    Errors about the name or the alpha rule are unprefixed: callers add their own function name.
+    """
     if callable(separation):
         raise ValueError("separation_alpha: a callable separation has no known alpha; pass a name")
-    get_separation(separation, alpha)  # validates the name and the alpha rule
-    fixed = SEPARATIONS[separation][1]
-    return alpha if fixed is None else fixed
+    spec = resolve_separation(separation, alpha, None)
+    if spec.takes_alpha:
+        return alpha
+    if spec.alpha is None:
+        raise ValueError(f"separation_alpha: separation={separation!r} is not a Tsallis separation; it has no alpha")
+    return spec.alpha
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outside the Tsallis family
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def polynomial(z: ArrayLike, power: float, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
+    """Normalised rectified polynomial ``p_i = max(z_i, 0)^n / sum_j max(z_j, 0)^n``.
+
+    The rectified polynomial ``F(s) = max(s, 0)^n`` of the dense associative memory of Krotov & Hopfield (2016) as a
+    separation over the memories: with the inner product it is the "Dense Associative Memory (polynomial)" baseline
+    of Wu et al. (2024), Sec. 4.1 and Table 3 (n = 10). Computed as ``softmax(n log z_i)`` over the positive scores,
+    so large scores cannot overflow; a positive rescaling of ``z`` (beta) does not change it. Not a Tsallis
+    separation (:func:`separation_alpha` refuses it).
+
+    Edge cases: scores <= 0 (or ``where=False``) get probability 0 with zero gradient; a row without a positive
+    score returns zeros; NaN or ``+inf`` scores give NaN in their row.
+
+    Args:
+      z: scores, any shape (..., N, ...).
+      power: the exponent ``n > 0``.
+      axis: the axis holding the N scores.
+      where: optional boolean mask broadcastable to ``z``; False entries get probability 0.
+
+    Returns:
+      Probabilities with the shape and dtype of ``z``.
+
+    Example:
+      >>> [round(p, 4) for p in polynomial(jnp.array([2.0, 1.0, -3.0]), 2).tolist()]  # (4, 1, 0) / 5
+      [0.8, 0.2, 0.0]
+    """
+    if isinstance(power, bool) or not isinstance(power, (int, float, np.integer, np.floating)) or not power > 0:
+        raise ValueError(f"polynomial: power must be a number > 0, got {power!r}")
+    z = check_floating(z, "z", "polynomial")
+    positive = ~(z <= 0)  # NaN counts as positive: it must reach the output
+    mask = positive if where is None else positive & jnp.asarray(where)
+    logits = power * jnp.log(jnp.where(positive, z, 1.0))
+    return softmax(logits, axis, where=mask).astype(z.dtype)
+
+
+def polynomial10(z: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> Array:
+    """:func:`polynomial` with ``n = 10``, the order of the baseline of Wu et al. (2024), Sec. 4.1."""
+    return polynomial(z, 10, axis, where=where)
+
+
+SEPARATIONS["polynomial10"] = SeparationSpec(polynomial10, takes_alpha=False, alpha=None, kernel=None)
+__all__ += ["polynomial", "polynomial10"]

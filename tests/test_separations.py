@@ -1027,7 +1027,7 @@ def test_per_head_alpha_matches_loop_over_heads():
 
 def test_registry():
     z = jnp.asarray(_z(shape=(2, 7)))
-    assert set(S.SEPARATIONS) == {"softmax", "sparsemax", "entmax15", "entmax"}
+    assert set(S.SEPARATIONS) == {"softmax", "sparsemax", "entmax15", "entmax", "polynomial10"}
     assert S.get_separation("sparsemax") is S.sparsemax
     assert S.get_separation("softmax") is S.softmax
     assert S.get_separation(S.entmax15) is S.entmax15
@@ -1077,7 +1077,7 @@ Z2 = jnp.ones((2, 3))
         (lambda: S.get_separation("sparsemaxx"), ValueError, "unknown separation 'sparsemaxx'"),
         (lambda: S.get_separation("entmax"), ValueError, "separation='entmax' needs alpha"),
         (lambda: S.get_separation("softmax", 1.5), ValueError, "separation='softmax' has a fixed alpha"),
-        (lambda: S.get_separation(S.softmax, 1.5), ValueError, "get_separation: alpha is only used with separ"),
+        (lambda: S.get_separation(S.softmax, 1.5), ValueError, "get_separation: alpha is only used with 'entmax'"),
         (lambda: S.separation_alpha(S.softmax), ValueError, "separation_alpha: a callable separation"),
         (lambda: S.separation_alpha("entmax"), ValueError, "separation='entmax' needs alpha"),
     ],
@@ -1112,3 +1112,45 @@ def test_rows_of_mixed_difficulty_take_the_compacted_path(kind):
         want = ref_entmax(z.astype(np.float64), 1.3)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
     np.testing.assert_allclose(np.asarray(got).sum(-1), 1.0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# polynomial (outside the Tsallis family)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _ref_polynomial(z: np.ndarray, power: float) -> np.ndarray:
+    """float64 ``max(z, 0)^n / sum max(z, 0)^n`` along the last axis, rows without a positive score all zero."""
+    num = np.maximum(z, 0.0) ** power
+    total = num.sum(-1, keepdims=True)
+    return np.divide(num, total, out=np.zeros_like(num), where=total > 0)
+
+
+def test_polynomial_matches_float64_reference_and_is_registered(x64):
+    z = np.random.default_rng(11).standard_normal((4, 6))
+    z[3] = -np.abs(z[3])  # a row without a positive score: zeros
+    for power in (1, 3.5, 10):
+        got = np.asarray(S.polynomial(jnp.asarray(z), power))
+        np.testing.assert_allclose(got, _ref_polynomial(z, power), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(S.polynomial(jnp.asarray(z.T), 10, axis=0)).T, _ref_polynomial(z, 10))
+    assert S.get_separation("polynomial10") is S.polynomial10
+    np.testing.assert_allclose(np.asarray(S.polynomial10(jnp.asarray(z))), _ref_polynomial(z, 10), rtol=1e-12)
+    # beta does not change it, and large scores do not overflow (float32: the log form; a few ulp)
+    big = jnp.asarray([3e4, 2e4, 1.0], jnp.float32)
+    np.testing.assert_allclose(np.asarray(S.polynomial10(big)), _ref_polynomial(np.asarray(big, np.float64), 10),
+                               rtol=1e-5, atol=1e-30)  # fmt: skip
+    masked = np.asarray(S.polynomial(jnp.asarray(z[0]), 2.0, where=jnp.arange(6) != 0))
+    np.testing.assert_allclose(masked, _ref_polynomial(np.where(np.arange(6) != 0, z[0], 0.0), 2.0), rtol=1e-12)
+    assert np.isnan(np.asarray(S.polynomial10(jnp.asarray([np.nan, 1.0])))).all()  # NaN in, NaN out
+    with pytest.raises(ValueError, match="not a Tsallis separation"):
+        S.separation_alpha("polynomial10")
+    with pytest.raises(ValueError, match="polynomial: power must be a number > 0, got 0"):
+        S.polynomial(jnp.ones(3), 0)
+
+
+def test_polynomial_gradient_matches_finite_differences(x64):
+    """The Jacobian in z against float64 central differences (scores away from 0, where it is smooth)."""
+    z = jnp.asarray([[0.7, 1.3, 0.2, -0.5], [2.0, 0.4, 1.1, 0.9]])
+    check_grads(lambda v: S.polynomial(v, 3.0), (z,), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+    jac = np.asarray(jax.jacobian(S.polynomial10)(jnp.asarray([0.5, -0.5, 0.0])))
+    assert np.isfinite(jac).all() and np.all(jac[:, 1:] == 0.0)  # rectified scores: zero gradient, not NaN
