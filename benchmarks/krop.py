@@ -4,7 +4,7 @@ Run from the repository root: ``python benchmarks/krop.py [--sizes 1024 4096 163
 to ``runs/bench_krop.json`` by default).
 
 float32, batch ``B`` (default 64) of Gaussian vectors. The codebooks and clean-up calls are those of the
-``krop_timing`` experiment (:func:`dammem.experiments.krop_timing.build_codebooks` and ``cleanup_calls``):
+``krop_timing`` experiment (:func:`dammem.experiments.krop.timing.build_codebooks` and ``cleanup_calls``):
 
 * ``krop``: :func:`dammem.vsa.krop_cleanup` through the KROP codebook (O(N log N) butterfly + two-level argmax);
 * ``krop_signed``: the same with the +-1 column signs (``C = H D``);
@@ -27,7 +27,7 @@ Timing (see ``_harness``): JAX and PyTorch are two phases that take turns in ``-
 call by call (PyTorch's OpenMP workers keep spinning after each call); within a phase the methods interleave call by
 call. ``--repeats`` timed calls per method; median and minimum reported, ratios from the medians. Up to N = 4096 the
 KROP clean-ups are checked against the float64 argmax over their own dense matrix
-(:func:`dammem.experiments.krop_timing.matches_dense_argmax`), and torchhd's batched clean-up against dammem's dense
+(:func:`dammem.experiments.krop.timing.matches_dense_argmax`), and torchhd's batched clean-up against dammem's dense
 one. Unless ``--no-rss``, ``krop`` and ``dense`` are also run once each in their own process for the peak resident
 memory (the process's, the dense codebook's N^2 floats included). Stored numbers are ``log2 N`` angles for KROP vs
 ``N^2`` entries for the dense codebook. Prints a table and writes JSON.
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dammem.experiments import krop_timing
+from dammem.experiments.krop import timing as krop_timing
 from dammem.vsa import default_group, krop_cleanup, uniform_angles
 
 PEERS = ("torch", "torch-hd")

@@ -1,6 +1,6 @@
 """Wall-clock timing of interleaved cases, and the state of the machine that moves such timings.
 
-One timing loop for the package's timing experiment (:mod:`dammem.experiments.krop_timing`) and the benchmark
+One timing loop for the package's timing experiment (:mod:`dammem.experiments.krop.timing`) and the benchmark
 scripts of the repository (``benchmarks/``): every case is a zero-argument callable, timed one call at a time with
 ``time.perf_counter`` and synchronised with ``jax.block_until_ready`` (which returns non-JAX results unchanged, so
 PyTorch or NumPy calls time the same way). Cases are interleaved, one call of each in turn, so that a burst of

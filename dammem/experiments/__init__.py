@@ -1,4 +1,8 @@
-"""Experiments reproducing the source papers' tables and figures; each module is one experiment.
+"""Experiments reproducing the source papers' tables and figures, grouped by paper; each module is one experiment.
+
+``quickstart`` and ``capacity`` stand alone; ``drdam/`` follows Hoover et al. (2024), ``uhop/`` Wu et al. (2024)
+and ``krop/`` Liu et al. (2025), each with a ``common`` module for what its experiments share. The names users type
+(``dammem run uhop_retrieval_mnist``, ``dammem list``) are the keys of :data:`EXPERIMENTS` and the packaged configs.
 
 See ``CONTRACT.md`` for the module interface and :func:`dammem.experiments._base.run_experiment` for how the CLI
 runs one.
@@ -12,15 +16,15 @@ from types import ModuleType
 EXPERIMENTS: dict[str, str] = {
     "quickstart": "dammem.experiments.quickstart",
     "capacity": "dammem.experiments.capacity",
-    "krop_timing": "dammem.experiments.krop_timing",
-    "krop_capacity": "dammem.experiments.krop_capacity",
-    "krop_mutable": "dammem.experiments.krop_mutable",
-    "uhop_retrieval": "dammem.experiments.uhop_retrieval",
-    "uhop_classification": "dammem.experiments.uhop_classification",
-    "drdam_approx": "dammem.experiments.drdam_approx",
-    "drdam_retrieval": "dammem.experiments.drdam_retrieval",
-    "drdam_images": "dammem.experiments.drdam_images",
-    "drdam_basis": "dammem.experiments.drdam_basis",
+    "krop_timing": "dammem.experiments.krop.timing",
+    "krop_capacity": "dammem.experiments.krop.capacity",
+    "krop_mutable": "dammem.experiments.krop.mutable",
+    "uhop_retrieval": "dammem.experiments.uhop.retrieval",
+    "uhop_classification": "dammem.experiments.uhop.classification",
+    "drdam_approx": "dammem.experiments.drdam.approx",
+    "drdam_retrieval": "dammem.experiments.drdam.retrieval",
+    "drdam_images": "dammem.experiments.drdam.images",
+    "drdam_basis": "dammem.experiments.drdam.basis",
 }
 
 

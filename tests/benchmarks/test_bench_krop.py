@@ -9,7 +9,7 @@ import json
 import krop as bench
 import pytest
 
-from dammem.experiments import krop_timing
+from dammem.experiments.krop import timing as krop_timing
 
 TINY = ["--batch", "4", "--repeats", "2", "--rounds", "1"]
 

@@ -13,7 +13,10 @@ import pytest
 from dammem import drdam
 from dammem.datasets import load_cifar10
 from dammem.energies import rbf_energy
-from dammem.experiments import drdam_approx, drdam_basis, drdam_images, drdam_retrieval
+from dammem.experiments.drdam import approx as drdam_approx
+from dammem.experiments.drdam import basis as drdam_basis
+from dammem.experiments.drdam import images as drdam_images
+from dammem.experiments.drdam import retrieval as drdam_retrieval
 from dammem.experiments._base import (
     ConfigError,
     Progress,

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from dammem.experiments import krop_capacity, krop_mutable
+from dammem.experiments.krop import capacity as krop_capacity
+from dammem.experiments.krop import mutable as krop_mutable
 from dammem.experiments._base import (
     ConfigError,
     Progress,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dammem import _timing
-from dammem.experiments import krop_timing
+from dammem.experiments.krop import timing as krop_timing
 from dammem.experiments._base import (
     ConfigError,
     Progress,

@@ -14,18 +14,18 @@ from flax import nnx
 
 from dammem import datasets
 from dammem.experiments import EXPERIMENTS
-from dammem.experiments import uhop_classification as uc
+from dammem.experiments.uhop import classification as uc
 from dammem.experiments._base import ConfigError, config_from_mapping, load_document, run_experiment
 from dammem.nn.training import MODEL_PARAMS, KernelParam
 
-CONFIGS = Path(uc.__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(uc.__file__).resolve().parents[2] / "configs"
 TINY = dict(dataset="mnist", patch_size=7, train_size=160, test_size=80, embed_dim=16, epochs=3, batch_size=20,
             repeats=2, models=["modern_hopfield", "modern_hopfield+uhop"])  # fmt: skip
 FIELDS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "separation_loss")
 
 
 def test_registered():
-    assert EXPERIMENTS["uhop_classification"] == "dammem.experiments.uhop_classification"
+    assert EXPERIMENTS["uhop_classification"] == "dammem.experiments.uhop.classification"
 
 
 def test_patchify_cuts_row_major_patches():

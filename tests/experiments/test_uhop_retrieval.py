@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from dammem.energies import sparse_hopfield_update
-from dammem.experiments import uhop_retrieval as ur
+from dammem.experiments.uhop import retrieval as ur
 from dammem.experiments._base import ConfigError, config_from_mapping, load_document, run_experiment
 from dammem.similarities import kernelize
 from tests.uhop import reference as ref
 
-CONFIGS = Path(ur.__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(ur.__file__).resolve().parents[2] / "configs"
 RNG = np.random.default_rng(4)
 MEM = RNG.random((6, 5))
 W = RNG.standard_normal((7, 5))

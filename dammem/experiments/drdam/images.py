@@ -30,7 +30,7 @@ from dammem import drdam
 from dammem.datasets import load_cifar10, to_patterns
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep, descend
+from dammem.experiments.drdam.common import FeatureKind, Projection, check_sweep, descend
 
 __all__ = ["Config", "run", "report", "bottom_rows_mask"]
 

@@ -31,31 +31,20 @@ import numpy as np
 from jax import lax
 
 from dammem import drdam
-from dammem.corruptions import flip_bits
-from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep
+from dammem.experiments.drdam.common import (
+    QUERY_SETS,
+    SET_LABELS,
+    FeatureKind,
+    Projection,
+    check_sweep,
+    drdam_values,
+    loglog_slope,
+    mrdam_values,
+    trial_data,
+)
 
-__all__ = [
-    "Config",
-    "run",
-    "report",
-    "QUERY_SETS",
-    "SET_LABELS",
-    "binary_patterns",
-    "prefix_bits",
-    "make_queries",
-    "trial_data",
-    "loglog_slope",
-    "mrdam_values",
-    "drdam_values",
-]
-
-QUERY_SETS = ("at", "near", "far")
-SET_LABELS = {"at": "at stored patterns", "near": "near stored patterns", "far": "far (unstored patterns)"}
-_SPARE_BITS = 6  # distinct prefixes are drawn from 2^6 = 64 times more codes than patterns
-_QUERY_BATCH = 128  # queries per vectorised step (bounds memory; results do not depend on it)
-
+__all__ = ["Config", "run", "report"]
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -93,75 +82,6 @@ class Config:
                     f"{2 * self.num_memories}"
                 )
         check_sweep(self)
-
-
-def prefix_bits(n: int, d: int) -> int:
-    """Bits of the distinct prefix of :func:`binary_patterns`: ``min(D, ceil(log2 n) + 6)``."""
-    return min(d, max(n - 1, 1).bit_length() + _SPARE_BITS)
-
-
-def binary_patterns(key: jax.Array, n: int, d: int) -> jax.Array:
-    """``n`` distinct patterns in ``{0, 1/sqrt(D)}^D``: uniform, conditioned on distinct first :func:`prefix_bits`
-    bits (drawn without replacement; all ``D`` bits when ``2^D`` is small), the other bits independent.
-
-    Returns:
-      ``(n, D)`` float32.
-    """
-    k_head, k_tail = jax.random.split(key)
-    head = prefix_bits(n, d)
-    codes = jax.random.choice(k_head, 2**head, (n,), replace=False)
-    bits = (codes[:, None] >> jnp.arange(head)) & 1
-    if d > head:
-        bits = jnp.concatenate([bits, jax.random.bernoulli(k_tail, 0.5, (n, d - head)).astype(bits.dtype)], 1)
-    return bits.astype(jnp.float32) / math.sqrt(d)
-
-
-def loglog_slope(ys, errors) -> float:
-    """Least-squares slope of ``log(error)`` against ``log(Y)`` (nan if fewer than two positive points)."""
-    ys, errors = np.asarray(ys, np.float64), np.asarray(errors, np.float64)
-    ok = errors > 0
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(ys[ok]), np.log(errors[ok]), 1)[0])
-
-
-def make_queries(key: jax.Array, d: int, k: int, flip) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Sec. 4.1's data: stored patterns (K, D), the reference queries (3, K, D) at / near / far (``flip``: fraction
-    of bits flipped for near), and K fresh random "guess" queries (D, K distinct patterns each)."""
-    k_pat, k_near, k_guess = jax.random.split(key, 3)
-    patterns = binary_patterns(k_pat, 2 * k, d)
-    stored = patterns[:k]
-    near = flip_bits(k_near, stored, flip, levels=(0.0, 1.0 / math.sqrt(d)))
-    guess = binary_patterns(k_guess, k, d)
-    return stored, jnp.stack([stored, near, patterns[k:]]), guess
-
-
-def mrdam_values(queries: jax.Array, stored: jax.Array, beta) -> tuple[jax.Array, jax.Array]:
-    """MrDAM energies (...,) and gradients (..., D) at queries (..., D) (eq. 11 and its gradient, eq. 18)."""
-    flat = queries.reshape(-1, queries.shape[-1])
-    vg = jax.value_and_grad(rbf_energy)
-    e, g = lax.map(lambda x: vg(x, stored, beta), flat, batch_size=_QUERY_BATCH)
-    return e.reshape(queries.shape[:-1]), g.reshape(queries.shape)
-
-
-def drdam_values(queries: jax.Array, T, features, beta) -> tuple[jax.Array, jax.Array]:
-    """DrDAM energies (...,) and gradients (..., D) at queries (..., D), in batches of queries."""
-    flat = queries.reshape(-1, queries.shape[-1])
-    vg = jax.value_and_grad(drdam.energy)
-    e, g = lax.map(lambda x: vg(x, T, features, beta), flat, batch_size=_QUERY_BATCH)
-    return e.reshape(queries.shape[:-1]), g.reshape(queries.shape)
-
-
-@partial(jax.jit, static_argnums=(1, 2))
-def trial_data(trial_keys, d: int, k: int, flip):
-    """Sec. 4.1's data of every trial, vectorised: stored (trials, K, D), reference queries (trials, 3, K, D), guess
-    queries (trials, K, D) and the key of each trial's random features (trials,)."""
-
-    def trial(key):
-        k_data, k_feat = jax.random.split(key)
-        return (*make_queries(k_data, d, k, flip), k_feat)
-
-    return jax.vmap(trial)(trial_keys)
 
 
 @jax.jit

@@ -1,6 +1,6 @@
 """DrDAM vs MrDAM fixed points: normalised Hamming error of the retrieved memories vs Y and beta (Fig. 4A).
 
-Hoover et al. (2024), Sec. 4.2: the patterns and queries of Sec. 4.1 (see :mod:`dammem.experiments.drdam_approx`:
+Hoover et al. (2024), Sec. 4.2: the patterns and queries of Sec. 4.1 (see :mod:`dammem.experiments.drdam.approx`:
 ``2K`` distinct binary patterns in ``{0, 1/sqrt(D)}^D``, ``K`` stored; queries at, near and far from them). From the
 same queries, energy descent (eq. 5, :func:`dammem.retrieve`) runs on MrDAM's energy (eq. 11) and on DrDAM's
 (eq. 9) until ``|E(x_t) - E(x_{t-1})| < tol`` or ``max_steps``. Both fixed points are binarised at
@@ -32,8 +32,15 @@ from jax import lax
 from dammem import drdam
 from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.experiments._drdam_common import FeatureKind, Projection, check_sweep, descend
-from dammem.experiments.drdam_approx import QUERY_SETS, SET_LABELS, trial_data
+from dammem.experiments.drdam.common import (
+    QUERY_SETS,
+    SET_LABELS,
+    FeatureKind,
+    Projection,
+    check_sweep,
+    descend,
+    trial_data,
+)
 
 __all__ = ["Config", "run", "report", "binarize", "hamming_error"]
 

@@ -30,8 +30,7 @@ from jax import lax
 from dammem import drdam
 from dammem.datasets import load_mnist
 from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
-from dammem.experiments._drdam_common import check_sweep
-from dammem.experiments.drdam_approx import drdam_values, loglog_slope, mrdam_values
+from dammem.experiments.drdam.common import check_sweep, drdam_values, loglog_slope, mrdam_values
 
 __all__ = ["Config", "run", "report", "pooled_mnist"]
 

@@ -1,0 +1,1 @@
+"""Experiments after Hoover et al. (2024), Dense Associative Memory Through the Lens of Random Features (NeurIPS)."""
