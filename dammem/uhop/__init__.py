@@ -16,6 +16,12 @@ kernel ``K(u, v) = <W u, W v>``:
 The kernel as a similarity is :func:`dammem.similarities.kernelize` ``("dot", W)``; any other base similarity can
 be kernelized the same way.
 
+Non-finite inputs propagate: a NaN or inf entry in the memories, ``W`` or the queries makes
+:func:`separation_loss`, the ``W`` and losses of :func:`fit_kernel` and the states and energies of
+:func:`uhop_retrieve` NaN (as the energies of :mod:`dammem.energies` do); it is never read as a zero row. The
+boolean masks (:func:`exact_retrieval_mask`, :func:`separation_condition_mask`) cannot hold a NaN: they raise
+``ValueError`` for concrete non-finite memories or ``W`` (traced ones give False).
+
 Example:
   >>> import jax
   >>> from dammem import uhop

@@ -1,6 +1,6 @@
 """Argument checks shared by the U-Hop modules: every error names the function, the argument, the value and what is
-allowed. Checks of values (temperature > 0) apply to concrete values only; traced values pass (see the callers for
-what a traced invalid value gives)."""
+allowed. Checks of values (temperature > 0, finite entries) apply to concrete values only; traced values pass (see
+the callers for what a traced invalid value gives)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from dammem._types import Array
-from dammem._validate import check_floating, check_int, check_positive
+from dammem._validate import check_floating, check_int, check_positive, check_scalar, is_concrete
 
 INITS = ("gaussian", "identity", "orthogonal")
 """Kernel initialisations (see :mod:`dammem.uhop.kernel`)."""
@@ -52,19 +52,16 @@ def check_loss(loss, where: str) -> str:
 
 
 def check_temperature(temperature, where: str):
-    """A real scalar (number or 0-d array); a concrete value must be finite and > 0."""
-    if isinstance(temperature, bool):
-        raise TypeError(f"{where}: temperature must be a real scalar t > 0, got {temperature!r}")
-    if not isinstance(temperature, numbers.Real):
-        try:
-            temperature = check_floating(temperature, "temperature", where)
-        except TypeError as err:
-            raise TypeError(f"{where}: temperature must be a real scalar t > 0, got {temperature!r}") from err
-        if temperature.ndim != 0:
-            raise TypeError(
-                f"{where}: temperature must be a real scalar t > 0, got an array of shape {tuple(temperature.shape)}"
-            )
+    """A real scalar ``t`` (:func:`dammem._validate.check_scalar`); finite and > 0 when concrete."""
+    temperature = check_scalar(temperature, "temperature", where)
     return check_positive(temperature, "temperature", where)
+
+
+def check_finite(x: Array, name: str, where: str) -> Array:
+    """For a concrete array: every entry finite (the boolean masks cannot carry a NaN). Traced arrays pass."""
+    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(f"{where}: {name} must be finite, got NaN or inf entries")
+    return x
 
 
 def check_memories(memories, where: str, *, min_memories: int = 2) -> Array:

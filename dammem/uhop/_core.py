@@ -21,23 +21,17 @@ import jax.numpy as jnp
 from jax import lax
 
 from dammem._types import Array
-from dammem._validate import is_concrete
 
 _HIGHEST = lax.Precision.HIGHEST
 
 
 def unit_rows(v: Array) -> Array:
-    """``v / ||v||`` along the last axis; zero rows stay zero, with a finite (zero) gradient there."""
+    """``v / ||v||`` along the last axis; zero rows stay zero, with a finite (zero) gradient there. A row holding
+    NaN or inf becomes NaN (only an exact zero row is special-cased: ``NaN > 0`` is False, so testing ``sq > 0``
+    would silently zero it)."""
     sq = jnp.sum(jnp.square(v), axis=-1, keepdims=True)
-    nonzero = sq > 0
-    return jnp.where(nonzero, v / jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
-
-
-def nan_unless_positive(temperature, value: Array) -> Array:
-    """``value`` where ``temperature > 0``; NaN for a traced ``temperature <= 0`` (concrete values are checked)."""
-    if is_concrete(temperature):
-        return value
-    return value * jnp.where(temperature > 0, 1.0, jnp.nan).astype(value.dtype)
+    zero = sq == 0
+    return jnp.where(zero, 0.0, v / jnp.sqrt(jnp.where(zero, 1.0, sq)))
 
 
 def features(weight: Array, memories: Array) -> Array:

@@ -32,7 +32,7 @@ from jax import lax
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_int
+from dammem._validate import check_int, nan_unless_positive
 from dammem.uhop import _core
 from dammem.uhop._checks import (
     check_chunk_size,
@@ -186,7 +186,7 @@ def fit_kernel(
 def _fit(memories, weight0, temperature, *, steps, optimizer, loss, chunk_size, save_at) -> KernelFit:
     def objective(w):
         value = _core.separation_loss(w, memories, temperature, loss, chunk_size)
-        return _core.nan_unless_positive(temperature, value)
+        return nan_unless_positive(temperature, value)
 
     value_and_grad = jax.value_and_grad(objective)
 

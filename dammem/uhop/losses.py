@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
+from dammem._validate import nan_unless_positive
 from dammem.uhop import _core
 from dammem.uhop._checks import (
     LOSSES,
@@ -83,7 +84,7 @@ def separation_loss(
     chunk_size = check_chunk_size(chunk_size, where)
     dtype = jnp.promote_types(jnp.promote_types(weight.dtype, memories.dtype), jnp.float32)
     value = _loss(weight.astype(dtype), memories.astype(dtype), temperature, loss=loss, chunk_size=chunk_size)
-    return _core.nan_unless_positive(temperature, value)
+    return nan_unless_positive(temperature, value)
 
 
 _loss = jax.jit(_core.separation_loss, static_argnames=("loss", "chunk_size"))

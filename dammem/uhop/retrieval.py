@@ -40,13 +40,13 @@ from jax import lax
 from jaxtyping import Bool, Float
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_int, check_positive, is_concrete
+from dammem._validate import check_alpha, check_beta, check_floating, check_int
 from dammem.dynamics import Retrieval, retrieve
 from dammem.energies import sparse_hopfield_energy, sparse_hopfield_update
 from dammem.separations import separation_alpha
 from dammem.similarities import kernelize
 from dammem.uhop import _core
-from dammem.uhop._checks import check_chunk_size, check_kernel_weight, check_memories
+from dammem.uhop._checks import check_chunk_size, check_finite, check_kernel_weight, check_memories
 from dammem.uhop.losses import DEFAULT_CHUNK_SIZE
 
 __all__ = ["kernel_energy", "kernel_update", "uhop_retrieve", "exact_retrieval_mask", "separation_condition_mask"]
@@ -139,7 +139,7 @@ def uhop_retrieve(
         tsallis_alpha = separation_alpha(separation, alpha)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-    check_positive(beta, "beta", where)
+    beta = check_beta(beta, where)
     steps = check_int(steps, "steps", where, minimum=0)
     if not isinstance(trace, bool):
         raise TypeError(f"{where}: trace must be a bool, got {trace!r}")
@@ -148,14 +148,11 @@ def uhop_retrieve(
 
 
 def _check_margin_args(memories, weight, beta, alpha, chunk_size, where):
-    memories = check_memories(memories, where)
-    weight = _weight_or_identity(weight, memories, where)
-    check_positive(beta, "beta", where)
-    if is_concrete(alpha) and not 1.0 < float(alpha) <= 2.0:
-        raise ValueError(
-            f"{where}: alpha must lie in (1, 2] (softmax, alpha = 1, never separates exactly), got {float(alpha)}"
-        )
-    return memories, weight, check_chunk_size(chunk_size, where)
+    memories = check_finite(check_memories(memories, where), "memories", where)
+    weight = check_finite(_weight_or_identity(weight, memories, where), "weight", where)
+    beta = check_beta(beta, where)
+    alpha = check_alpha(alpha, where)  # (1, 2]: softmax (alpha = 1) never separates exactly
+    return memories, weight, beta, alpha, check_chunk_size(chunk_size, where)
 
 
 def exact_retrieval_mask(
@@ -182,7 +179,7 @@ def exact_retrieval_mask(
       (K,) booleans.
     """
     where = "exact_retrieval_mask"
-    memories, weight, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
+    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
     feats = jnp.matmul(memories, weight.T, precision=_HIGHEST)
     self_scores = jnp.sum(jnp.square(feats), axis=-1)
     margin = self_scores - _core.max_off_diagonal(feats, chunk_size)
@@ -210,7 +207,7 @@ def separation_condition_mask(
       (K,) booleans.
     """
     where = "separation_condition_mask"
-    memories, weight, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
+    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
     feats = _core.features(weight, memories)
     sq_norms = jnp.sum(jnp.square(feats), axis=-1)  # 1, or 0 for a zero feature vector
     # min_nu ||u_mu - u_nu||^2 = |u_mu|^2 - 2 max_nu (<u_mu, u_nu> - |u_nu|^2 / 2)

@@ -138,3 +138,11 @@ def test_bad_inputs(kwargs, message):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=message):
         uhop.fit_kernel(args.pop("memories"), **args)
+
+
+def test_a_nan_memory_gives_a_nan_fit_not_a_zero_kernel():
+    mem = MEM.copy()
+    mem[2, 1] = np.nan
+    fit = uhop.fit_kernel(jnp.asarray(mem), steps=3, init=jnp.asarray(W0))
+    assert np.isnan(np.asarray(fit.losses)).all()
+    assert np.isnan(np.asarray(fit.weight)).all()  # the NaN reaches every row of W through the gradient

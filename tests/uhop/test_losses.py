@@ -139,7 +139,7 @@ def test_memory_stays_in_blocks_of_rows():
     [
         (dict(temperature=0.0), r"separation_loss: temperature must be finite and > 0, got \[0.0\]"),
         (dict(temperature=-2.0), r"separation_loss: temperature must be finite and > 0, got \[-2.0\]"),
-        (dict(temperature=jnp.ones(2)), r"separation_loss: temperature must be a real scalar"),
+        (dict(temperature=jnp.ones(2)), r"separation_loss: temperature must be a scalar, got an array of shape"),
         (dict(loss="min"), r"separation_loss: loss must be one of \('average', 'max', 'deep'\), got 'min'"),
         (dict(chunk_size=0), r"separation_loss: chunk_size must be >= 1, got 0"),
         (dict(weight=jnp.ones((6, 4))), r"separation_loss: weight has width D=4 but the memories have D=5"),
@@ -155,3 +155,16 @@ def test_bad_inputs(kwargs, message):
     weight, memories = args.pop("weight"), args.pop("memories")
     with pytest.raises((ValueError, TypeError), match=message):
         uhop.separation_loss(weight, memories, **args)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_memories_or_weight_give_nan_not_a_zeroed_row(loss, bad):
+    mem, w = MEM.copy(), W.copy()
+    mem[3, 1] = bad  # a zeroed row 3 would give a finite loss
+    assert np.isnan(float(uhop.separation_loss(jnp.asarray(W), jnp.asarray(mem), loss=loss)))
+    w[2, 4] = bad
+    assert np.isnan(float(uhop.separation_loss(jnp.asarray(w), jnp.asarray(MEM), loss=loss)))
+    feats = np.asarray(uhop.unit_features(jnp.asarray(W), jnp.asarray(mem)))
+    assert np.isnan(feats[3]).any() and np.isfinite(np.delete(feats, 3, axis=0)).all()
+    assert np.isnan(np.asarray(uhop.normalize_rows(jnp.asarray(w)))[2]).any()

@@ -134,3 +134,21 @@ Q, M5 = jnp.ones((2, 5)), jnp.ones((3, 5))
 def test_bad_inputs(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_non_finite_inputs_give_nan_states_and_energies_and_masks_refuse_them():
+    mem = MEM.copy()
+    mem[2, 1] = np.nan
+    w_fit = uhop.fit_kernel(jnp.asarray(mem), steps=2, init=jnp.asarray(W)).weight  # a zero W would retrieve the mean
+    out = uhop.uhop_retrieve(jnp.asarray(QUERIES), jnp.asarray(MEM), w_fit, trace=True)
+    assert np.isnan(np.asarray(out.x)).all() and np.isnan(np.asarray(out.energy)).all()
+    queries = QUERIES.copy()
+    queries[1, 0] = np.inf
+    out = uhop.uhop_retrieve(jnp.asarray(queries), jnp.asarray(MEM), jnp.asarray(W), separation="sparsemax")
+    x = np.asarray(out.x)
+    assert np.isnan(x[1]).all() and np.isfinite(np.delete(x, 1, axis=0)).all()  # queries are independent
+    for mask in (uhop.exact_retrieval_mask, uhop.separation_condition_mask):
+        with pytest.raises(ValueError, match=f"{mask.__name__}: memories must be finite, got NaN or inf"):
+            mask(jnp.asarray(mem))
+        with pytest.raises(ValueError, match=f"{mask.__name__}: weight must be finite, got NaN or inf"):
+            mask(jnp.asarray(MEM), jnp.asarray(W).at[0, 0].set(jnp.inf))
