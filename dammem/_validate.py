@@ -224,6 +224,22 @@ def check_alpha(alpha: ArrayLike, where: str, *, allow_one: bool = False, heads:
     return arr
 
 
+def check_fraction(value: ArrayLike, name: str, where: str) -> ArrayLike:
+    """A real scalar (as :func:`check_scalar`) that lies in [0, 1] when concrete; a traced value passes.
+
+    Example:
+      >>> check_fraction(1.5, "visible_fraction", "f")
+      Traceback (most recent call last):
+      ValueError: f: visible_fraction must lie in [0, 1], got 1.5
+    """
+    checked = check_scalar(value, name, where)
+    if is_concrete(value):
+        v = float(np.asarray(value, dtype=np.float64))
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{where}: {name} must lie in [0, 1], got {v}")
+    return checked
+
+
 def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
     """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN.
 

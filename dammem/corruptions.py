@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_floating, check_int, check_positive, is_concrete
+from dammem._validate import check_floating, check_fraction, check_int, check_positive, is_concrete
 
 __all__ = [
     "OccludedHalf",
@@ -56,20 +56,6 @@ OCCLUDED_HALVES: tuple[str, ...] = typing.get_args(OccludedHalf)
 
 # ----------------------------------------------------------------------------------------------------------------
 # argument checks
-
-
-def _check_fraction(value, name: str, where: str):
-    """A real scalar; when concrete also 0 <= value <= 1 (traced values are checked for their shape only)."""
-    if not is_concrete(value):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{where}: {name} must be a scalar, got shape {jnp.shape(value)}")
-        return value
-    arr = np.asarray(value)
-    if arr.ndim != 0 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{where}: {name} must be a real scalar, got {value!r}")
-    if not 0.0 <= float(arr) <= 1.0:
-        raise ValueError(f"{where}: {name} must lie in [0, 1], got {float(arr)}")
-    return value
 
 
 def _check_shape(shape, name: str, where: str) -> tuple[int, ...]:
@@ -117,7 +103,7 @@ def random_pixel_mask(key: PRNGKey, shape, visible_fraction: ArrayLike) -> Array
     """
     where = "random_pixel_mask"
     shape = _check_shape(shape, "shape", where)
-    _check_fraction(visible_fraction, "visible_fraction", where)
+    check_fraction(visible_fraction, "visible_fraction", where)
     return _exact_count_mask(key, shape, visible_fraction)
 
 
@@ -256,7 +242,7 @@ def inverted_dropout(key: PRNGKey, x: ArrayLike, drop_fraction: ArrayLike) -> Ar
     """
     where = "inverted_dropout"
     x = check_floating(x, "x", where)
-    _check_fraction(drop_fraction, "drop_fraction", where)
+    check_fraction(drop_fraction, "drop_fraction", where)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     keep_prob = 1.0 - jnp.asarray(drop_fraction, dtype)
     keep = jax.random.bernoulli(key, keep_prob, x.shape)
@@ -300,7 +286,7 @@ def flip_bits(
         or levels[0] == levels[1]
     ):
         raise ValueError(f"{where}: levels must be two distinct finite numbers (lo, hi), got {levels!r}")
-    _check_fraction(flip_fraction, "flip_fraction", where)
+    check_fraction(flip_fraction, "flip_fraction", where)
     lo, hi = (jnp.asarray(v, x.dtype) for v in levels)
     if is_concrete(x):
         on_level = np.asarray((x == lo) | (x == hi))
