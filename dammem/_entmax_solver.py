@@ -60,14 +60,27 @@ from jax.custom_derivatives import SymbolicZero
 
 from dammem._types import Array
 
-__all__ = ["SOFTMAX", "SPARSEMAX", "ENTMAX15", "GENERAL", "KIND_A", "separation_rows", "conjugate_rows"]
+__all__ = [
+    "SOFTMAX",
+    "SPARSEMAX",
+    "ENTMAX15",
+    "GENERAL",
+    "KIND_A",
+    "MIN_A",
+    "threshold_origin",
+    "threshold_probs",
+    "support_weights",
+    "alpha_slope",
+    "separation_rows",
+    "conjugate_rows",
+]
 
 SOFTMAX, SPARSEMAX, ENTMAX15, GENERAL = "softmax", "sparsemax", "entmax15", "general"
 KIND_A = {SOFTMAX: 0.0, ENTMAX15: 0.5, SPARSEMAX: 1.0}  # alpha - 1 of the closed-form kernels
 _CHUNK = 256  # long rows are reduced as (rows * N / _CHUNK, _CHUNK) blocks: XLA:CPU reduces those ~2x faster
 _MAX_ITERS = 64  # safety cap; the monotone secant converges in far fewer steps (typically 3-12)
 _COMPACT_FRACTION = 4  # unsettled rows are gathered and finished apart once at most 1/4 of them remain
-_MIN_A = 1e-6  # 0 < alpha - 1 < _MIN_A is computed at _MIN_A (alpha = 1 exactly uses the softmax formula)
+MIN_A = 1e-6  # the alpha - 1 floor: 0 < alpha - 1 < MIN_A runs at MIN_A (alpha = 1 exactly: the softmax formula)
 _SERIES = 0.05  # |u| below which h0, h1, h2 are evaluated by their Taylor series (relative error < 1e-12)
 
 # The element maps below avoid compare/select on purpose: XLA:CPU fuses max/min/ceil/exp into its reduction
@@ -112,13 +125,15 @@ def _base(kind: str, z: Array, c: Array) -> Array:
     raise AssertionError(kind)
 
 
-def _origin(kind: str) -> float:
+def threshold_origin(kind: str) -> float:
     """The search variable at v = 0: ``-1/a`` for the closed-form sparse kernels (see :func:`_base`), else 0."""
     return {SPARSEMAX: -1.0, ENTMAX15: -2.0}.get(kind, 0.0)
 
 
-def _probs(kind: str, z: Array, c: Array, a: Array) -> Array:
-    """Unnormalised p for threshold column ``c``; ``a`` is the (column) alpha - 1."""
+def threshold_probs(kind: str, z: Array, c: Array, a: Array) -> Array:
+    """``p_i = [1 + a (z_i - v)]_+^{1/a}`` (Peters et al. (2019), Prop. 1; softmax ``exp(z_i - v)``) on shifted scores
+    ``z`` (max 0; ``-inf`` gives 0) for the threshold column ``c = v + threshold_origin(kind)``; ``a`` is the
+    (column) alpha - 1. Normalised only at the threshold. Not differentiable off the support (general alpha)."""
     if kind == SOFTMAX:
         return jnp.exp(z - c)
     if kind == SPARSEMAX:
@@ -126,6 +141,34 @@ def _probs(kind: str, z: Array, c: Array, a: Array) -> Array:
     if kind == ENTMAX15:
         return jnp.square(_base(kind, z, c))
     return jnp.exp(jnp.log1p(jnp.maximum(a * (z - c), -1.0)) / a)  # 0 off the support (log1p(-1) = -inf)
+
+
+def support_weights(kind: str, p: Array, z: Array, c: Array, a: Array) -> Array:
+    """``s = p^(2 - alpha)``, the slope of p in the scores (Peters et al. (2019), Prop. 2: ``dp = s dz - s dv``).
+
+    ``p = threshold_probs(kind, z, c, a)``; softmax ``s = p``, sparsemax the support indicator, 1.5-entmax
+    ``sqrt(p)``, general alpha ``p / (1 + a (z - c))`` (a division instead of another pow; 0 off the support).
+    """
+    if kind == SOFTMAX:
+        return p
+    if kind == SPARSEMAX:
+        return jnp.ceil(p)  # p <= 1: ceil is the support indicator
+    if kind == ENTMAX15:
+        return jnp.sqrt(p)
+    return p / jnp.maximum(1.0 + a * (z - c), jnp.finfo(p.dtype).tiny)
+
+
+def alpha_slope(p: Array, a: Array) -> tuple[Array, Array, Array]:
+    """``(log p, d log p / d alpha, g = p d log p / d alpha)`` at a fixed threshold, for ``p`` on shifted scores.
+
+    From ``log p = log1p(a w) / a`` (``w`` the shifted score minus the threshold): with ``L = log p`` and
+    ``u = a L``, ``d log p / d alpha = -L^2 h1(-u)`` (see the module docstring); ``log p = 0`` and ``g = 0`` off the
+    support. The threshold's own alpha-derivative is ``<g, 1> / sum(s)`` (Peters et al. (2019), Prop. 2).
+    """
+    on = p > 0
+    logp = jnp.log(jnp.where(on, p, 1.0))
+    dlogp = -jnp.square(logp) * _h("h1", -(a * logp))
+    return logp, dlogp, jnp.where(on, p * dlogp, 0.0)
 
 
 def _objective(kind: str, s: Array, a: Array) -> Array:
@@ -157,7 +200,8 @@ def _row_max(z: Array) -> tuple[Array, Array]:
 def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, tol: float):
     """Monotone Newton-then-secant search for ``v`` with ``sum_i p_i(v) = 1`` (see the module docstring).
 
-    The search variable is ``v + origin`` (``origin = _origin(kind)``, the column that :func:`_probs` takes).
+    The search variable is ``v + origin`` (``origin = threshold_origin(kind)``), the column that
+    :func:`threshold_probs` takes.
 
     Args:
       kind: element map.
@@ -171,17 +215,17 @@ def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, 
       (R,) ``v + origin`` on the left of the threshold and (R,) ``F(v)``.
     """
     dtype = zv.dtype
-    origin = _origin(kind)
+    origin = threshold_origin(kind)
     av = rv.col(a)
 
     def objective(v):
-        return _objective(kind, rv.sum(_probs(kind, zv, rv.col(v), av)), a)
+        return _objective(kind, rv.sum(threshold_probs(kind, zv, rv.col(v), av)), a)
 
     # First step from v = 0: Newton, F'(v) = -S^(a - 1) * sum_i s_i. For general alpha the weights
     # s = x^(1/a - 1) would cost a pow per element, so their sum is bounded without one (x <= 1): by sum_i x_i when
     # 1/a - 1 >= 1 (exact at alpha = 1.5) and by the support size otherwise. A shorter step stays on the left.
     c0 = jnp.full((), origin, dtype)
-    s0 = rv.sum(_probs(kind, zv, c0, av))
+    s0 = rv.sum(threshold_probs(kind, zv, c0, av))
     f0 = _objective(kind, s0, a)
     if kind == GENERAL:
         x0 = jnp.maximum(1.0 + av * (zv - c0), 0.0)
@@ -214,7 +258,7 @@ def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, 
     sub_zv, sub_a = zv[blocks], a[take]
 
     def sub_objective(v):
-        return _objective(kind, rv.sum(_probs(kind, sub_zv, rv.col(v), rv.col(sub_a))), sub_a)
+        return _objective(kind, rv.sum(threshold_probs(kind, sub_zv, rv.col(v), rv.col(sub_a))), sub_a)
 
     sub = tuple(x[take] for x in state[:4]) + (state[4][take] | (unsettled == rows),)
     sub = _iterate(partial(_secant_step, sub_objective, tol), sub, limit=0)
@@ -286,7 +330,7 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
     zv = rv.view(z2 - zmax[:, None])
     a_exact = a
     if kind == GENERAL:
-        a = jnp.maximum(a, _MIN_A)  # NaN (invalid traced alpha) propagates through maximum
+        a = jnp.maximum(a, MIN_A)  # NaN (invalid traced alpha) propagates through maximum
     eps = float(jnp.finfo(zv.dtype).eps)
     v, f = _solve_threshold(kind, zv, a, rv, live, 1e-3 if kind == ENTMAX15 else 16 * eps)
     av = rv.col(a)
@@ -296,23 +340,17 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
         s1 = rv.sum(x)
         s2 = jnp.square(1.0 + 0.5 * f)  # S(v) from the search's last evaluation
         d = (s2 - 1.0) / (s1 + jnp.sqrt(jnp.maximum(s1 * s1 - k * (s2 - 1.0), 0.0)))
-        v = jnp.where(live, v + 2.0 * d, _origin(kind))
+        v = jnp.where(live, v + 2.0 * d, threshold_origin(kind))
         ssum = s1 - k * d  # = sum_i sqrt(p_i) on the support, without another pass
     c = rv.col(v)
-    p = _probs(kind, zv, c, av)
+    p = threshold_probs(kind, zv, c, av)
     if kind in (SOFTMAX, GENERAL):  # no closed form: renormalise (a rounding-level correction)
         total = rv.sum(p)
         p = p / rv.col(jnp.where(total > 0, total, 1.0))
-    if kind == SOFTMAX:
-        s = p
+    s = support_weights(kind, p, zv, c, av)
+    if kind in (SOFTMAX, SPARSEMAX):
         ssum = rv.sum(s)
-    elif kind == SPARSEMAX:
-        s = jnp.ceil(p)
-        ssum = rv.sum(s)
-    elif kind == ENTMAX15:
-        s = jnp.sqrt(p)
-    else:  # s = p / x = x^(1/a - 1): a division instead of another pow
-        s = p / jnp.maximum(1.0 + av * (zv - c), jnp.finfo(p.dtype).tiny)
+    elif kind == GENERAL:
         # renormalising fixes p but not v (the conjugate's input): one Newton step with the exact slope
         # F' = -S^a sum(s) (normalised s). The search's secant can end a few 1e-4 past the root when alpha -> 1 (a
         # tiny first step makes its slope ill-conditioned). Unused, v is dead code under jit.
@@ -321,7 +359,7 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
     ssum = jnp.where(ssum > 0, ssum, 1.0)
     alpha = 1.0 + a
     pz = rv.sum(jnp.where(p > 0, p * zv, 0.0))
-    psi = zmax + (v - _origin(kind)) / alpha + (1.0 - 1.0 / alpha) * pz
+    psi = zmax + (v - threshold_origin(kind)) / alpha + (1.0 - 1.0 / alpha) * pz
     psi = jnp.where(live, psi, -jnp.inf)
     if kind == GENERAL:  # rows with alpha = 1 exactly: the softmax formula (skipped when there are none)
         one = a_exact == 0.0
@@ -395,10 +433,8 @@ def _tsallis_jvp(kind, primals, tangents):
     ds_alpha = None
     if kind == GENERAL and type(da) is not SymbolicZero:
         av, dav = rv.col(a), rv.col(da)
-        logp = jnp.log(jnp.where(on, p, 1.0))
+        logp, dlogp, g = alpha_slope(p, av)
         u = av * logp  # log p^a, in (-inf, 0]
-        dlogp = -jnp.square(logp) * _h("h1", -u)  # d log p / d alpha at a fixed threshold
-        g = jnp.where(on, p * dlogp, 0.0)
         dp = dp + g * dav
         dv = dv + rv.sum(g) / ssum * da
         w = logp * _h("h0", u)  # (p^a - 1) / a

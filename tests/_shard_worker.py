@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 import dammem
 from dammem import drdam, separations
 from dammem import sharding as sh
+from dammem.sharding._models import LocalModel
 from dammem.attention import hopfield_attention
 from dammem.energies import (
     modern_hopfield_energy,
@@ -317,6 +318,20 @@ def encode_cases():
             ref = drdam.encode(features, memories, 3.0)
             put(f"encode/{mesh_name}/{kind}", got.t, ref.t)
             OUT[f"encode/{mesh_name}/{kind}/count"] = int(got.count)
+    # K = 29 patterns padded to 32 (a NaN row and two zero rows), and one stored pattern left out by the mask too
+    mesh, _ = meshes()["8"]
+    padded = jnp.concatenate([memories[:29], jnp.full((1, 8), jnp.nan), jnp.zeros((2, 8))])
+    mask = (jnp.arange(K) < 29).at[5].set(False)
+    kept = np.asarray(mask).nonzero()[0][np.asarray(mask).nonzero()[0] < 29]
+    for kind in ("sincos", "expexp"):
+        features = drdam.make_features(kind, 8, 64, key=jax.random.key(7))
+        got = sh.sharded_encode(features, padded, 3.0, mesh=mesh, axis="memory", mask=mask, batch_size=2)
+        ref = drdam.encode(features, memories[kept], 3.0)
+        put(f"encode/masked/{kind}", got.t, ref.t)
+        OUT[f"encode/masked/{kind}/count"] = [int(got.count), len(kept)]
+        # the same call with every row stored: what an ignored mask would give (NaN from the padding row)
+        unmasked = sh.sharded_encode(features, padded, 3.0, mesh=mesh, axis="memory", batch_size=2)
+        OUT[f"encode/masked/{kind}/unmasked_finite"] = bool(np.all(np.isfinite(np.asarray(unmasked.t))))
 
 
 def trial(key):
@@ -365,14 +380,14 @@ def gather_cases():
         text = jax.jit(fn).lower(x, placed, placed_mask).compile().as_text()
         OUT[f"gather/{name}"] = {"shapes": sh.all_gather_shapes(text), "all_reduces": text.count("all-reduce(")}
     # the same retrieval with a read-out that gathers the memory set first: the check must see it
-    original = sh._Local.read
+    original = LocalModel.read
 
     def gathering_read(self, p):
         everything = lax.all_gather(self.memories, self.axis, tiled=True)  # (K, D) on every device
         mine = lax.axis_index(self.axis) * self.memories.shape[0]
         return lax.psum(p @ lax.dynamic_slice_in_dim(everything, mine, self.memories.shape[0]), self.axis)
 
-    sh._Local.read = gathering_read
+    LocalModel.read = gathering_read
     jax.clear_caches()
     try:
         text = jax.jit(programs["retrieve_modern"]).lower(x, placed, placed_mask).compile().as_text()
@@ -381,7 +396,7 @@ def gather_cases():
             "all_reduces": text.count("all-reduce("),
         }
     finally:
-        sh._Local.read = original
+        LocalModel.read = original
         jax.clear_caches()
     OUT["gather/memory_shape"] = [K, D]
 
@@ -428,6 +443,12 @@ def error_cases():
         "distribute": lambda: sh.distribute(memories[:12], mesh8, "memory"),
         "encode_indivisible": lambda: sh.sharded_encode(features, memories[:12], 1.0, mesh=mesh8, axis="memory"),
         "encode_missing_axis": lambda: sh.sharded_encode(features, memories, 1.0, mesh=mesh8, axis="batch"),
+        "encode_mask_shape": lambda: sh.sharded_encode(
+            features, memories, 1.0, mesh=mesh8, axis="memory", mask=jnp.ones(8, bool)
+        ),
+        "encode_mask_dtype": lambda: sh.sharded_encode(
+            features, memories, 1.0, mesh=mesh8, axis="memory", mask=jnp.ones(K)
+        ),
         "attention_indivisible": lambda: sh.sharded_hopfield_attention(
             q, jnp.ones((1, 12, 2, 4)), jnp.ones((1, 12, 2, 4)), mesh=mesh8, axis="memory"
         ),

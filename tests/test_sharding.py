@@ -172,6 +172,16 @@ def test_shard_drdam_encode(results, mesh, kind):
     assert results[f"encode/{mesh}/{kind}/count"] == worker.K
 
 
+@pytest.mark.parametrize("kind", ["sincos", "expexp"])
+def test_shard_drdam_encode_padded_rows_masked_out(results, kind):
+    """29 patterns padded to 32 (a NaN row, two zero rows) plus one stored pattern masked out equal the single-device
+    encode of the kept patterns; without the mask the padding would reach T (NaN, phi(0))."""
+    compare(results, f"encode/masked/{kind}", atol=1e-5, rtol=1e-5)  # float32: a few ulp per sum over 32 rows
+    got, kept = results[f"encode/masked/{kind}/count"]
+    assert got == kept == 28
+    assert results[f"encode/masked/{kind}/unmasked_finite"] is False
+
+
 def test_shard_batch_krop_cleanup(results):
     got = results["batch/2x4/krop_cleanup"]
     assert got["sharded"] == got["single"] == [13.0 * i for i in range(16)]
@@ -245,6 +255,8 @@ ERRORS = {
     "encode_indivisible": ("ValueError", r"sharded_encode: the number of patterns K = 12 is not divisible by the "
                            r"size 8"),
     "encode_missing_axis": ("ValueError", r"sharded_encode: axis='batch' is not an axis of the mesh"),
+    "encode_mask_shape": ("ValueError", r"sharded_encode: mask must be booleans of shape \(K,\) = \(32,\).*\(8,\)"),
+    "encode_mask_dtype": ("ValueError", r"sharded_encode: mask must be booleans.*got float32 \(32,\)"),
     "attention_indivisible": ("ValueError", r"sharded_hopfield_attention: the number of keys S = 12 is not divisible "
                               r"by the size 8"),
     "attention_alpha": ("ValueError", r"sharded_hopfield_attention: alpha must lie in \(1, 2\], got \[2.5\]"),
@@ -258,6 +270,10 @@ ERRORS = {
     "inside_alpha_shape": ("ValueError", r"distributed_separation: alpha of shape \(2, 4\) must be a scalar or "
                            r"broadcast to z"),
 }  # fmt: skip
+
+
+def test_shard_encode_indivisible_error_advises_masked_padding(results):
+    assert "rows that mask=False leaves out" in results["error/encode_indivisible"]["message"]
 
 
 @pytest.mark.parametrize("name", sorted(ERRORS))

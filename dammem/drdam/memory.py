@@ -137,8 +137,11 @@ def _check_read_args(T, features: Features, beta, eps, chunk_size, where: str):
 
 
 @partial(jax.jit, static_argnums=(3, 4))
-def _encode_kernel(features: Features, memories: Array, beta, rows: int, batch: int) -> Array:
-    """``sum_mu phi(sqrt(beta) xi_mu)`` (or its log), scanning feature chunks and memory batches."""
+def _encode_kernel(
+    features: Features, memories: Array, beta, rows: int, batch: int, mask: Array | None = None
+) -> Array:
+    """``sum_mu phi(sqrt(beta) xi_mu)`` (or its log), scanning feature chunks and memory batches; rows where the
+    optional ``mask`` (K,) is False contribute nothing (whatever they hold)."""
     dtype = _feat.compute_dtype(memories)
     k = memories.shape[0]
     fill = -jnp.inf if features.positive else 0.0
@@ -148,7 +151,10 @@ def _encode_kernel(features: Features, memories: Array, beta, rows: int, batch: 
     batch = -(-k // n_batches)  # even batches, padded rows as few as possible
     z = _feat.padded_input(features, memories, beta, dtype)
     z = jnp.pad(z, ((0, n_batches * batch - k), (0, 0))).reshape(n_batches, batch, -1)
-    valid = (jnp.arange(n_batches * batch) < k).reshape(n_batches, batch)
+    valid = jnp.arange(n_batches * batch) < k
+    if mask is not None:
+        valid = valid & jnp.pad(mask, (0, n_batches * batch - k))
+    valid = valid.reshape(n_batches, batch)
 
     def fn(_, index, op, __):
         phases = _feat.phases_chunk(features, index, rows, dtype)
@@ -496,3 +502,8 @@ def _clip_fraction_kernel(queries, t, features, beta, eps: float, rows: int):
         return s < eps
 
     return jnp.mean(jax.vmap(below)(queries).astype(_feat.compute_dtype(queries)))
+
+def encode_kernel(features: Features, memories: Array, beta, rows: int, batch_size: int | None, mask: Array | None):
+    """The unvalidated kernel of :func:`encode` (for :mod:`dammem.sharding`): ``T`` (or ``log T``) of the rows of
+    ``memories`` whose ``mask`` (K,) is True; ``rows`` from ``features.check_chunk_size``."""
+    return _encode_kernel(features, memories, beta, rows, _BATCH if batch_size is None else batch_size, mask)

@@ -1,47 +1,34 @@
-"""Shared argument checks and the scaled conjugate ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` of the energies.
+"""Shared checks, the scaled conjugate ``Psi*_alpha(beta, z) = Psi*_alpha(beta z) / beta`` and the energy forms.
+
+The beta check and :func:`nan_unless_positive` are those of :mod:`dammem._validate` (one home for every caller).
 
 Shape legend: ``K`` memories, ``D`` pattern dimension (:mod:`dammem._types`).
 
 References:
   - Wu, Hu, Hsiao, Liu (2024). Uniform Memory Retrieval with Larger Capacity for Modern Hopfield Models. ICML.
+  - Hoover, Chau, Strobelt, Ram, Krotov (2024). Dense Associative Memory Through the Lens of Random Features.
+    NeurIPS.
 """
 
 from __future__ import annotations
 
-import numbers
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_memories_query, check_positive, is_concrete
+from dammem._validate import check_beta as check_beta
+from dammem._validate import check_memories_query, check_scalar, is_concrete
+from dammem._validate import nan_unless_positive as nan_unless_positive
 from dammem.separations import conjugate
-from dammem.similarities import Kernelized, Similarity, SimilarityLike, get_similarity
+from dammem.similarities import SIMILARITIES, Kernelized, Similarity, SimilarityLike, get_similarity
 
 
 def check_query(x: ArrayLike, memories: ArrayLike, where: str) -> tuple[Array, Array]:
     """One query (D,) against at least one memory (K, D); refuses batches (callers vmap) and mismatched D."""
     memories, x = check_memories_query(memories, x, where, min_memories=1)
     return x, memories
-
-
-def check_scalar(value: ArrayLike, name: str, where: str) -> ArrayLike:
-    """A real scalar (Python number or 0-d array); strings, complex values and arrays with axes are refused.
-
-    Python numbers are returned as floats so they stay weakly typed (they never promote bf16 scores to float32).
-    """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    arr = check_floating(value, name, where)
-    if arr.ndim != 0:
-        raise ValueError(f"{where}: {name} must be a scalar, got an array of shape {tuple(arr.shape)}")
-    return arr
-
-
-def check_beta(beta: ArrayLike, where: str) -> ArrayLike:
-    """Inverse temperature: a real scalar; a concrete value must be finite and > 0 (see :func:`nan_unless_positive`)."""
-    beta = check_scalar(beta, "beta", where)
-    return check_positive(beta, "beta", where)
 
 
 def check_alpha(alpha: ArrayLike, where: str) -> ArrayLike:
@@ -55,16 +42,6 @@ def check_alpha(alpha: ArrayLike, where: str) -> ArrayLike:
         if not 1.0 <= value <= 2.0:
             raise ValueError(f"{where}: alpha must lie in [1, 2], got {value}")
     return alpha
-
-
-def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
-    """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN.
-
-    A multiplication rather than a ``where``, so that derivatives turn NaN as well (descent does not stall silently).
-    """
-    if is_concrete(beta):  # already checked by check_beta
-        return value
-    return value * jnp.where(beta > 0, 1.0, jnp.nan).astype(value.dtype)
 
 
 def scaled_conjugate(beta: ArrayLike, z: Array, alpha: ArrayLike) -> Array:
@@ -104,3 +81,48 @@ def energy_similarity(similarity: SimilarityLike, where: str) -> Similarity | Ke
             f"or a Similarity with an energy_scale (the update alone accepts {sim.name!r} as a one-step retrieval map)"
         )
     return sim
+
+
+class EnergyForm(NamedTuple):
+    """``E(x) = 1/2 sim(x, x) - c Psi*_alpha(beta, k sim(Xi, x))`` and its CCCP step
+    ``x <- Xi^T Sep_alpha(beta k sim(Xi, x))`` (Wu et al. (2024), eqs. 2.2-2.4).
+
+    ``k`` is ``score_scale``, ``c`` is ``energy_scale``. The memory-parallel functions of :mod:`dammem.sharding`
+    take their scores, self term and energy from the same form, so both compute one equation.
+    """
+
+    similarity: Similarity | Kernelized
+    score_scale: float
+    energy_scale: float
+
+    def with_similarity(self, similarity: Similarity | Kernelized) -> EnergyForm:
+        """The generalized sparse form with another similarity: ``c`` is that similarity's ``energy_scale``."""
+        return self._replace(similarity=similarity, energy_scale=similarity.energy_scale)
+
+    def scores(self, memories: Array, x: Array, where: str) -> Array:
+        """(K,) ``k sim(Xi, x)`` of one query."""
+        return self.score_scale * similarity_scores(self.similarity, memories, x, where)
+
+    def self_term(self, x: Array, where: str) -> Array:
+        """``1/2 sim(x, x)`` of one query (``1/2 <x, x>`` for dot, 0 for neg_sq_l2)."""
+        return 0.5 * similarity_scores(self.similarity, x[None], x, where)[0]
+
+    def combine(self, self_term: Array, scaled_conjugate_value: Array) -> Array:
+        """``1/2 sim(x, x) - c Psi*_alpha(beta, k sim(Xi, x))`` from its two terms."""
+        return self_term - self.energy_scale * scaled_conjugate_value
+
+    def energy(self, x: Array, memories: Array, beta: ArrayLike, alpha: ArrayLike, where: str) -> Array:
+        """The energy of one checked query (``beta`` from :func:`check_beta`)."""
+        psi = scaled_conjugate(beta, self.scores(memories, x, where), alpha)
+        return self.combine(self.self_term(x, where), psi)
+
+
+ENERGY_FORMS: dict[str, EnergyForm] = {
+    # Hoover et al. (2024), eq. 11: -(1/beta) lse(beta, -1/2 ||Xi - x||^2) (its self term 1/2 sim(x, x) is 0)
+    "rbf": EnergyForm(SIMILARITIES["neg_sq_l2"], score_scale=0.5, energy_scale=1.0),
+    # Wu et al. (2024), eq. 1.1: 1/2 <x, x> - lse(beta, Xi x)
+    "modern_hopfield": EnergyForm(SIMILARITIES["dot"], score_scale=1.0, energy_scale=1.0),
+    # Wu et al. (2024), eq. 2.2 with the dot similarity; ``with_similarity`` gives the others
+    "sparse_hopfield": EnergyForm(SIMILARITIES["dot"], score_scale=1.0, energy_scale=1.0),
+}
+"""The energy forms by model name (the energies of :mod:`dammem.energies` and of the memory-parallel functions)."""

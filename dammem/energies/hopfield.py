@@ -20,13 +20,13 @@ from jaxtyping import Float
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_int
 from dammem.energies._common import (
+    ENERGY_FORMS,
     check_alpha,
     check_beta,
     check_query,
     energy_similarity,
     nan_unless_positive,
     resolve_similarity,
-    scaled_conjugate,
     similarity_scores,
 )
 from dammem.separations import tsallis_separation
@@ -61,7 +61,7 @@ def modern_hopfield_energy(
     where = "modern_hopfield_energy"
     x, memories = check_query(x, memories, where)
     beta = check_beta(beta, where)
-    return 0.5 * jnp.dot(x, x) - scaled_conjugate(beta, memories @ x, 1.0)
+    return ENERGY_FORMS["modern_hopfield"].energy(x, memories, beta, 1.0, where)
 
 
 def sparse_hopfield_energy(
@@ -110,9 +110,7 @@ def sparse_hopfield_energy(
     x, memories = check_query(x, memories, where)
     sim = energy_similarity(similarity, where)
     beta, alpha = check_beta(beta, where), check_alpha(alpha, where)
-    scores = similarity_scores(sim, memories, x, where)
-    self_term = 0.5 * similarity_scores(sim, x[None], x, where)[0]
-    return self_term - sim.energy_scale * scaled_conjugate(beta, scores, alpha)
+    return ENERGY_FORMS["sparse_hopfield"].with_similarity(sim).energy(x, memories, beta, alpha, where)
 
 
 def sparse_hopfield_update(

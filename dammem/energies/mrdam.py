@@ -14,9 +14,8 @@ import jax.numpy as jnp
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
-from dammem.energies._common import check_beta, check_query, nan_unless_positive, scaled_conjugate
+from dammem.energies._common import ENERGY_FORMS, check_beta, check_query, nan_unless_positive, scaled_conjugate
 from dammem.separations import softmax
-from dammem.similarities import neg_sq_l2
 
 __all__ = ["rbf_energy", "rbf_update", "edp_energy"]
 
@@ -48,7 +47,7 @@ def rbf_energy(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], bet
     """
     x, memories = check_query(x, memories, "rbf_energy")
     beta = check_beta(beta, "rbf_energy")
-    return -scaled_conjugate(beta, 0.5 * neg_sq_l2(memories, x), 1.0)
+    return ENERGY_FORMS["rbf"].energy(x, memories, beta, 1.0, "rbf_energy")
 
 
 def rbf_update(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike) -> Float[Array, " D"]:
@@ -73,7 +72,8 @@ def rbf_update(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], bet
     """
     x, memories = check_query(x, memories, "rbf_update")
     beta = check_beta(beta, "rbf_update")
-    return nan_unless_positive(beta, softmax(beta * (0.5 * neg_sq_l2(memories, x))) @ memories)
+    scores = ENERGY_FORMS["rbf"].scores(memories, x, "rbf_update")  # -1/2 ||Xi - x||^2
+    return nan_unless_positive(beta, softmax(beta * scores) @ memories)
 
 
 def edp_energy(x: Float[ArrayLike, " D"], memories: Float[ArrayLike, "K D"], beta: ArrayLike) -> Float[Array, ""]:

@@ -195,7 +195,7 @@ def test_one_step_modern_with_every_pair_masked():
         (lambda: classical_retrieve(jnp.ones(4), jnp.eye(4), mode="sync", max_steps=-1), "max_steps must be >= 1"),
         (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), beta=-1.0), "beta must be"),
         (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), mask=jnp.ones(3, bool)), "mask must"),
-        (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), "1"), "beta must be an array"),
+        (lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), "1"), "beta must be a real number"),
         (
             lambda: one_step_modern(jnp.ones(3), jnp.ones((2, 3)), jnp.ones((2, 3)), jnp.ones(2)),
             "beta must be a scalar",

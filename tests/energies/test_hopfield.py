@@ -252,7 +252,7 @@ ONES, MEM23 = jnp.ones(3), jnp.ones((2, 3))
         (0.0, 1.5, {}, r"beta must be finite and > 0, got \[0.0\]"),
         (-2.0, 1.5, {}, r"beta must be finite and > 0, got \[-2.0\]"),
         (jnp.inf, 1.5, {}, "beta must be finite"),
-        ("1", 1.5, {}, "beta must be an array of real numbers, got str"),
+        ("1", 1.5, {}, "beta must be a real number or array, got str"),
         (jnp.ones(3), 1.5, {}, r"beta must be a scalar, got an array of shape \(3,\)"),
         (jnp.ones(2), 1.5, {}, r"beta must be a scalar, got an array of shape \(2,\)"),  # one per memory: refused
         (1.0, 1.5, dict(similarity="l2"), "unknown similarity 'l2'"),

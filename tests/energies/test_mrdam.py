@@ -114,7 +114,7 @@ def test_stored_pattern_is_a_near_minimum_at_large_beta():
         (lambda: rbf_update(jnp.ones(3), jnp.ones((2, 3)), 0.0), "rbf_update: beta must be finite and > 0"),
         (lambda: rbf_update(jnp.ones(3), jnp.ones((2, 3)), -3.0), "rbf_update: beta must be finite and > 0"),
         (lambda: edp_energy(jnp.ones(3), jnp.ones((2, 3)), -3.0), "edp_energy: beta must be finite and > 0"),
-        (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), "1"), "rbf_energy: beta must be an array of real numbers"),
+        (lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), "1"), "rbf_energy: beta must be a real number or array"),
         (
             lambda: rbf_energy(jnp.ones(3), jnp.ones((2, 3)), jnp.ones(3)),
             r"rbf_energy: beta must be a scalar, .*\(3,\)",

@@ -1,0 +1,113 @@
+"""Mesh checks and placement: the mesh and its axes, divisibility, and laying arrays out on the devices.
+
+Shape legend: ``K`` memories, ``B`` queries; ``n`` devices along a mesh axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from dammem._types import Array, ArrayLike
+
+__all__ = ["check_mesh", "check_axis", "check_divides", "check_batch_axis", "place", "onto", "distribute"]
+
+
+def check_mesh(mesh: Any, where: str) -> Mesh:
+    """``mesh`` if it is a :class:`jax.sharding.Mesh`; anything else is refused (``TypeError``)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"{where}: mesh must be a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ('memory',))), got "
+            f"{type(mesh).__name__}"
+        )
+    return mesh
+
+
+def check_axis(mesh: Mesh, axis: Any, name: str, where: str) -> int:
+    """The size of the mesh axis ``axis`` (argument ``name``); a name not in the mesh is refused."""
+    if not isinstance(axis, str) or axis not in mesh.axis_names:
+        raise ValueError(
+            f"{where}: {name}={axis!r} is not an axis of the mesh; allowed: one of its axis names {mesh.axis_names}"
+        )
+    return int(mesh.shape[axis])
+
+
+def check_divides(length: int, size: int, what: str, axis: str, where: str, *, advice: str | None = None) -> None:
+    """``length`` (described by ``what``) must be a multiple of the size of the mesh axis ``axis``."""
+    advice = "pad with masked entries, or use another mesh" if advice is None else advice
+    if length % size:
+        raise ValueError(
+            f"{where}: {what} = {length} is not divisible by the size {size} of mesh axis {axis!r}; allowed: a "
+            f"multiple of {size} ({advice})"
+        )
+
+
+def check_batch_axis(mesh: Mesh, batch_axis: Any, axis: str, batch: int, where: str) -> None:
+    """An optional second mesh axis that splits ``batch`` queries; it must differ from the memories' ``axis``."""
+    if batch_axis is None:
+        return
+    size = check_axis(mesh, batch_axis, "batch_axis", where)
+    if batch_axis == axis:
+        raise ValueError(f"{where}: batch_axis={batch_axis!r} must differ from axis={axis!r} (the memories' axis)")
+    check_divides(batch, size, "the number of queries B", batch_axis, where)
+
+
+def place(x: Array, mesh: Mesh, spec: P) -> Array:
+    """``x`` laid out as ``spec`` on ``mesh`` (inside ``jit``: a sharding constraint; a no-op when it already is)."""
+    return jax.device_put(x, NamedSharding(mesh, spec))
+
+
+def onto(mesh: Mesh, value: Any, spec: P) -> Any:
+    """Arrays committed to other devices (e.g. ``jax.device_put(x, jax.devices()[0])``) move onto ``mesh`` as
+    ``spec`` before a compiled program runs (``jit`` refuses arguments committed to different device sets); arrays
+    already there, uncommitted arrays and tracers are left alone."""
+    devices = set(mesh.devices.flat)
+
+    def move(leaf):
+        if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and leaf.committed:
+            if leaf.sharding.device_set != devices:
+                return jax.device_put(leaf, NamedSharding(mesh, spec))
+        return leaf
+
+    return jax.tree.map(move, value)
+
+
+def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Array:
+    """Lay ``array`` out on ``mesh`` split along ``dim`` over the mesh axis ``axis`` (replicated over the others).
+
+    Placing the memories once before repeated calls keeps every call free of transfers (each call would otherwise
+    split the array anew).
+
+    Args:
+      array: any array; ``array.shape[dim]`` must be a multiple of the size of ``axis``.
+      mesh: the device mesh.
+      axis: the mesh axis name to split over.
+      dim: the array axis to split.
+
+    Returns:
+      The array with a :class:`~jax.sharding.NamedSharding`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from dammem.sharding import distribute
+      >>> mesh = jax.make_mesh((1,), ("memory",))
+      >>> distribute(jnp.ones((4, 2)), mesh, "memory").sharding.spec
+      P('memory', None)
+    """
+    where = "distribute"
+    mesh = check_mesh(mesh, where)
+    size = check_axis(mesh, axis, "axis", where)
+    array = jnp.asarray(array)
+    if array.ndim == 0:
+        raise ValueError(f"{where}: array must have at least one axis to split, got a scalar")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -array.ndim <= dim < array.ndim:
+        raise ValueError(f"{where}: dim={dim!r} is not an axis of an array of shape {tuple(array.shape)}")
+    dim %= array.ndim
+    check_divides(array.shape[dim], size, f"array.shape[{dim}]", axis, where)
+    spec = [None] * array.ndim
+    spec[dim] = axis
+    return jax.device_put(array, NamedSharding(mesh, P(*spec)))
