@@ -224,6 +224,22 @@ def check_alpha(alpha: ArrayLike, where: str, *, allow_one: bool = False, heads:
     return arr
 
 
+def check_fraction(value: ArrayLike, name: str, where: str) -> ArrayLike:
+    """A real scalar (as :func:`check_scalar`) that lies in [0, 1] when concrete; a traced value passes.
+
+    Example:
+      >>> check_fraction(1.5, "visible_fraction", "f")
+      Traceback (most recent call last):
+      ValueError: f: visible_fraction must lie in [0, 1], got 1.5
+    """
+    checked = check_scalar(value, name, where)
+    if is_concrete(value):
+        v = float(np.asarray(value, dtype=np.float64))
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{where}: {name} must lie in [0, 1], got {v}")
+    return checked
+
+
 def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
     """``value`` where ``beta > 0``, NaN elsewhere: a traced ``beta <= 0`` (not checkable at trace time) gives NaN.
 
@@ -369,28 +385,6 @@ def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> 
     clamp = check_mask(clamp, shape, where, name="clamp", meaning="True = visible", target="x's shape")
     return None if clamp is None else jnp.broadcast_to(clamp, shape)
 
-
-def check_bool_vector(
-    mask: ArrayLike | None, size: int, where: str, *, name: str = "mask", label: str = "K", meaning: str
-) -> Array | None:
-    """A boolean vector of exactly ``size`` entries (one per memory or coordinate, no broadcasting), or ``None``.
-
-    ``label`` names the size in the message (``K`` memories, ``D`` coordinates); ``meaning`` says what True means.
-
-    Example:
-      >>> check_bool_vector([True, False], 3, "f", meaning="True = memory present")
-      Traceback (most recent call last):
-      ValueError: f: mask must be booleans of shape (K,) = (3,) (True = memory present), got bool (2,)
-    """
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_ or mask.shape != (size,):
-        raise ValueError(
-            f"{where}: {name} must be booleans of shape ({label},) = ({size},) ({meaning}), got {mask.dtype} "
-            f"{tuple(mask.shape)}"
-        )
-    return mask
 
 def check_bool_vector(
     mask: ArrayLike | None, size: int, where: str, *, name: str = "mask", label: str = "K", meaning: str
