@@ -2,10 +2,12 @@
 
 A checkpoint holds the module's whole state, ``nnx.state(module)``: its ``nnx.Param`` weights and every other
 variable (stored memories, random-feature draws and their PRNG keys, fixed signs, RNG streams), in orbax's
-standard format (``orbax.checkpoint.StandardCheckpointHandler``). The configuration (sizes, kinds, fixed hyperparameters)
-is code, as everywhere in Flax: restore into a module built with the same arguments, either a freshly initialised
-one (any ``rngs``: its values are replaced) or an abstract one from ``nnx.eval_shape``, which allocates nothing.
-The restored module computes bit-identical outputs.
+standard format (``orbax.checkpoint.StandardCheckpointHandler``). The configuration (sizes, kinds, fixed
+hyperparameters) is code, as everywhere in Flax: restore into a module built with the same arguments, either a
+freshly initialised one (any ``rngs``: its values are replaced) or an abstract one from ``nnx.eval_shape``, which
+allocates nothing.
+The restored module computes bit-identical outputs. A checkpoint with a missing or truncated file is reported as
+damaged (``ValueError`` naming its path), with the storage error chained.
 
 Example:
   >>> import tempfile, jax.numpy as jnp

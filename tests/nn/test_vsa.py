@@ -12,6 +12,7 @@ from jax.test_util import check_grads
 from dammem.nn.variables import FixedSigns
 from dammem.nn.vsa import KropCodebookLayer
 from dammem.vsa import krop_cleanup, krop_row, krop_scores, krop_signs, krop_soft_cleanup, uniform_angles
+from tests.vsa.test_krop import assert_clear_argmax
 
 N, B = 16, 5
 RNG = np.random.default_rng(2)
@@ -35,6 +36,7 @@ def test_equals_the_vsa_functions_and_the_dense_reference(signed):
     assert (book.signs is None) == (not signed) and (not signed or np.array_equal(book.signs[...], signs))
 
     x = jnp.asarray(RNG.standard_normal((B, N)), jnp.float32)
+    # the layer calls these very functions with the same arrays: the same programs, so equal bit for bit
     assert np.array_equal(book.scores(x), krop_scores(theta, x, signs=signs))
     idx, words = book.cleanup(x)
     assert np.array_equal(idx, krop_cleanup(theta, x, signs=signs))
@@ -44,7 +46,7 @@ def test_equals_the_vsa_functions_and_the_dense_reference(signed):
 
     c = dense_codebook(theta, signs)
     xs = np.asarray(x, np.float64)
-    np.testing.assert_array_equal(np.asarray(idx), np.argmax(xs @ c.T, -1))
+    np.testing.assert_array_equal(np.asarray(idx), assert_clear_argmax(xs @ c.T))
     np.testing.assert_allclose(words, c[np.asarray(idx)], atol=1e-6)
     z = 3.0 * xs @ c.T
     p = np.exp(z - z.max(-1, keepdims=True))
@@ -102,7 +104,8 @@ def test_bad_arguments():
         KropCodebookLayer(16, signed="yes", rngs=nnx.Rngs(0))
     book = KropCodebookLayer(N, rngs=nnx.Rngs(0))
     for method in ("scores", "cleanup", "soft_cleanup"):
-        with pytest.raises(ValueError, match=rf"KropCodebookLayer.{method}: x must have shape \(\.\.\., N\) with N = 16"):
+        message = rf"KropCodebookLayer.{method}: x must have shape \(\.\.\., N\) with N = 16"
+        with pytest.raises(ValueError, match=message):
             getattr(book, method)(jnp.ones((2, 8)))
     with pytest.raises(ValueError, match="krop_soft_cleanup: beta must be finite and > 0"):
         book.soft_cleanup(jnp.ones(N), -1.0)

@@ -36,7 +36,8 @@ def test_sgd_matches_a_float64_reference_with_finite_difference_gradients(x64):
 def test_default_optimizer_is_sgd_with_learning_rate_one(x64):
     a = uhop.fit_kernel(jnp.asarray(MEM), steps=4, init=jnp.asarray(W0))
     b = uhop.fit_kernel(jnp.asarray(MEM), steps=4, init=jnp.asarray(W0), optimizer=optax.sgd(1.0))
-    np.testing.assert_array_equal(np.asarray(a.weight), np.asarray(b.weight))
+    # two compilations (the optimiser is static): float64, a few ulp per step over 4 steps
+    np.testing.assert_allclose(np.asarray(a.weight), np.asarray(b.weight), rtol=1e-13, atol=1e-15)
     assert uhop.DEFAULT_OPTIMIZER is fit_module.DEFAULT_OPTIMIZER
 
 
@@ -75,7 +76,8 @@ def test_snapshots_are_the_row_normalised_weights_after_those_steps():
     np.testing.assert_allclose(np.asarray(fit.snapshots[0]), np.asarray(uhop.normalize_rows(w0)), rtol=1e-6)
     two = uhop.fit_kernel(mem, steps=2, key=jax.random.key(2))
     np.testing.assert_allclose(np.asarray(fit.snapshots[1]), np.asarray(two.weight), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(fit.snapshots[2]), np.asarray(fit.weight))
+    # one program normalises the same final W twice; float32: a few ulp at most if XLA fuses the two differently
+    np.testing.assert_allclose(np.asarray(fit.snapshots[2]), np.asarray(fit.weight), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(np.asarray(fit.losses[:3]), np.asarray(two.losses), rtol=1e-6)
 
 

@@ -18,7 +18,7 @@ def test_identity_is_identity_then_zero_rows():
 
 def test_gaussian_is_unscaled_standard_normal_as_in_the_authors_code():
     w = uhop.init_kernel(KEY, (300, 200), "gaussian")
-    np.testing.assert_array_equal(np.asarray(w), np.asarray(jax.random.normal(KEY, (300, 200))))
+    np.testing.assert_array_equal(np.asarray(w), np.asarray(jax.random.normal(KEY, (300, 200))))  # the same call
     assert abs(float(w.mean())) < 0.01 and abs(float(w.std()) - 1.0) < 0.01  # N(0, 1), no 1/sqrt(D) scale
     np.testing.assert_array_equal(np.asarray(uhop.init_kernel(KEY, (300, 200))), np.asarray(w))  # same key, same W
 

@@ -84,7 +84,7 @@ def test_overwrite_scan_equals_python_loop_and_batches_memories():
             for t in range(steps):
                 m = overwrite(m, step_addresses[t, b], step_vals[t, b], cb, erase=erase)
                 np.testing.assert_allclose(np.asarray(hist[t, b]), np.asarray(m), atol=2e-5)
-        np.testing.assert_allclose(np.asarray(final), np.asarray(hist[-1]), atol=0)
+        np.testing.assert_allclose(np.asarray(final), np.asarray(hist[-1]), atol=0)  # one value, returned twice
 
 
 def test_mutable_memory_cleanup_erase_keeps_retrieval_while_baselines_degrade():
