@@ -44,7 +44,6 @@ References:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from functools import partial
 from typing import Union
@@ -58,12 +57,19 @@ from jaxtyping import Bool, Float
 
 from dammem import separations
 from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_floating, check_int, is_concrete
+from dammem._validate import (
+    check_alpha,
+    check_beta,
+    check_bool,
+    check_float,
+    check_floating,
+    check_int,
+    check_mask,
+    check_positive,
+    check_scalar,
+)
 
-__all__ = ["hopfield_attention", "SEPARATION_NAMES"]
-
-SEPARATION_NAMES = ("softmax", "sparsemax", "entmax15", "entmax")
-"""The separations :func:`hopfield_attention` accepts by name (``"entmax"`` needs ``alpha``)."""
+__all__ = ["hopfield_attention"]
 
 Separation = Union[str, Callable[..., Array]]
 
@@ -105,94 +111,20 @@ def _check_qkv(query, key, value) -> tuple[Array, Array, Array, tuple]:
     return query, key, value, tuple(batch)
 
 
-def _check_per_head(x, name: str, heads: int) -> Array:
-    try:
-        arr = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"{_NAME}: {name} must be a real number or an array of shape ({heads},)") from err
-    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-        raise TypeError(f"{_NAME}: {name} must be real, got dtype {arr.dtype}")
-    if arr.shape not in ((), (heads,)):
-        raise ValueError(
-            f"{_NAME}: {name} must be a scalar or have one value per head, shape ({heads},); got shape {arr.shape}"
-        )
-    return arr
-
-
-def _check_beta(beta, heads: int, width: int) -> Array:
-    if beta is None:
-        return jnp.asarray(1.0 / np.sqrt(width))
-    arr = _check_per_head(beta, "beta", heads)
-    if is_concrete(beta):  # the argument itself: jnp.asarray of a constant is a tracer inside the caller's jit
-        vals = np.asarray(beta, np.float64)
-        bad = ~(np.isfinite(vals) & (vals > 0))
-        if np.any(bad):
-            raise ValueError(f"{_NAME}: beta must be finite and > 0, got {vals[bad].ravel()[:4].tolist()}")
-    return arr
-
-
 def _check_separation(separation, alpha, heads: int) -> Array | None:
-    if callable(separation):
-        if alpha is not None:
-            raise ValueError(f"{_NAME}: alpha is only used with separation='entmax', got a callable and alpha")
+    """The alpha of a registered separation that takes one (scalar or per head), else None; the name by the registry."""
+    spec = separations.resolve_separation(separation, alpha, _NAME)
+    if spec is None or not spec.takes_alpha:
         return None
-    if not isinstance(separation, str) or separation not in SEPARATION_NAMES:
-        raise ValueError(
-            f"{_NAME}: unknown separation {separation!r}; expected one of {list(SEPARATION_NAMES)} or a callable"
-            " sep(scores, axis=-1, where=mask)"
-        )
-    if separation != "entmax":
-        if alpha is not None:
-            raise ValueError(
-                f"{_NAME}: alpha is only used with separation='entmax'; separation={separation!r} fixes its own"
-            )
-        return None
-    if alpha is None:
-        raise ValueError(f"{_NAME}: separation='entmax' needs alpha in (1, 2] (a scalar or one per head)")
-    arr = _check_per_head(alpha, "alpha", heads)
-    if is_concrete(alpha):
-        vals = np.asarray(alpha, np.float64)
-        bad = ~((vals > 1.0) & (vals <= 2.0))
-        if np.any(bad):
-            raise ValueError(f"{_NAME}: alpha must lie in (1, 2], got {vals[bad].ravel()[:4].tolist()}")
-    return arr
+    return check_alpha(alpha, _NAME, heads=heads)
 
 
-def _check_mask(mask, scores_shape: tuple) -> Array | None:
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(f"{_NAME}: mask must be boolean (True = attend), got dtype {mask.dtype}")
-    try:
-        full = np.broadcast_shapes(mask.shape, scores_shape)
-    except ValueError:
-        full = None
-    if full != tuple(scores_shape):
-        raise ValueError(
-            f"{_NAME}: mask of shape {tuple(mask.shape)} does not broadcast to the association weights' shape"
-            f" (..., H, Q, S) = {tuple(scores_shape)}"
-        )
-    return mask
-
-
-def _check_tol(tol) -> Array | None:
+def _check_tol(tol) -> ArrayLike | None:
     if tol is None:
         return None
-    arr = jnp.asarray(tol)
-    if arr.shape != () or not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-        raise ValueError(f"{_NAME}: tol must be None or a real scalar, got {tol!r}")
-    if is_concrete(tol) and not (np.isfinite(float(np.asarray(tol))) and float(np.asarray(tol)) >= 0):
-        raise ValueError(f"{_NAME}: tol must be finite and >= 0, got {float(np.asarray(tol))}")
-    return arr
-
-
-def _check_dropout(rate, key) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
-        raise ValueError(f"{_NAME}: dropout_rate must be a float in [0, 1), got {rate!r}")
-    if rate > 0 and key is None:
-        raise ValueError(f"{_NAME}: dropout_rate={rate} > 0 needs a dropout_key (a jax.random key)")
-    return float(rate)
+    value = check_scalar(tol, "tol", _NAME)
+    check_positive(tol, "tol", _NAME, allow_zero=True)  # the argument itself: concrete inside a caller's jit
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -204,14 +136,11 @@ def _separate(separation: Separation, scores: Array, mask: Array | None, alpha: 
     """The association weights over the last axis of ``scores`` (..., H, Q, S)."""
     if callable(separation):
         return separation(scores, axis=-1, where=mask)
-    if separation == "softmax":
-        return separations.softmax(scores, -1, where=mask)
-    if separation == "sparsemax":
-        return separations.sparsemax(scores, -1, where=mask)
-    if separation == "entmax15":
-        return separations.entmax15(scores, -1, where=mask)
+    spec = separations.SEPARATIONS[separation]
+    if not spec.takes_alpha:
+        return spec.fn(scores, -1, where=mask)
     per_head = alpha.reshape(alpha.shape + (1, 1))  # (H, 1, 1) against (..., H, Q, S); a scalar stays a scalar
-    return separations.entmax(scores, per_head, -1, where=mask)
+    return spec.fn(scores, per_head, -1, where=mask)
 
 
 def _softmax_weights(scores: Array, mask: Array | None) -> Array:
@@ -351,8 +280,9 @@ def hopfield_attention(
       value: what is read out, ``(..., S, H, D_v)``.
       beta: inverse temperature multiplying the scores: a positive scalar or one per head ``(H,)``; default
         ``1 / sqrt(D)``.
-      separation: ``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax"`` (needs ``alpha``) or a callable
-        ``sep(scores, axis=-1, where=mask)`` returning weights of the scores' shape.
+      separation: a name in :data:`dammem.separations.SEPARATIONS` (``"softmax"``, ``"sparsemax"``,
+        ``"entmax15"``, ``"entmax"``, which needs ``alpha``) or a callable ``sep(scores, axis=-1, where=mask)``
+        returning weights of the scores' shape.
       alpha: the alpha of ``separation="entmax"``, in (1, 2]: a scalar or one per head ``(H,)``. Refused with the
         other separations (they fix their own).
       mask: boolean, broadcastable to ``(..., H, Q, S)``; True = attend. A query that attends to no key gets zero
@@ -386,16 +316,17 @@ def hopfield_attention(
     """
     query, key, value, batch = _check_qkv(query, key, value)
     heads, width = query.shape[-2:]
-    b = _check_beta(beta, heads, width)
+    b = jnp.asarray(1.0 / np.sqrt(width)) if beta is None else check_beta(beta, _NAME, heads=heads)
     a = _check_separation(separation, alpha, heads)
-    m = _check_mask(mask, batch + (heads, query.shape[-3], key.shape[-3]))
+    target = "the association weights' shape (..., H, Q, S) ="
+    m = check_mask(mask, batch + (heads, query.shape[-3], key.shape[-3]), _NAME, target=target)
     steps = check_int(update_steps, "update_steps", _NAME, minimum=1)
     t = _check_tol(tol)
-    rate = _check_dropout(dropout_rate, dropout_key)
-    if not isinstance(return_weights, bool):
-        raise TypeError(f"{_NAME}: return_weights must be a bool, got {return_weights!r}")
-    if not isinstance(broadcast_dropout, bool):
-        raise TypeError(f"{_NAME}: broadcast_dropout must be a bool, got {broadcast_dropout!r}")
+    rate = check_float(dropout_rate, "dropout_rate", _NAME, allow_zero=True, below=1.0)
+    if rate > 0 and dropout_key is None:
+        raise ValueError(f"{_NAME}: dropout_rate={rate} > 0 needs a dropout_key (a jax.random key)")
+    check_bool(return_weights, "return_weights", _NAME)
+    check_bool(broadcast_dropout, "broadcast_dropout", _NAME)
     return _hopfield_kernel(
         query, key, value, b, a, m, t, dropout_key if rate > 0 else None,
         separation=separation, update_steps=steps, return_weights=return_weights, dropout_rate=rate,

@@ -41,7 +41,7 @@ import numpy as np
 from jax import lax
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_int, check_positive
+from dammem._validate import check_floating, check_int, check_mask, check_positive
 
 __all__ = ["retrieve", "Retrieval"]
 
@@ -197,13 +197,9 @@ def retrieve(
         check_positive(step_size, "step_size", "retrieve")
     elif step_size is not None:
         raise ValueError("retrieve: step_size is only used by energy descent; it has no effect with update=...")
+    clamp = check_mask(clamp, x0.shape, "retrieve", name="clamp", meaning="True = visible", target="x0's shape")
     if clamp is not None:
-        clamp = jnp.asarray(clamp)
-        if clamp.dtype != jnp.bool_ or clamp.shape != x0.shape:
-            raise ValueError(
-                f"retrieve: clamp must be a boolean mask of shape {tuple(x0.shape)} (True = visible), "
-                f"got dtype {clamp.dtype} and shape {tuple(clamp.shape)}"
-            )
+        clamp = jnp.broadcast_to(clamp, x0.shape)
 
     static = (_Static(energy), None if update is None else _Static(update), max_steps, loop, trace, tol is None)
     operands = (x0, args, step_size, clamp, tol)

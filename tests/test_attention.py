@@ -353,7 +353,7 @@ def test_errors_name_the_argument():
         hopfield_attention(q, jnp.concatenate([k, k, k]), jnp.concatenate([v, v, v]))
     with pytest.raises(ValueError, match=r"mask of shape \(3, 3\) does not broadcast .* \(2, 2, 3, 5\)"):
         hopfield_attention(q, k, v, mask=jnp.ones((3, 3), bool))
-    with pytest.raises(TypeError, match="hopfield_attention: mask must be boolean"):
+    with pytest.raises(TypeError, match=r"hopfield_attention: mask must be a boolean mask \(True = attend\)"):
         hopfield_attention(q, k, v, mask=jnp.ones((3, 5)))
     with pytest.raises(ValueError, match="hopfield_attention: unknown separation 'relu'"):
         hopfield_attention(q, k, v, separation="relu")
@@ -363,7 +363,7 @@ def test_errors_name_the_argument():
         hopfield_attention(q, k, v, separation="entmax", alpha=jnp.array([1.5, 2.5]))
     with pytest.raises(ValueError, match="separation='entmax' needs alpha"):
         hopfield_attention(q, k, v, separation="entmax")
-    with pytest.raises(ValueError, match="alpha is only used with separation='entmax'"):
+    with pytest.raises(ValueError, match="separation='sparsemax' has a fixed alpha=2.0; alpha is only used with 'entm"):
         hopfield_attention(q, k, v, separation="sparsemax", alpha=1.5)
     with pytest.raises(ValueError, match=r"hopfield_attention: beta must be a scalar or have one value per head, "
                                          r"shape \(2,\); got shape \(3,\)"):  # fmt: skip

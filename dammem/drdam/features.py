@@ -40,7 +40,7 @@ from jax import lax
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike, PRNGKey
-from dammem._validate import check_floating, check_positive
+from dammem._validate import check_beta, check_floating, check_int
 from dammem.drdam import projections as _proj
 
 __all__ = [
@@ -169,9 +169,8 @@ def make_features(
         raise ValueError(f"{where}: kind must be one of {FEATURE_KINDS}, got {kind!r}")
     if projection not in PROJECTIONS:
         raise ValueError(f"{where}: projection must be one of {PROJECTIONS}, got {projection!r}")
-    for name, value in (("dim", dim), ("num_features", num_features)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+    dim = check_int(dim, "dim", where, minimum=1)
+    num_features = check_int(num_features, "num_features", where, minimum=1)
     block_size = _proj.check_block_size(projection, dim, block_size, where)
     params = _sample(_check_key(key, where), kind, projection, dim, num_features, block_size)
     return Features(kind, projection, dim, num_features, block_size, params)
@@ -325,9 +324,7 @@ def feature_map(
     x = check_floating(x, "x", where)
     if x.ndim < 1 or x.shape[-1] != features.dim:
         raise ValueError(f"{where}: x must have shape (..., D) with D = {features.dim}, got shape {tuple(x.shape)}")
-    check_positive(beta, "beta", where)
-    if jnp.ndim(beta) != 0:
-        raise ValueError(f"{where}: beta must be a scalar, got shape {jnp.shape(beta)}")
+    beta = check_beta(beta, where)
     rows = check_chunk_size(features, chunk_size, where)
     return _feature_map_kernel(features, x, beta, rows)
 

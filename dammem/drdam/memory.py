@@ -52,7 +52,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Float, Int
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_floating, check_int, check_positive, is_concrete
+from dammem._validate import check_beta, check_float, check_floating, check_int, is_concrete
 from dammem.drdam import features as _feat
 from dammem.drdam.features import Features
 
@@ -79,13 +79,6 @@ class Memory(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------------------------
 # checks
-
-
-def _check_beta(beta, where: str):
-    check_positive(beta, "beta", where)
-    if jnp.ndim(beta) != 0:
-        raise ValueError(f"{where}: beta must be a scalar > 0, got shape {jnp.shape(beta)}")
-    return beta
 
 
 def _check_memory(memory, features: Features, where: str, name: str = "T") -> Memory:
@@ -119,17 +112,12 @@ def _check_query(x, features: Features, where: str) -> Array:
     return x
 
 
-def _check_eps(eps, where: str) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < np.inf:
-        raise ValueError(f"{where}: eps must be a finite float > 0 (the log-argument clip), got {eps!r}")
-    return float(eps)
-
-
 def _check_read_args(T, features: Features, beta, eps, chunk_size, where: str):
-    """The checked arguments of energy and clip_fraction that follow the query: ``(T, eps, rows)``."""
+    """The checked arguments of energy and clip_fraction that follow the query: ``(T, beta, eps, rows)``."""
     T = _check_memory(T, features, where)
-    _check_beta(beta, where)
-    return T, _check_eps(eps, where), _feat.check_chunk_size(features, chunk_size, where)
+    beta = check_beta(beta, where)
+    eps = check_float(eps, "eps", where, positive=True)
+    return T, beta, eps, _feat.check_chunk_size(features, chunk_size, where)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -178,15 +166,29 @@ def _encode_kernel(
 
 def _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T=None):
     """The checked arguments of encode (``T`` None) and of add / remove (``T`` checked against the features):
-    ``(features, memories, rows, batch, T)``."""
+    ``(features, memories, beta, rows, batch, T)``."""
     features = _feat.check_features(features, where)
     memories = _check_patterns(memories, features, where)
-    _check_beta(beta, where)
+    beta = check_beta(beta, where)
     rows = _feat.check_chunk_size(features, chunk_size, where)
     batch = _BATCH if batch_size is None else check_int(batch_size, "batch_size", where, minimum=1)
     if T is not None:
         T = _check_memory(T, features, where)
-    return features, memories, rows, batch, T
+    return features, memories, beta, rows, batch, T
+
+
+def _encoded_delta(T, features, memories, beta, chunk_size, batch_size, where: str):
+    """What :func:`add` and :func:`remove` change ``T`` by: ``(T, features, delta, K)`` with ``delta`` the encoded
+    ``sum_mu phi(sqrt(beta) xi_mu)`` of the ``K`` patterns (its log for the exponential kinds) in ``T``'s dtype."""
+    checked = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
+    features, memories, beta, rows, batch, T = checked
+    k = memories.shape[0]
+    if where == "remove" and is_concrete(T.count) and int(T.count) < k:
+        raise ValueError(
+            f"{where}: cannot remove {k} pattern(s) from T, which holds {int(T.count)}"
+            + (" (the memory is empty)" if int(T.count) == 0 else "")
+        )
+    return T, features, _encode_kernel(features, memories, beta, rows, batch).astype(T.t.dtype), k
 
 
 def encode(
@@ -218,7 +220,8 @@ def encode(
       >>> T.t.shape, int(T.count)
       ((1024,), 8)
     """
-    features, memories, rows, batch, _ = _check_encode_args(features, memories, beta, chunk_size, batch_size, "encode")
+    checked = _check_encode_args(features, memories, beta, chunk_size, batch_size, "encode")
+    features, memories, beta, rows, batch, _ = checked
     t = _encode_kernel(features, memories, beta, rows, batch)
     return Memory(t, jnp.asarray(memories.shape[0], jnp.int32))
 
@@ -240,11 +243,9 @@ def add(
     Returns:
       The updated :class:`Memory` (``count`` grows by ``K``).
     """
-    where = "add"
-    features, memories, rows, batch, T = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
-    delta = _encode_kernel(features, memories, beta, rows, batch).astype(T.t.dtype)
+    T, features, delta, k = _encoded_delta(T, features, memories, beta, chunk_size, batch_size, "add")
     t = jnp.logaddexp(T.t, delta) if features.positive else T.t + delta
-    return Memory(t, T.count + memories.shape[0])
+    return Memory(t, T.count + k)
 
 
 def remove(
@@ -269,15 +270,7 @@ def remove(
       ValueError: (when ``T.count`` is concrete) ``K`` exceeds the number of stored patterns, e.g. removing from an
         empty memory.
     """
-    where = "remove"
-    features, memories, rows, batch, T = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
-    k = memories.shape[0]
-    if is_concrete(T.count) and int(T.count) < k:
-        raise ValueError(
-            f"{where}: cannot remove {k} pattern(s) from T, which holds {int(T.count)}"
-            + (" (the memory is empty)" if int(T.count) == 0 else "")
-        )
-    delta = _encode_kernel(features, memories, beta, rows, batch).astype(T.t.dtype)
+    T, features, delta, k = _encoded_delta(T, features, memories, beta, chunk_size, batch_size, "remove")
     if features.positive:
         ratio = jnp.exp(delta - jnp.where(jnp.isfinite(T.t), T.t, 0.0))
         t = jnp.where(ratio < 1, T.t + jnp.log1p(-jnp.minimum(ratio, 1.0)), -jnp.inf)
@@ -456,7 +449,7 @@ def energy(
     x = _check_query(x, features, where)
     if q not in Q_KINDS:
         raise ValueError(f"{where}: q must be one of {Q_KINDS}, got {q!r}")
-    T, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
+    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
     if is_concrete(T.count) and int(T.count) == 0:
         raise ValueError(f"{where}: T is an empty memory (count 0); encode or add patterns first")
     return _energy_jit(x, T.t, features, beta, q, eps, rows)
@@ -487,7 +480,7 @@ def clip_fraction(
     x = check_floating(x, "x", where)
     if x.ndim not in (1, 2) or x.shape[-1] != features.dim:
         raise ValueError(f"{where}: x must have shape (D,) or (B, D) with D = {features.dim}, got {tuple(x.shape)}")
-    T, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
+    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
     queries = x.reshape(-1, features.dim)
     if features.positive:
         return jnp.zeros((), _feat.compute_dtype(x))
@@ -502,6 +495,7 @@ def _clip_fraction_kernel(queries, t, features, beta, eps: float, rows: int):
         return s < eps
 
     return jnp.mean(jax.vmap(below)(queries).astype(_feat.compute_dtype(queries)))
+
 
 def encode_kernel(features: Features, memories: Array, beta, rows: int, batch_size: int | None, mask: Array | None):
     """The unvalidated kernel of :func:`encode` (for :mod:`dammem.sharding`): ``T`` (or ``log T``) of the rows of

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -43,8 +42,10 @@ from flax.typing import Dtype, Initializer, PrecisionLike, Shape
 from jax import lax
 from jaxtyping import Float
 
-from dammem.attention import SEPARATION_NAMES, hopfield_attention
 from dammem._types import Array, ArrayLike
+from dammem._validate import check_alpha, check_beta, check_bool, check_float, check_int, check_mask
+from dammem.attention import hopfield_attention
+from dammem.separations import SEPARATIONS, resolve_separation
 
 __all__ = ["Hopfield", "HopfieldPooling", "HopfieldLayer"]
 
@@ -57,82 +58,37 @@ _MIN_ALPHA_GAP = 1e-6  # a learnable alpha is 1 + max(sigmoid(a), 1e-6): the sep
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _positive_int(value, name: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
-        raise ValueError(f"{where}: {name} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def _per_head_values(value, name: str, where: str, heads: int) -> tuple[float, ...] | float:
-    """A real number or ``heads`` real numbers, as Python floats (static configuration)."""
-    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
-    if arr is None or arr.shape not in ((), (heads,)):
-        raise ValueError(f"{where}: {name} must be a number or a sequence of num_heads={heads} numbers, got {value!r}")
-    return float(arr) if arr.shape == () else tuple(float(x) for x in arr)
+def _static_values(arr: Array) -> float | tuple[float, ...]:
+    """A checked scalar or per-head array as Python floats (static configuration)."""
+    values = np.asarray(arr, dtype=np.float64)
+    return float(values) if values.ndim == 0 else tuple(float(x) for x in values)
 
 
 def _check_beta(beta, learn_beta: bool, heads: int, width: int, where: str) -> float | tuple[float, ...]:
-    if not isinstance(learn_beta, bool):
-        raise TypeError(f"{where}: learn_beta must be a bool, got {learn_beta!r}")
+    check_bool(learn_beta, "learn_beta", where)
     if beta is None:
         return 1.0 / math.sqrt(width)
-    values = _per_head_values(beta, "beta", where, heads)
-    arr = np.asarray(values)
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise ValueError(f"{where}: beta must be finite and > 0, got {beta!r}")
-    return values
+    return _static_values(check_beta(beta, where, heads=heads))
 
 
 def _check_separation(separation, alpha, learn_alpha: bool, heads: int, where: str):
-    if not isinstance(learn_alpha, bool):
-        raise TypeError(f"{where}: learn_alpha must be a bool, got {learn_alpha!r}")
-    if not callable(separation) and (not isinstance(separation, str) or separation not in SEPARATION_NAMES):
-        raise ValueError(
-            f"{where}: unknown separation {separation!r}; expected one of {list(SEPARATION_NAMES)} or a callable"
-            " sep(scores, axis=-1, where=mask)"
-        )
-    if separation != "entmax":
-        if alpha is not None or learn_alpha:
+    """The alpha values of a separation that takes one (Python floats), else None; the name by the registry."""
+    check_bool(learn_alpha, "learn_alpha", where)
+    spec = resolve_separation(separation, alpha, where)
+    if spec is None or not spec.takes_alpha:
+        if learn_alpha:
+            takers = [name for name, entry in SEPARATIONS.items() if entry.takes_alpha]
             raise ValueError(
-                f"{where}: alpha and learn_alpha are only used with separation='entmax', got separation="
+                f"{where}: learn_alpha is only used with a separation that takes alpha ({takers}), got separation="
                 f"{separation!r}"
             )
         return None
-    if alpha is None:
-        raise ValueError(f"{where}: separation='entmax' needs alpha in (1, 2] (a number or one per head)")
-    values = _per_head_values(alpha, "alpha", where, heads)
-    arr = np.asarray(values)
-    upper_ok = arr < 2.0 if learn_alpha else arr <= 2.0
-    if not np.all((arr > 1.0) & upper_ok):
-        allowed = "(1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2)" if learn_alpha else "(1, 2]"
-        raise ValueError(f"{where}: alpha must lie in {allowed}, got {alpha!r}")
-    return values
-
-
-def _check_steps_tol(update_steps, tol, where: str) -> tuple[int, float | None]:
-    steps = _positive_int(update_steps, "update_steps", where)
-    if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
-            raise ValueError(f"{where}: tol must be None or a finite number >= 0, got {tol!r}")
-        tol = float(tol)
-    return steps, tol
-
-
-def _check_mask(mask, shape: tuple, where: str) -> Array | None:
-    """A mask broadcastable to the weights' shape ``(..., H, Q, S)``; nonzero entries attend (as flax's masks)."""
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask)
-    try:
-        full = np.broadcast_shapes(mask.shape, shape)
-    except ValueError:
-        full = None
-    if full != tuple(shape):
+    values = _static_values(check_alpha(alpha, where, heads=heads))
+    if learn_alpha and np.any(np.asarray(values) >= 2.0):
         raise ValueError(
-            f"{where}: mask of shape {tuple(mask.shape)} does not broadcast to the attention weights' shape"
-            f" (batch..., num_heads, q_length, kv_length) = {tuple(shape)}"
+            f"{where}: alpha must lie in (1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2), got {alpha!r}"
         )
-    return mask if mask.dtype == jnp.bool_ else mask != 0
+    return values
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,21 +188,13 @@ class Hopfield(nnx.Module):
         keep_rngs: bool = True,
     ):
         where = type(self).__name__
-        self.num_heads = _positive_int(num_heads, "num_heads", where)
-        self.in_features = _positive_int(in_features, "in_features", where)
-        if not isinstance(use_projections, bool):
-            raise TypeError(f"{where}: use_projections must be a bool, got {use_projections!r}")
-        self.use_projections = use_projections
+        self.num_heads = check_int(num_heads, "num_heads", where, minimum=1)
+        self.in_features = check_int(in_features, "in_features", where, minimum=1)
+        self.use_projections = check_bool(use_projections, "use_projections", where)
         if use_projections:
-            self.qkv_features = _positive_int(
-                in_features if qkv_features is None else qkv_features, "qkv_features", where
-            )
-            self.out_features = _positive_int(
-                in_features if out_features is None else out_features, "out_features", where
-            )
-            self.in_kv_features = _positive_int(
-                in_features if in_kv_features is None else in_kv_features, "in_kv_features", where
-            )
+            widths = {"qkv_features": qkv_features, "out_features": out_features, "in_kv_features": in_kv_features}
+            for name, value in widths.items():
+                setattr(self, name, check_int(in_features if value is None else value, name, where, minimum=1))
         else:
             for name, value in (("qkv_features", qkv_features), ("out_features", out_features),
                                 ("in_kv_features", in_kv_features)):  # fmt: skip
@@ -267,10 +215,9 @@ class Hopfield(nnx.Module):
         self.separation = separation
         alpha_values = _check_separation(separation, alpha, learn_alpha, self.num_heads, where)
         beta_values = _check_beta(beta, learn_beta, self.num_heads, self.head_dim, where)
-        self.update_steps, self.tol = _check_steps_tol(update_steps, tol, where)
-        if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, numbers.Real) or not 0 <= dropout_rate < 1:
-            raise ValueError(f"{where}: dropout_rate must be a number in [0, 1), got {dropout_rate!r}")
-        self.dropout_rate = float(dropout_rate)
+        self.update_steps = check_int(update_steps, "update_steps", where, minimum=1)
+        self.tol = check_float(tol, "tol", where, allow_zero=True, optional=True)
+        self.dropout_rate = check_float(dropout_rate, "dropout_rate", where, allow_zero=True, below=1.0)
         self.broadcast_dropout = broadcast_dropout
         self.deterministic = deterministic
         self.decode = decode
@@ -450,7 +397,8 @@ class Hopfield(nnx.Module):
             key, value, cache_mask = self._decode_step(key, value, None)
         batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3], value.shape[:-3])
         shape = (*batch, self.num_heads, query.shape[-3], key.shape[-3])
-        mask = _check_mask(mask, shape, where)
+        target = "the attention weights' shape (batch..., num_heads, q_length, kv_length) ="
+        mask = check_mask(mask, shape, where, target=target, nonzero=True)  # nonzero entries attend (flax's masks)
         if decode:
             mask = cache_mask if mask is None else jnp.logical_and(mask, cache_mask)
         if is_causal:
@@ -542,7 +490,7 @@ class HopfieldPooling(nnx.Module):
         **kwargs,
     ):
         where = type(self).__name__
-        self.num_queries = _positive_int(num_queries, "num_queries", where)
+        self.num_queries = check_int(num_queries, "num_queries", where, minimum=1)
         self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(where, kwargs))
         dtype = kwargs.get("param_dtype", jnp.float32)
         self.queries = nnx.Param(query_init(rngs.params(), (self.num_queries, in_features), dtype))
@@ -603,9 +551,8 @@ class HopfieldLayer(nnx.Module):
         **kwargs,
     ):
         where = type(self).__name__
-        self.num_patterns = _positive_int(num_patterns, "num_patterns", where)
-        if not isinstance(separate_targets, bool):
-            raise TypeError(f"{where}: separate_targets must be a bool, got {separate_targets!r}")
+        self.num_patterns = check_int(num_patterns, "num_patterns", where, minimum=1)
+        check_bool(separate_targets, "separate_targets", where)
         self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(where, kwargs))
         dtype = kwargs.get("param_dtype", jnp.float32)
         shape = (self.num_patterns, in_features)

@@ -18,7 +18,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import jax.numpy as jnp
@@ -27,7 +26,7 @@ from jaxtyping import Bool, Float
 
 from dammem import drdam
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_clamp, check_floating, check_int, check_positive, is_concrete
+from dammem._validate import check_clamp, check_float, check_floating, check_int, check_positive, is_concrete
 from dammem.drdam import features as drdam_features
 from dammem.drdam import projections as drdam_projections
 from dammem.dynamics import retrieve as retrieve_fn
@@ -91,11 +90,9 @@ class DrDAMMemory(nnx.Module):
             raise ValueError(f"{where}: projection must be one of {drdam.PROJECTIONS}, got {projection!r}")
         if q not in drdam.Q_KINDS:
             raise ValueError(f"{where}: q must be one of {drdam.Q_KINDS}, got {q!r}")
-        for name, value in (("beta", beta), ("eps", eps)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"{where}: {name} must be a finite float > 0, got {value!r}")
         self.kind, self.projection, self.q = kind, projection, q
-        self.beta, self.eps = float(beta), float(eps)
+        self.beta = check_float(beta, "beta", where, positive=True)
+        self.eps = check_float(eps, "eps", where, positive=True)
         self.block_size = drdam_projections.check_block_size(projection, self.dim, block_size, where)
         features = drdam.make_features(
             kind, self.dim, self.num_features, key=rngs.params(), projection=projection, block_size=self.block_size

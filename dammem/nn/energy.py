@@ -22,7 +22,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 
@@ -32,7 +31,7 @@ from flax import nnx
 from jaxtyping import Bool, Float
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_clamp, check_floating, check_int
+from dammem._validate import check_bool, check_clamp, check_float, check_floating, check_int
 from dammem.dynamics import retrieve
 from dammem.energies import edp_energy, modern_hopfield_energy, rbf_energy
 from dammem.nn.variables import MemoryState
@@ -83,14 +82,6 @@ def batch_retrieve(
 def batch_energy(energy: Callable[..., Array], x: Float[Array, "B D"], args: tuple) -> Float[Array, " B"]:
     """``energy(x_b, *args)`` for every row of ``x`` (``energy`` static, ``args`` traced), one compiled program."""
     return jax.vmap(lambda q: energy(q, *args))(x)
-
-
-def _check_real(value, name: str, where: str, *, positive: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (positive and value <= 0):
-        allowed = "a finite float > 0" if positive else "a finite float"
-        raise ValueError(f"{where}: {name} must be {allowed}, got {value!r}")
-    return float(value)
 
 
 class EnergyDescent(nnx.Module):
@@ -162,14 +153,14 @@ class EnergyDescent(nnx.Module):
         if update is None:
             if step_size is None:
                 raise ValueError(f"{where}: step_size (eta > 0) is required for energy descent (update=None)")
-            self.step_size = _check_real(step_size, "step_size", where, positive=True)
+            self.step_size = check_float(step_size, "step_size", where, positive=True)
         else:
             if step_size is not None:
                 raise ValueError(f"{where}: step_size must be None with a fixed-point update, got {step_size!r}")
             self.step_size = None
-        beta = _check_real(beta, "beta", where, positive=True)
-        if not isinstance(learn_beta, bool) or not isinstance(learn_memories, bool):
-            raise TypeError(f"{where}: learn_beta and learn_memories must be bools")
+        beta = check_float(beta, "beta", where, positive=True)
+        check_bool(learn_beta, "learn_beta", where)
+        check_bool(learn_memories, "learn_memories", where)
         self.log_beta = nnx.Param(jnp.log(jnp.asarray(beta, param_dtype))) if learn_beta else None
         self.fixed_beta = None if learn_beta else beta
         init = memory_init(rngs.params(), (self.num_memories, self.in_features), param_dtype)

@@ -163,14 +163,16 @@ def separation_step(
       True
     """
     _check_types(model, {"optimizer": optimizer}, separation_loss_fn, "separation_loss_fn", "separation_step")
-    return _separation_step(model, optimizer, batch, separation_loss_fn)
+    return _one_step(model, optimizer, batch, separation_loss_fn, "separation_step")
 
 
-@nnx.jit(static_argnums=(3,))
-def _separation_step(model, optimizer, batch, separation_loss_fn):
-    where = "separation_step"
-    _check_optimizer(model, optimizer, KernelParam, "KernelParam", "optimizer", where)
-    return _separation_update(model, optimizer, batch, separation_loss_fn, where)
+@nnx.jit(static_argnums=(3, 4))
+def _one_step(model, optimizer, batch, fn, where: str):
+    """One compiled step of :func:`separation_step` or :func:`supervised_step` (``where``), on the variables that its
+    optimizer must track."""
+    wrt, expected, update = _STEPS[where]
+    _check_optimizer(model, optimizer, wrt, expected, "optimizer", where)
+    return update(model, optimizer, batch, fn, where)
 
 
 def supervised_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Any, *, loss_fn: LossFn):
@@ -207,14 +209,14 @@ def supervised_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Any, *, 
       True
     """
     _check_types(model, {"optimizer": optimizer}, loss_fn, "loss_fn", "supervised_step")
-    return _supervised_step(model, optimizer, batch, loss_fn)
+    return _one_step(model, optimizer, batch, loss_fn, "supervised_step")
 
 
-@nnx.jit(static_argnums=(3,))
-def _supervised_step(model, optimizer, batch, loss_fn):
-    where = "supervised_step"
-    _check_optimizer(model, optimizer, MODEL_PARAMS, "MODEL_PARAMS", "optimizer", where)
-    return _supervised_update(model, optimizer, batch, loss_fn, where)
+_STEPS = {
+    "separation_step": (KernelParam, "KernelParam", _separation_update),
+    "supervised_step": (MODEL_PARAMS, "MODEL_PARAMS", _supervised_update),
+}
+"""Per one-step function: the variables its optimizer must track (filter and name) and its update."""
 
 
 def alternating_step(

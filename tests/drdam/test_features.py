@@ -138,9 +138,9 @@ def test_same_key_same_features_and_vmap_over_keys():
             ValueError,
             r"make_features: projection must be one of .*got 'dense'",
         ),
-        (lambda k: make_features("cos", 4, 0, key=k), ValueError, r"num_features must be a positive int, got 0"),
-        (lambda k: make_features("cos", 4, -3, key=k), ValueError, r"num_features must be a positive int, got -3"),
-        (lambda k: make_features("cos", 0, 8, key=k), ValueError, r"dim must be a positive int, got 0"),
+        (lambda k: make_features("cos", 4, 0, key=k), ValueError, r"make_features: num_features must be >= 1, got 0"),
+        (lambda k: make_features("cos", 4, -3, key=k), ValueError, r"make_features: num_features must be >= 1, got -3"),
+        (lambda k: make_features("cos", 0, 8, key=k), ValueError, r"make_features: dim must be >= 1, got 0"),
         (lambda k: make_features("cos", 4, 8, key=7), TypeError, r"key must be a jax.random key"),
         (
             lambda k: feature_map(make_features("cos", 4, 8, key=k), jnp.ones(5), 1.0),

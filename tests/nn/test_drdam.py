@@ -39,16 +39,18 @@ def test_write_energy_and_retrieve_are_bit_identical_to_the_drdam_functions(kind
     T = drdam.encode(f, MEM, BETA)
     assert np.array_equal(mod.t[...], T.t) and int(mod.count[...]) == K
 
+    # one query: the same compiled kernel as the function (bit-identical); a batch is another (vmapped) program:
+    # float32, a few ulp per reduction over the F features and over the steps
     assert np.array_equal(mod.energy(X[0]), drdam.energy(X[0], T, f, BETA))
     batch = jax.vmap(drdam.energy, (0, None, None, None))(X, T, f, BETA)
-    assert np.array_equal(mod.energy(X), batch)
-    assert np.array_equal(mod.energy(X.reshape(2, 3, D)), batch.reshape(2, 3))
+    np.testing.assert_allclose(mod.energy(X), batch, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mod.energy(X.reshape(2, 3, D)), batch.reshape(2, 3), rtol=1e-5, atol=1e-6)
 
     one = retrieve(drdam.energy, X[0], (T, f, BETA), step_size=0.3, max_steps=5, tol=None, loop="scan").x
     assert np.array_equal(mod.retrieve(X[0], 5, 0.3), one)
     each = jax.vmap(lambda q: retrieve(drdam.energy, q, (T, f, BETA), step_size=0.3, max_steps=5, tol=None,
                                        loop="scan").x)(X)
-    assert np.array_equal(mod.retrieve(X, 5, 0.3), each)
+    np.testing.assert_allclose(mod.retrieve(X, 5, 0.3), each, rtol=1e-5, atol=1e-6)
     assert not np.allclose(each, X, atol=1e-3)  # the descent moved
 
 
@@ -115,7 +117,9 @@ def test_state_is_never_a_param_and_updates_under_jit():
         return mod.energy(X)
 
     energies = write_add(mod, MEM[:3], MEM[3:])
-    assert np.array_equal(mod.t[...], eager.t[...]) and int(mod.count[...]) == K
+    # encode inside nnx.jit is another program than eager encode: float32, a few ulp per sum over the K patterns
+    np.testing.assert_allclose(mod.t[...], eager.t[...], rtol=1e-5, atol=1e-6)
+    assert int(mod.count[...]) == K
     np.testing.assert_allclose(energies, eager.energy(X), rtol=1e-6)
 
 
@@ -165,7 +169,7 @@ def test_bad_inputs():
         mod.retrieve(X, -1, 0.1)
     with pytest.raises(ValueError, match="DrDAMMemory.retrieve: step_size must be"):
         mod.retrieve(X, 2, -0.1)
-    with pytest.raises(ValueError, match="DrDAMMemory.retrieve: clamp must be a boolean mask"):
+    with pytest.raises(TypeError, match=r"DrDAMMemory.retrieve: clamp must be a boolean mask \(True = visible\)"):
         mod.retrieve(X, 2, 0.1, clamp=jnp.ones(D))
     with pytest.raises(ValueError, match="encode: memories must have shape"):
         mod.write(X[:, :5])

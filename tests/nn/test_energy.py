@@ -194,7 +194,7 @@ def test_bad_inputs():
     mod = layer(dtype=jnp.float32)
     with pytest.raises(ValueError, match=r"EnergyDescent: x must have shape \(\.\.\., D\) with D = 6"):
         mod(jnp.ones((2, D + 1)))
-    with pytest.raises(ValueError, match="EnergyDescent: clamp must be a boolean mask"):
+    with pytest.raises(TypeError, match=r"EnergyDescent: clamp must be a boolean mask \(True = visible\)"):
         mod(jnp.ones((2, D)), jnp.ones(D))
     with pytest.raises(ValueError, match="EnergyDescent: clamp of shape .* does not broadcast"):
         mod(jnp.ones((2, D)), jnp.ones((3, D), bool))
