@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import jax
@@ -13,10 +12,7 @@ import pytest
 from dammem import drdam
 from dammem.datasets import load_cifar10
 from dammem.energies import rbf_energy
-from dammem.experiments.drdam import approx as drdam_approx
-from dammem.experiments.drdam import basis as drdam_basis
-from dammem.experiments.drdam import images as drdam_images
-from dammem.experiments.drdam import retrieval as drdam_retrieval
+from dammem.experiments import get_experiment
 from dammem.experiments._base import (
     ConfigError,
     Progress,
@@ -25,6 +21,11 @@ from dammem.experiments._base import (
     packaged_configs,
     to_jsonable,
 )
+from dammem.experiments.drdam import approx as drdam_approx
+from dammem.experiments.drdam import basis as drdam_basis
+from dammem.experiments.drdam import common as drdam_common
+from dammem.experiments.drdam import images as drdam_images
+from dammem.experiments.drdam import retrieval as drdam_retrieval
 
 NAMES = ["drdam_approx", "drdam_retrieval", "drdam_images", "drdam_basis"]
 
@@ -40,12 +41,12 @@ def _run(module, mapping, tmp_path, seed=0):
 def test_yaml_configs_are_valid_and_match_defaults(name):
     doc = load_document(packaged_configs()[name])
     assert doc["experiment"] == name
-    module = importlib.import_module(f"dammem.experiments.{name}")
+    module = get_experiment(name)
     assert config_from_mapping(module.Config, doc["config"]) == module.Config()
 
 
 def test_patterns_and_queries():
-    stored, refs, guess = drdam_approx.make_queries(jax.random.key(0), 12, 40, 0.25)
+    stored, refs, guess = drdam_common.make_queries(jax.random.key(0), 12, 40, 0.25)
     patterns = np.concatenate([np.asarray(refs[0]), np.asarray(refs[2])])
     assert len({tuple(p) for p in patterns}) == 80  # 2K distinct patterns
     assert set(np.unique(patterns * math.sqrt(12)).round(6)) == {0.0, 1.0}
@@ -53,10 +54,10 @@ def test_patterns_and_queries():
     flipped = np.sum(np.asarray(refs[1]) != np.asarray(stored), -1)
     np.testing.assert_array_equal(flipped, 3)  # exactly 0.25 * 12 bits
     assert guess.shape == (40, 12) and len({tuple(p) for p in np.asarray(guess)}) == 40
-    assert drdam_approx.prefix_bits(50, 30) == 12 and drdam_approx.prefix_bits(50, 8) == 8
-    wide = np.asarray(drdam_approx.binary_patterns(jax.random.key(1), 50, 30))  # 12 distinct prefix bits
+    assert drdam_common.prefix_bits(50, 30) == 12 and drdam_common.prefix_bits(50, 8) == 8
+    wide = np.asarray(drdam_common.binary_patterns(jax.random.key(1), 50, 30))  # 12 distinct prefix bits
     assert len({tuple(p[:12]) for p in wide}) == 50 and 0.4 < wide.mean() * math.sqrt(30) < 0.6
-    assert drdam_approx.loglog_slope([1, 4, 16], [1.0, 0.5, 0.25]) == pytest.approx(-0.5)
+    assert drdam_common.loglog_slope([1, 4, 16], [1.0, 0.5, 0.25]) == pytest.approx(-0.5)
 
 
 def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
@@ -74,7 +75,7 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     direct = []  # per trial: MAE_E, MAE_grad and the random-guess MAE_E of the near queries
     for key in trial_keys:
         k_data, k_feat = jax.random.split(key)
-        stored, refs, guess = drdam_approx.make_queries(k_data, 16, 40, 0.1)
+        stored, refs, guess = drdam_common.make_queries(k_data, 16, 40, 0.1)
         f = drdam.make_features("sincos", 16, 1024, key=k_feat, projection="materialized")
         T = drdam.encode(f, stored, 40.0)
         e_ref, g_ref = jax.vmap(jax.value_and_grad(lambda x: rbf_energy(x, stored, 40.0)))(refs[1])
@@ -91,10 +92,10 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     assert res["mae_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[0], rel=1e-4)
     assert res["mae_gradient"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[1], rel=1e-4)
     assert res["guess_energy"]["16"]["near"]["mean"][1][1] == pytest.approx(direct[2], rel=1e-4)
-    energy = {s: np.asarray(res["mae_energy"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
-    grad = {s: np.asarray(res["mae_gradient"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}
+    energy = {s: np.asarray(res["mae_energy"]["16"][s]["mean"]) for s in drdam_common.QUERY_SETS}  # (betas, Ys)
+    grad = {s: np.asarray(res["mae_gradient"]["16"][s]["mean"]) for s in drdam_common.QUERY_SETS}
     # falls with Y like 1/sqrt(Y) at beta = 5 (16x the features: about 4x smaller)
-    for s in drdam_approx.QUERY_SETS:
+    for s in drdam_common.QUERY_SETS:
         assert 2.5 < grad[s][0, 0] / grad[s][0, 1] < 6.5, (s, grad[s])
         assert -0.65 < res["slopes"]["mae_gradient"]["16"][s][0] < -0.35
     # rises with beta; lowest at the stored patterns; far below the random guess at beta = 5
@@ -104,9 +105,9 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     assert np.all(grad["at"][:, 1] <= grad["near"][:, 1]) and np.all(grad["at"][:, 1] <= grad["far"][:, 1])
     guess = np.asarray(res["guess_gradient"]["16"]["near"]["mean"])
     assert grad["near"][0, 1] < 0.3 * guess[0].mean()
-    falls = np.mean([grad[s][b, 1] < grad[s][b, 0] for s in drdam_approx.QUERY_SETS for b in range(2)])
+    falls = np.mean([grad[s][b, 1] < grad[s][b, 0] for s in drdam_common.QUERY_SETS for b in range(2)])
     assert res["trends"]["mae_gradient"]["falls_with_y"] == pytest.approx(falls)
-    rises = np.mean([energy[s][1, 1] >= energy[s][0, 1] for s in drdam_approx.QUERY_SETS])
+    rises = np.mean([energy[s][1, 1] >= energy[s][0, 1] for s in drdam_common.QUERY_SETS])
     assert res["trends"]["mae_energy"]["rises_with_beta"] == pytest.approx(rises)
     assert res["trends"]["mae_gradient"]["lowest_at_stored"] == 1.0
     assert res["clip_fraction"]["16"]["at"]["mean"][0] == [0.0, 0.0]
@@ -129,9 +130,9 @@ def test_retrieval_hamming_error(tmp_path):
         "projection": "materialized",
     }
     _, res, body = _run(drdam_retrieval, mapping, tmp_path)
-    err = {s: np.asarray(res["hamming_error"]["16"][s]["mean"]) for s in drdam_approx.QUERY_SETS}  # (betas, Ys)
+    err = {s: np.asarray(res["hamming_error"]["16"][s]["mean"]) for s in drdam_common.QUERY_SETS}  # (betas, Ys)
     # beta = 5 with Y = 2048: the same fixed points bit for bit; with Y = 16 many bits differ
-    for s in drdam_approx.QUERY_SETS:
+    for s in drdam_common.QUERY_SETS:
         assert err[s][0, 1] <= 0.02 and err[s][0, 0] > 0.05, (s, err[s])
     # at beta = 40 MrDAM returns the stored pattern from every near query
     assert res["mrdam_recall"]["16"]["near"][1] >= 0.9 and res["mrdam_recall"]["16"]["at"][1] == 1.0
@@ -157,6 +158,17 @@ def test_images_complete_like_mrdam_and_count_parameters(tmp_path):
     np.testing.assert_array_equal(mask.reshape(4, 2, 3)[:, 0, 0], [True, True, False, False])
 
 
+def test_basis_tiny_run_outputs(tmp_path):
+    """The pipeline at the smallest sizes (the ranking of the feature maps is pinned by the slow test below)."""
+    mapping = {"kinds": ["sincos"], "projections": ["gaussian"], "betas": [10.0], "num_features": [8],
+               "num_stored": 5, "num_new": 3, "num_trials": 1}  # fmt: skip
+    _, res, body = _run(drdam_basis, mapping, tmp_path)
+    assert len(res["mae_gradient"]["sincos"]["gaussian"]["new"][0]) == 1
+    assert res["best_gradient_new"]["10"] == "sincos/gaussian"
+    assert (tmp_path / "drdam_basis.png").exists() and "| sincos | gaussian |" in body
+
+
+@pytest.mark.slow  # statistical: an ablation's ranking of feature maps (about 50 s on 2 busy cores)
 def test_basis_trigonometric_features_beat_positive_ones(tmp_path):
     mapping = {
         "kinds": ["sincos", "exp"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import re
 
@@ -10,8 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from dammem.experiments.krop import capacity as krop_capacity
-from dammem.experiments.krop import mutable as krop_mutable
+from dammem.experiments import get_experiment
 from dammem.experiments._base import (
     ConfigError,
     Progress,
@@ -20,6 +18,8 @@ from dammem.experiments._base import (
     packaged_configs,
     to_jsonable,
 )
+from dammem.experiments.krop import capacity as krop_capacity
+from dammem.experiments.krop import mutable as krop_mutable
 
 
 
@@ -39,10 +39,22 @@ def _stages(stream) -> list[str]:
 def test_yaml_configs_are_valid_and_match_defaults(name):
     doc = load_document(packaged_configs()[name])
     assert doc["experiment"] == name
-    module = importlib.import_module(f"dammem.experiments.{name}")
+    module = get_experiment(name)
     assert config_from_mapping(module.Config, doc["config"]) == module.Config()
 
 
+def test_capacity_tiny_run_stages_and_outputs(tmp_path):
+    """The pipeline at the smallest sizes (the measured capacities are pinned by the slow test below)."""
+    mapping = {"kinds": ["gaussian"], "dims": [64], "num_trials": 2, "grid_ratio": 2.0}
+    stream = io.StringIO()
+    _, res, body = _run(krop_capacity, mapping, tmp_path, stream=stream)
+    assert _stages(stream) == ["[1/1] gaussian N=64, M up to 8"]
+    assert res["items"]["64"] == list(krop_capacity.item_grid(64, 0.125, 2.0))
+    assert res["capacity_over_gaussian"]["gaussian"] == [1.0]
+    assert (tmp_path / "krop_capacity.png").exists() and "| gaussian |" in body
+
+
+@pytest.mark.slow  # statistical: measured capacities of 12 trials at N = 256 and 512 (about 100 s on 2 busy cores)
 def test_capacity_small(tmp_path):
     mapping = {
         "kinds": ["gaussian", "hadamard", "krop_signed"],

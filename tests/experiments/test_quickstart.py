@@ -59,9 +59,17 @@ def test_sweep_is_computed_on_the_same_queries(default_run):
     i = sweep["multiplier"].index(1.0)
     for name, beta in (("mrdam", 0.4), ("sparse_hopfield", 0.03)):
         np.testing.assert_allclose(sweep[name]["beta"], np.multiply(sweep["multiplier"], beta), rtol=1e-12)
-        # the sweep's default point is the main run (same memories, queries, masks)
-        assert sweep[name]["recall_accuracy"][i] == m["methods"][name]["recall_accuracy"]
-        assert sweep[name]["hidden_mse"][i] == pytest.approx(m["methods"][name]["hidden_mse"], rel=1e-6)
+        # the sweep's default point is the main run (same memories, queries, masks) computed by another program (the
+        # sweep is vmapped over beta), so its float32 rounding differs, and on another CPU a query's tol-stopped
+        # descent (stop at |dE| < tol) can take one step more or fewer. Near the stop |dE| ~ step_size |grad|^2 <
+        # tol, so that step moves the state by at most sqrt(step_size tol) = 3.2e-3 (L2); with the hidden-pixel
+        # error ||e|| = sqrt(392 mse) <= 0.23 (mse <= 1.3e-4) one query's squared error moves by <= 2 ||e|| 3.2e-3 +
+        # 1e-5 = 1.5e-3, i.e. its hidden MSE by <= 3.8e-6, the mean over the 64 queries by <= 6e-8 per such query.
+        # Measured across CPUs: relative 2.6e-4. Bound used: relative 1e-2 (about 2 to 100 queries' worth).
+        # Recall counts queries: at most one in 64 may change.
+        n_queries = record["config"]["num_trials"] * record["config"]["num_queries"]
+        assert abs(sweep[name]["recall_accuracy"][i] - m["methods"][name]["recall_accuracy"]) <= 1 / n_queries
+        assert sweep[name]["hidden_mse"][i] == pytest.approx(m["methods"][name]["hidden_mse"], rel=1e-2)
         # measured: recall 1.0 up to the default, 0.89 at 8x (a hot start locks onto the wrong memory); the
         # hidden MSE is lowest at the default (blends below it, wrong memories above)
         assert sweep[name]["recall_accuracy"][-1] < 0.97
@@ -142,6 +150,7 @@ def test_half_occlusions_by_value(which, closed_form):
     assert masks.sum() == 3 * D // 2
 
 
+@pytest.mark.slow  # measured recall of 32 queries under another occlusion (about 40 s on 2 busy cores)
 def test_bottom_occlusion_report_explains_the_misses(tmp_path):
     """Hiding the bottom half: both methods fall below the visible-pixel baseline, and the report says why."""
     mapping = {"occlusion": "bottom", "num_trials": 2, "beta_sweep": [0.5, 1.0, 2.0]}
@@ -194,7 +203,7 @@ def test_data_problems_are_config_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not an archive")
     config = config_from_mapping(Config, {"data_path": str(bad)})
-    with pytest.raises(ConfigError, match=r"config.data_path: load_mnist: .*bad.npz is not a readable .npz archive"):
+    with pytest.raises(ConfigError, match=r"config.data_path: load_mnist: .*bad.npz is damaged .*not a readable .npz archive"):
         quickstart.run(config, jax.random.key(0), Progress(False))
     small = tmp_path / "mnist.npz"
     digits = np.zeros((6, SIDE, SIDE), np.uint8)

@@ -29,12 +29,12 @@ import numpy as np
 from dammem import drdam
 from dammem.datasets import load_cifar10, to_patterns
 from dammem.energies import rbf_energy
-from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._base import Progress
 from dammem.experiments.drdam.common import FeatureKind, Projection, check_sweep, descend
 
 __all__ = ["Config", "run", "report", "bottom_rows_mask"]
 
-_SHAPE = (32, 32, 3)
+IMAGE_SHAPE = (32, 32, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +125,9 @@ def _drdam(keys, memories, queries, clamp, y, kind, projection, max_steps, beta,
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     progress.total(1 + len(config.num_features))
     images, labels = load_cifar10(limit=config.num_images)
-    d = math.prod(_SHAPE)
+    d = math.prod(IMAGE_SHAPE)
     memories = to_patterns(images) / math.sqrt(d)  # [0, 1/sqrt(D)], App. D / Sec. 4.2
-    clamp = bottom_rows_mask(_SHAPE, config.hidden_fraction)
+    clamp = bottom_rows_mask(IMAGE_SHAPE, config.hidden_fraction)
     queries = jnp.where(clamp, memories, 0.0)
     hidden = ~np.asarray(clamp)
     beta = jnp.float32(config.beta)
@@ -188,45 +188,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    plt = pyplot()
-    ys = [str(r["num_features"]) for r in results["per_y"]]
-    columns = [("query", results["shown"]["query"])]
-    columns += [(f"DrDAM Y={y}", results["shown"]["drdam"][y]) for y in ys]
-    columns += [("MrDAM", results["shown"]["mrdam"]), ("truth", results["shown"]["truth"])]
-    n = config.num_shown
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.5 * len(columns), 1.5 * n), squeeze=False)
-    for c, (title, images) in enumerate(columns):
-        for r in range(n):
-            ax = axes[r, c]
-            ax.imshow(np.clip(np.asarray(images[r], np.float64).reshape(_SHAPE), 0, 1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(title, fontsize=7)
-    save_figure(fig, out_dir / "drdam_images.png")
+    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.drdam.images_report`)."""
+    from dammem.experiments.drdam.images_report import report as write_report
 
-    k_d = results["mrdam_parameters"]
-    rows = [["MrDAM", "-", k_d, "1", f"{results['mrdam_mae_vs_truth']:.4f}", "-", results["mrdam_max_steps_taken"]]]
-    for r in results["per_y"]:
-        rows.append(
-            [
-                "DrDAM",
-                r["num_features"],
-                f"{r['drdam_parameters']} (+{r['feature_storage']} stored feature numbers)",
-                f"{r['drdam_parameters'] / k_d:.2f}",
-                f"{np.mean(r['mae_vs_truth']):.4f}",
-                f"{np.mean(r['mae_vs_mrdam']):.4f}",
-                r["max_steps_taken"],
-            ]
-        )
-    table = markdown_table(
-        ["memory", "Y", "parameters", "params / (K D)", "hidden MAE vs truth", "hidden MAE vs MrDAM", "steps"], rows
-    )
-    return (
-        f"{config.num_images} CIFAR-10 images (D = {results['image_dim']}) stored at beta = {config.beta:g}; bottom "
-        f"{config.hidden_fraction:.0%} of rows hidden (zeros) and the rest clamped; `{config.kind}` features with "
-        f"`{config.projection}` projections; descent with step {config.step_size:g}, at most {config.max_steps} "
-        f"steps. MAE over hidden pixels in [0, 1] units (the occluded query scores "
-        f"{results['query_mae_vs_truth']:.4f}); {config.num_trials} feature draw(s).\n\n{table}\n\n"
-        "![completions](drdam_images.png)\n"
-    )
+    return write_report(config, results, out_dir)

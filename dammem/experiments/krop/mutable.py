@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dammem.experiments._base import Progress, markdown_table, pyplot, save_figure
+from dammem.experiments._base import Progress
 from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, ERASE_MODES, make_codebook, random_addresses
 from dammem.vsa._kernels import bind_kernel, unbind_kernel
 from dammem.vsa._memory_kernels import overwrite_kernel
@@ -209,113 +209,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    plt = pyplot()
+    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.krop.mutable_report`)."""
+    from dammem.experiments.krop.mutable_report import report as write_report
 
-    kinds = list(results["curves"])
-    modes = list(config.erase_modes)
-    ncols = len(config.curves) + len(config.items)
-    fig, axes = plt.subplots(len(kinds), ncols, figsize=(4.2 * ncols, 3.4 * len(kinds)), squeeze=False)
-    for r, kind in enumerate(kinds):
-        for c, shape in enumerate(config.curves):
-            m, n = shape.split("x")
-            ax = axes[r, c]
-            for erase in modes:
-                ax.plot(results["curves"][kind][shape][erase], marker=".", label=erase)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("step t")
-            ax.set_ylabel("retrieval rate")
-            ax.set_title(f"{kind}: (M, N) = ({m}, {n})")
-        for c, m in enumerate(config.items):
-            ax = axes[r, len(config.curves) + c]
-            for erase in modes:
-                means = [results["summary"][kind][f"{m}x{n}"][erase]["mean"] for n in results["dims"]]
-                ax.plot(results["dims"], means, marker="o", label=erase)
-            ax.set_xscale("log", base=2)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("N")
-            ax.set_ylabel(f"mean rate over {config.steps} steps")
-            ax.set_title(f"{kind}: M = {m}, averages vs N")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(  # below the panels (save_figure keeps it in the image), off the data
-        handles,
-        [f"erase: {label}" for label in labels],
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=len(labels),
-        fontsize=9,
-        frameon=False,
-    )
-    save_figure(fig, out_dir / "krop_mutable.png", dpi=110)
-
-    rows = []
-    for kind in kinds:
-        for m in config.items:
-            for n in results["dims"]:
-                s = results["summary"][kind][f"{m}x{n}"]
-                rows.append([kind, m, n] + [f"{s[e]['mean']:.3f} / {s[e]['min']:.3f}" for e in modes])
-    lines = [
-        f"Retrieval rate after each of {config.steps} overwrite steps, {config.num_trials} trials, "
-        f"{config.address_kind} addresses: mean / min over the steps. Erase modes (the overwrite "
-        "M <- M - a (*) e + a (*) v with the estimate e of the old value):",
-        "",
-        *(f"- `{mode}` {ERASE_DEFINITIONS[mode]}." for mode in modes),
-        "",
-        markdown_table(["codebook", "M", "N"] + modes, rows),
-    ]
-    if results["cleanup_meets_target"]:
-        lines += ["", f"Clean-up erase keeps the rate >= {config.target} at every step:", ""]
-        lines += [
-            f"- {kind} (M, N) = ({shape.replace('x', ', ')}): {'yes' if ok else 'no'}"
-            for kind, per in results["cleanup_meets_target"].items()
-            for shape, ok in per.items()
-            if shape in config.curves
-        ]
-    lines += _baseline_sentences(config, results)
-    lines += ["", "![mutable](krop_mutable.png)"]
-    return "\n".join(lines)
-
-
-def _baseline_sentences(config: Config, results: dict) -> list[str]:
-    """Where the raw / sign reads fall below no erase, and the measured reason (computed from the results)."""
-    modes = list(config.erase_modes)
-    if "none" not in modes or not {"raw", "sign"} & set(modes):
-        return []
-    settings = [(kind, shape) for kind, per in results["summary"].items() for shape in per]
-    cos = {mode: np.asarray([results["retained_cosine"][k][s][mode] for k, s in settings]) for mode in modes}
-    out = ["", "Baselines against no erase (mean rate over the steps, every codebook, M and N):", ""]
-    for mode in ("raw", "sign"):
-        if mode not in modes:
-            continue
-        summary = results["summary"]
-        below = [(k, s) for k, s in settings if summary[k][s][mode]["mean"] < summary[k][s]["none"]["mean"]]
-        means = np.asarray([summary[k][s][mode]["mean"] for k, s in settings])
-        text = (
-            f"- `{mode}` falls below `none` at {len(below)} of {len(settings)} settings (its mean rate "
-            f"{means.min():.3f} to {means.max():.3f})."
-        )
-        if below:
-            text += (
-                f" After the first overwrite, what remains of the other slots has cosine {cos[mode].mean():.3f} "
-                f"(mean over settings) with what should remain, against {cos['none'].mean():.3f} for `none`"
-                + (f" and {cos['cleanup'].mean():.3f} for `cleanup`" if "cleanup" in cos else "")
-                + "."
-            )
-            if cos[mode].mean() < cos["none"].mean():
-                why = (
-                    "with unitary addresses |a_k|^2 = 1 for every Fourier coefficient, so a (*) (a # M) is exactly "
-                    "the whole memory M"
-                    if config.address_kind == "unitary"
-                    else "with Gaussian addresses E|a_k|^2 = 1 for every Fourier coefficient, so a (*) (a # M) is the "
-                    "whole memory M in expectation"
-                )
-                if mode == "sign":
-                    why += (
-                        "; the sign-quantised read keeps the raw read's direction up to quantisation noise (cosine "
-                        "sqrt(2/pi) = 0.80 for a Gaussian read), so it removes much of that too"
-                    )
-                text += (
-                    f" The subtraction takes the other slots with it: {why}; no erase leaves the other slots in place "
-                    "and only adds one stale value."
-                )
-        out.append(text)
-    return out
+    return write_report(config, results, out_dir)

@@ -1,0 +1,58 @@
+"""The DrDAM feature-map ablation's report: error curves per map and projection, and a table from the results.
+
+References: as in :mod:`dammem.experiments.drdam.basis`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dammem.experiments._base import markdown_table, pyplot, save_figure
+from dammem.experiments.drdam.basis import Config
+
+__all__ = ["report"]
+
+
+def report(config: Config, results: dict, out_dir: Path) -> str:
+    plt = pyplot()
+    ys = np.asarray(results["num_features"], np.float64)
+    kinds, projections, betas = results["kinds"], results["projections"], results["betas"]
+    styles = ["-", "--", ":", "-."]
+    colors = plt.cm.tab10(np.arange(len(kinds)))
+    fig, axes = plt.subplots(2, len(betas), figsize=(3.4 * len(betas), 6.0), squeeze=False)
+    for r, metric in enumerate(("mae_energy", "mae_gradient")):
+        for c, beta in enumerate(betas):
+            ax = axes[r, c]
+            for k, kind in enumerate(kinds):
+                for p, projection in enumerate(projections):
+                    curve = np.asarray(results[metric][kind][projection]["new"][c], np.float64)
+                    ax.plot(ys, curve, styles[p % 4], color=colors[k], marker="o", ms=2, label=f"{kind}/{projection}")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"beta={beta:g}, new queries", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("MAE of the " + ("energy" if r == 0 else "gradient"))
+            if r == 1:
+                ax.set_xlabel("random projections Y")
+    axes[0, 0].legend(fontsize=5, ncol=2)
+    save_figure(fig, out_dir / "drdam_basis.png")
+
+    y1 = int(ys[-1])
+    rows = []
+    for kind in kinds:
+        for projection in projections:
+            row = [kind, projection]
+            row += [float(results["mae_gradient"][kind][projection]["new"][b][-1]) for b in range(len(betas))]
+            row += [float(results["mae_energy"][kind][projection]["new"][b][-1]) for b in range(len(betas))]
+            rows.append(row)
+    headers = ["kind", "projection"]
+    headers += [f"MAE_grad beta={b:g}" for b in betas] + [f"MAE_E beta={b:g}" for b in betas]
+    table = markdown_table(headers, rows, floatfmt=".3g")
+    best = ", ".join(f"beta={b}: {v}" for b, v in results["best_gradient_new"].items())
+    return (
+        f"{config.num_stored} pooled MNIST points (D = 16) stored, {config.num_new} new queries; errors (eq. 14) at "
+        f"the new queries with Y = {y1} projections, averaged over {config.num_trials} feature draws.\n\n{table}\n\n"
+        f"Lowest gradient error at Y = {y1}: {best}.\n\n![basis](drdam_basis.png)\n"
+    )
