@@ -242,17 +242,16 @@ def test_unusable_output_directory_exits_2(tmp_path, capsys):
 # robustness: leftovers of a killed run, Ctrl-C
 
 
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_leftovers_of_a_killed_run_are_ignored_and_removed(tmp_path, capsys, overwrite):
+def test_leftovers_of_a_killed_run_are_ignored_and_removed(tmp_path, capsys):
     out = tmp_path / "q"
-    leftover = out / ".dammem-partial-xyz"  # what a run killed (SIGKILL) while writing its report leaves
-    leftover.mkdir(parents=True)
-    (leftover / "results.json").write_text("{")
-    flags = ["--overwrite"] if overwrite else []
-    assert main(["run", "quickstart", *TINY, "--out", str(out), "--no-progress", *flags]) == 0
-    capsys.readouterr()
-    assert not leftover.exists()
-    assert {p.name for p in out.iterdir()} == {"results.json", "results.npz", "summary.md", "completions.png"}
+    for flags in ([], ["--overwrite"]):
+        leftover = out / ".dammem-partial-xyz"  # what a run killed (SIGKILL) while writing its report leaves
+        leftover.mkdir(parents=True)
+        (leftover / "results.json").write_text("{")
+        assert main(["run", "quickstart", *TINY, "--out", str(out), "--no-progress", *flags]) == 0, flags
+        capsys.readouterr()
+        assert not leftover.exists(), flags
+        assert {p.name for p in out.iterdir()} == {"results.json", "results.npz", "summary.md", "completions.png"}
 
 
 def test_ctrl_c_stops_a_run_with_status_130_and_one_line(tmp_path):
