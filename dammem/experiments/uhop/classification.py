@@ -67,7 +67,6 @@ from flax import nnx
 
 from dammem import datasets, uhop
 from dammem.experiments._base import Progress
-from dammem.experiments.uhop.classification_report import report
 from dammem.nn.attention import Hopfield
 from dammem.nn.training import MODEL_PARAMS, KernelParam, alternating_step, supervised_step
 from dammem.nn.uhop import UHopHopfield
@@ -484,3 +483,10 @@ def _summary(curve: dict) -> dict:
             final = np.asarray(curve[field])[:, -1]
             out[f"final_{field}_mean"], out[f"final_{field}_std"] = float(final.mean()), float(final.std())
     return out
+
+
+def report(config: Config, results: dict, out_dir: Path) -> str:
+    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.uhop.classification_report`)."""
+    from dammem.experiments.uhop.classification_report import report as write_report
+
+    return write_report(config, results, out_dir)

@@ -71,7 +71,6 @@ from jax import lax
 from dammem import corruptions, datasets, uhop
 from dammem.experiments._base import ConfigError, Progress
 from dammem.experiments.uhop.common import BASE_METHODS, METHODS, method_update
-from dammem.experiments.uhop.retrieval_report import report
 
 __all__ = ["Config", "run", "report", "BASE_METHODS", "METHODS", "method_update", "corrupt_masked"]
 
@@ -483,3 +482,10 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "loss_vs_error": loss_vs_error,
         "seconds_per_memory_size": timings,
     }
+
+
+def report(config: Config, results: dict, out_dir: Path) -> str:
+    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.uhop.retrieval_report`)."""
+    from dammem.experiments.uhop.retrieval_report import report as write_report
+
+    return write_report(config, results, out_dir)
