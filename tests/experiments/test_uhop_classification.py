@@ -57,7 +57,9 @@ def test_models_share_every_parameter_but_the_kernel():
         assert len(kernels) == (1 if name.endswith("+uhop") else 0)
     images = jax.random.normal(jax.random.key(4), (5, 28, 28, 1))
     logits = {name: np.asarray(model(images)) for name, model in models.items()}
-    # the identity kernel: each U-Hop model starts as its plain counterpart; softmax and sparsemax differ
+    # the identity kernel: each U-Hop model starts as its plain counterpart; softmax and sparsemax differ. Bit
+    # equality is the contract here on any CPU: multiplying by the identity is exact in IEEE arithmetic (x * 1 +
+    # 0 * y = x), and everything after it runs the same eager operations on the same values
     np.testing.assert_array_equal(logits["modern_hopfield+uhop"], logits["modern_hopfield"])
     np.testing.assert_array_equal(logits["sparse_hopfield+uhop"], logits["sparse_hopfield"])
     assert np.abs(logits["sparse_hopfield"] - logits["modern_hopfield"]).max() > 1e-4
@@ -116,7 +118,10 @@ def test_tiny_run_alg2_lowers_the_separation_loss(tiny_run):
     record, out = tiny_run
     c = record["metrics"]["curves"]
     u, p = c["modern_hopfield+uhop"], c["modern_hopfield"]
-    np.testing.assert_allclose(u["initial_separation_loss"], p["initial_separation_loss"], rtol=1e-6)  # same start
+    # same start: the identity kernel gives the plain model's tokens exactly, but the two losses come from different
+    # programs (with and without the kernel), so float32 rounding may differ by a few ulp per reduction over the
+    # tokens' pairs (about 1e-6 relative each): rtol 1e-5
+    np.testing.assert_allclose(u["initial_separation_loss"], p["initial_separation_loss"], rtol=1e-5)
     # the identity kernel has every singular value 1; the separation steps shrink some directions (measured smallest
     # 0.077 / 0.54 after the last epoch, 0.33-0.38 after the second; margin: below 0.8 at every epoch after the first)
     assert u["initial_kernel_min_singular_value"] == [1.0, 1.0] == u["initial_kernel_max_singular_value"]
