@@ -1039,6 +1039,29 @@ def test_registry():
     assert S.separation_alpha("sparsemax") == 2.0 and S.separation_alpha("entmax", 1.3) == 1.3
 
 
+
+def test_registry_entries_hold_what_callers_need_and_one_alpha_to_kernel_map():
+    """Each entry: function, takes_alpha, fixed alpha, kernel; closed_form_kernel maps alpha back."""
+    for name, spec in S.SEPARATIONS.items():
+        assert callable(spec.fn) and (spec.alpha is None or not spec.takes_alpha), name
+        if spec.alpha is not None and spec.kernel is not None:  # a fixed Tsallis alpha runs its own closed form
+            assert S.closed_form_kernel(spec.alpha) == spec.kernel == S.closed_form_kernel(np.full((2, 1), spec.alpha))
+            assert S.separation_alpha(name) == spec.alpha
+    assert S.SEPARATIONS["entmax"].takes_alpha and S.SEPARATIONS["softmax"].alpha == 1.0
+    general = S.SEPARATIONS["entmax"].kernel
+    for alpha in (1.3, np.array([1.5, 2.0]), None, "2"):
+        assert S.closed_form_kernel(alpha) == general
+    assert jax.jit(lambda a: jnp.float32(S.closed_form_kernel(a) == general))(2.0)  # traced: the general search
+    assert S.resolve_separation(S.softmax, None, "f") is None
+    assert S.resolve_separation("entmax", 1.3, "f") is S.SEPARATIONS["entmax"]
+    with pytest.raises(ValueError, match=r"f: unknown separation 'relu'; expected one of \['softmax'"):
+        S.resolve_separation("relu", None, "f")
+    with pytest.raises(ValueError, match="f: separation='entmax' needs alpha"):
+        S.resolve_separation("entmax", None, "f")
+    with pytest.raises(ValueError, match="^unknown separation 'relu'"):  # unprefixed: its callers add their name
+        S.separation_alpha("relu")
+
+
 Z2 = jnp.ones((2, 3))
 
 
