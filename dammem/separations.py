@@ -388,8 +388,8 @@ def resolve_separation(separation: Separation, alpha: ArrayLike | None, where: s
     if spec.takes_alpha and alpha is None:
         raise ValueError(f"{prefix}separation={separation!r} needs alpha")
     if not spec.takes_alpha and alpha is not None:
-        fixed = "" if spec.alpha is None else f" has a fixed alpha={spec.alpha};"
-        raise ValueError(f"{prefix}separation={separation!r}{fixed} alpha is only used with {takers}")
+        fixed = " takes no alpha" if spec.alpha is None else f" has a fixed alpha={spec.alpha}"
+        raise ValueError(f"{prefix}separation={separation!r}{fixed}; alpha is only used with {takers}")
     return spec
 
 
