@@ -203,7 +203,8 @@ def test_data_problems_are_config_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not an archive")
     config = config_from_mapping(Config, {"data_path": str(bad)})
-    with pytest.raises(ConfigError, match=r"config.data_path: load_mnist: .*bad.npz is damaged .*not a readable .npz archive"):
+    damaged = r"config.data_path: load_mnist: .*bad.npz is damaged .*not a readable .npz archive"
+    with pytest.raises(ConfigError, match=damaged):
         quickstart.run(config, jax.random.key(0), Progress(False))
     small = tmp_path / "mnist.npz"
     digits = np.zeros((6, SIDE, SIDE), np.uint8)

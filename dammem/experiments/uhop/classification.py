@@ -486,7 +486,8 @@ def _summary(curve: dict) -> dict:
 
 
 def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.uhop.classification_report`)."""
+    """Write the figures into ``out_dir`` and return the summary
+    (:mod:`dammem.experiments.uhop.classification_report`)."""
     from dammem.experiments.uhop.classification_report import report as write_report
 
     return write_report(config, results, out_dir)
