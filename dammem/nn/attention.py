@@ -58,9 +58,10 @@ _MIN_ALPHA_GAP = 1e-6  # a learnable alpha is 1 + max(sigmoid(a), 1e-6): the sep
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _static_values(arr: Array) -> float | tuple[float, ...]:
-    """A checked scalar or per-head array as Python floats (static configuration)."""
-    values = np.asarray(arr, dtype=np.float64)
+def _static_values(value: ArrayLike) -> float | tuple[float, ...]:
+    """A checked scalar or per-head value as Python floats (static configuration). Read from the caller's value, not
+    from the check's result: under a trace (``nnx.eval_shape``, a jitted constructor) the latter is a tracer."""
+    values = np.asarray(value, dtype=np.float64)
     return float(values) if values.ndim == 0 else tuple(float(x) for x in values)
 
 
@@ -68,7 +69,8 @@ def _check_beta(beta, learn_beta: bool, heads: int, width: int, where: str) -> f
     check_bool(learn_beta, "learn_beta", where)
     if beta is None:
         return 1.0 / math.sqrt(width)
-    return _static_values(check_beta(beta, where, heads=heads))
+    check_beta(beta, where, heads=heads)
+    return _static_values(beta)
 
 
 def _check_separation(separation, alpha, learn_alpha: bool, heads: int, where: str):
@@ -83,7 +85,8 @@ def _check_separation(separation, alpha, learn_alpha: bool, heads: int, where: s
                 f"{separation!r}"
             )
         return None
-    values = _static_values(check_alpha(alpha, where, heads=heads))
+    check_alpha(alpha, where, heads=heads)
+    values = _static_values(alpha)
     if learn_alpha and np.any(np.asarray(values) >= 2.0):
         raise ValueError(
             f"{where}: alpha must lie in (1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2), got {alpha!r}"

@@ -44,7 +44,10 @@ def test_step_is_the_value_and_gradient_of_the_sum():
     step, params = bench.hopfield_step(model)
     loss, grads = step(params, jnp.asarray(x))
     expected_loss, expected = nnx.value_and_grad(lambda m: jnp.sum(m(jnp.asarray(x))))(model)
-    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=1e-6)
+    # Two programs (the benchmark's jitted step, NNX's eager call): float32 rounding of a sum of 2 * 5 * 8 outputs,
+    # bounded by a few ulp of the sum of their magnitudes.
+    scale = float(jnp.sum(jnp.abs(model(jnp.asarray(x)))))
+    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=0, atol=1e-5 * scale)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(nnx.state(expected, nnx.Param))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
     assert len(jax.tree.leaves(grads)) == 8  # q, k, v, out: kernel and bias each
