@@ -92,13 +92,13 @@ _CHUNK_ELEMENTS = {"cpu": 1 << 17}
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def log2_size(n: int, name: str = "N", where: str = "butterfly", *, min_size: int = 2) -> int:
+def log2_size(n: int, name: str = "N", context: str = "butterfly", *, min_size: int = 2) -> int:
     """``L = log2(n)`` for a power of two ``n >= min_size``; otherwise a clear error naming ``name`` and ``n``.
 
     Args:
       n: the size to check.
       name: how the caller's argument is called in the message (e.g. ``"x.shape[-1]"``).
-      where: the public function reporting the error.
+      context: the public function reporting the error.
       min_size: smallest allowed power of two (2 for KROP codebooks, 1 for a Walsh-Hadamard transform).
 
     Returns:
@@ -110,12 +110,12 @@ def log2_size(n: int, name: str = "N", where: str = "butterfly", *, min_size: in
       10
     """
     if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int (a power of two >= {min_size}), got {n!r}")
+        raise TypeError(f"{context}: {name} must be an int (a power of two >= {min_size}), got {n!r}")
     n = int(n)
     if n < min_size or n & (n - 1):
         allowed = ", ".join(str(1 << k) for k in range(min_size.bit_length() - 1, min_size.bit_length() + 2))
         raise ValueError(
-            f"{where}: {name} must be a power of two >= {min_size} ({allowed}, ...), got {n}; "
+            f"{context}: {name} must be a power of two >= {min_size} ({allowed}, ...), got {n}; "
             "pad_to_power_of_two zero-pads an axis"
         )
     return n.bit_length() - 1
@@ -153,14 +153,14 @@ def pad_to_power_of_two(x: Float[ArrayLike, ...], axis: int = -1) -> Float[Array
       Array([[1., 1., 1., 0.],
              [1., 1., 1., 0.]], dtype=float32)
     """
-    where = "pad_to_power_of_two"
-    x = check_floating(x, "x", where)
+    context = "pad_to_power_of_two"
+    x = check_floating(x, "x", context)
     if x.ndim < 1:
-        raise ValueError(f"{where}: x must have at least one axis, got a scalar")
-    axis = check_axis(axis, x.ndim, where)
+        raise ValueError(f"{context}: x must have at least one axis, got a scalar")
+    axis = check_axis(axis, x.ndim, context)
     n = x.shape[axis]
     if n < 1:
-        raise ValueError(f"{where}: x.shape[{axis}] must be >= 1 to pad, got shape {x.shape}")
+        raise ValueError(f"{context}: x.shape[{axis}] must be >= 1 to pad, got shape {x.shape}")
     width = [(0, 0)] * x.ndim
     width[axis] = (0, next_power_of_two(n) - n)
     return jnp.pad(x, width)
@@ -184,13 +184,13 @@ def default_group(backend: str | None = None) -> int:
     return _DEFAULT_GROUP.get(backend, _DEFAULT_GROUP_ACCEL)
 
 
-def check_group(group: int | None, where: str) -> int:
+def check_group(group: int | None, context: str) -> int:
     """``group`` as an int in ``[1, MAX_GROUP]``; ``None`` means :func:`default_group`."""
     if group is None:
         return default_group()
-    group = check_int(group, "group", where, minimum=1)
+    group = check_int(group, "group", context, minimum=1)
     if group > MAX_GROUP:
-        raise ValueError(f"{where}: group must be in [1, {MAX_GROUP}] (block size 2^group), got {group}")
+        raise ValueError(f"{context}: group must be in [1, {MAX_GROUP}] (block size 2^group), got {group}")
     return group
 
 
@@ -337,11 +337,11 @@ def butterfly_kernel(factors: Float[Array, "L 2 2"], x: Float[Array, "*batch N"]
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check_last_axis(x: ArrayLike, where: str, min_size: int) -> tuple[Array, int]:
-    x = check_floating(x, "x", where)
+def _check_last_axis(x: ArrayLike, context: str, min_size: int) -> tuple[Array, int]:
+    x = check_floating(x, "x", context)
     if x.ndim < 1:
-        raise ValueError(f"{where}: x must have shape (..., N) with N a power of two, got a scalar")
-    return x, log2_size(x.shape[-1], "x.shape[-1]", where, min_size=min_size)
+        raise ValueError(f"{context}: x must have shape (..., N) with N a power of two, got a scalar")
+    return x, log2_size(x.shape[-1], "x.shape[-1]", context, min_size=min_size)
 
 
 def butterfly_apply(
@@ -367,14 +367,14 @@ def butterfly_apply(
       >>> butterfly_apply(jnp.array([[[1.0, 1.0], [1.0, -1.0]]]) / jnp.sqrt(2.0), jnp.array([1.0, 0.0]))
       Array([0.70710677, 0.70710677], dtype=float32)
     """
-    where = "butterfly_apply"
-    factors = check_floating(factors, "factors", where)
-    x, k = _check_last_axis(x, where, 2)
+    context = "butterfly_apply"
+    factors = check_floating(factors, "factors", context)
+    x, k = _check_last_axis(x, context, 2)
     if factors.shape != (k, 2, 2):
         raise ValueError(
-            f"{where}: factors must have shape (K, 2, 2) = ({k}, 2, 2) for N = {x.shape[-1]}, got {factors.shape}"
+            f"{context}: factors must have shape (K, 2, 2) = ({k}, 2, 2) for N = {x.shape[-1]}, got {factors.shape}"
         )
-    return butterfly_kernel(factors, x, group_sizes(k, check_group(group, where)))
+    return butterfly_kernel(factors, x, group_sizes(k, check_group(group, context)))
 
 
 def butterfly_matrix(factors: Float[ArrayLike, "L 2 2"]) -> Float[Array, "N N"]:
@@ -443,9 +443,9 @@ def fwht(x: Float[ArrayLike, "*batch N"], *, group: int | None = None) -> Float[
       >>> fwht(jnp.array([4.0, 2.0, 0.0, 2.0]))  # (1/2) [8, 0, 4, 4]
       Array([4., 0., 2., 2.], dtype=float32)
     """
-    where = "fwht"
-    x, k = _check_last_axis(x, where, 1)
-    return _fwht_kernel(x, k, check_group(group, where))
+    context = "fwht"
+    x, k = _check_last_axis(x, context, 1)
+    return _fwht_kernel(x, k, check_group(group, context))
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -518,15 +518,15 @@ def hadamard_sign_chain(
       >>> hadamard_sign_chain(jnp.array([[1.0, -1.0], [1.0, 1.0]]), jnp.array([1.0, 0.0])).round(4) + 0.0  # H D_0 H e_0
       Array([0., 1.], dtype=float32)
     """
-    where = "hadamard_sign_chain"
-    x, k = _check_last_axis(x, where, 1)
-    signs = check_floating(signs, "signs", where)
+    context = "hadamard_sign_chain"
+    x, k = _check_last_axis(x, context, 1)
+    signs = check_floating(signs, "signs", context)
     if signs.ndim != 2 or signs.shape[0] < 1 or signs.shape[1] != x.shape[-1]:
         raise ValueError(
-            f"{where}: signs must have shape (m, N) = (m, {x.shape[-1]}) with m >= 1 diagonals, got {signs.shape}"
+            f"{context}: signs must have shape (m, N) = (m, {x.shape[-1]}) with m >= 1 diagonals, got {signs.shape}"
         )
     dtype = jnp.result_type(x.dtype, signs.dtype)
-    return _chain_kernel(signs.astype(dtype), x.astype(dtype), k, check_group(group, where))
+    return _chain_kernel(signs.astype(dtype), x.astype(dtype), k, check_group(group, context))
 
 
 @partial(jax.jit, static_argnums=(2, 3))

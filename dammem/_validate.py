@@ -35,7 +35,7 @@ def is_concrete(x: object) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_floating(x: ArrayLike, name: str, where: str) -> Array:
+def check_floating(x: ArrayLike, name: str, context: str) -> Array:
     """Convert to a JAX array; integers and bools become float32; complex is refused.
 
     Example:
@@ -50,15 +50,15 @@ def check_floating(x: ArrayLike, name: str, where: str) -> Array:
     try:
         arr = jnp.asarray(x)
     except TypeError as err:
-        raise TypeError(f"{where}: {name} must be an array of real numbers, got {type(x).__name__}") from err
+        raise TypeError(f"{context}: {name} must be an array of real numbers, got {type(x).__name__}") from err
     if jnp.issubdtype(arr.dtype, jnp.complexfloating):
-        raise TypeError(f"{where}: {name} must be real, got dtype {arr.dtype}")
+        raise TypeError(f"{context}: {name} must be real, got dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.float32)
     return arr
 
 
-def check_real(value: ArrayLike, name: str, where: str) -> Array:
+def check_real(value: ArrayLike, name: str, context: str) -> Array:
     """A real number or array of any shape, as a JAX array of its own float or integer dtype.
 
     Bools, complex values and non-numbers are refused (``TypeError``).
@@ -73,13 +73,13 @@ def check_real(value: ArrayLike, name: str, where: str) -> Array:
     try:
         arr = jnp.asarray(value)
     except TypeError as err:
-        raise TypeError(f"{where}: {name} must be a real number or array, got {type(value).__name__}") from err
+        raise TypeError(f"{context}: {name} must be a real number or array, got {type(value).__name__}") from err
     if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-        raise TypeError(f"{where}: {name} must be a real number or array, got dtype {arr.dtype}")
+        raise TypeError(f"{context}: {name} must be a real number or array, got dtype {arr.dtype}")
     return arr
 
 
-def check_scalar(value: ArrayLike, name: str, where: str) -> ArrayLike:
+def check_scalar(value: ArrayLike, name: str, context: str) -> ArrayLike:
     """A real scalar: a Python or NumPy number (returned as a Python float) or a 0-d array (integers become float32).
 
     Python numbers stay Python floats so they stay weakly typed (they never promote bfloat16 scores to float32).
@@ -93,13 +93,13 @@ def check_scalar(value: ArrayLike, name: str, where: str) -> ArrayLike:
     """
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return float(value)
-    arr = check_real(value, name, where)
+    arr = check_real(value, name, context)
     if arr.ndim != 0:
-        raise ValueError(f"{where}: {name} must be a scalar, got an array of shape {tuple(arr.shape)}")
+        raise ValueError(f"{context}: {name} must be a scalar, got an array of shape {tuple(arr.shape)}")
     return arr if jnp.issubdtype(arr.dtype, jnp.floating) else arr.astype(jnp.float32)
 
 
-def check_per_head(value: ArrayLike, name: str, where: str, heads: int) -> Array:
+def check_per_head(value: ArrayLike, name: str, context: str, heads: int) -> Array:
     """A real scalar or one value per head, shape ``()`` or ``(H,)``, as a JAX array.
 
     Example:
@@ -107,37 +107,37 @@ def check_per_head(value: ArrayLike, name: str, where: str, heads: int) -> Array
       Traceback (most recent call last):
       ValueError: f: beta must be a scalar or have one value per head, shape (3,); got shape (2,)
     """
-    arr = check_real(value, name, where)
+    arr = check_real(value, name, context)
     if arr.shape not in ((), (heads,)):
         raise ValueError(
-            f"{where}: {name} must be a scalar or have one value per head, shape ({heads},); got shape {arr.shape}"
+            f"{context}: {name} must be a scalar or have one value per head, shape ({heads},); got shape {arr.shape}"
         )
     return arr
 
 
-def check_axis(axis: int, ndim: int, where: str) -> int:
+def check_axis(axis: int, ndim: int, context: str) -> int:
     """An int axis in ``[-ndim, ndim)``, returned non-negative."""
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
-        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+        raise TypeError(f"{context}: axis must be an int, got {axis!r}")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{where}: axis {axis} is out of range for an array with {ndim} dims")
+        raise ValueError(f"{context}: axis {axis} is out of range for an array with {ndim} dims")
     return int(axis) % ndim
 
 
 def check_memories_query(
-    memories: ArrayLike, x: ArrayLike, where: str, *, min_memories: int = 0
+    memories: ArrayLike, x: ArrayLike, context: str, *, min_memories: int = 0
 ) -> tuple[Array, Array]:
     """Stored patterns (K, D) and ONE query (D,) with matching D; batches are refused (callers vmap)."""
-    memories = check_floating(memories, "memories", where)
-    x = check_floating(x, "x", where)
+    memories = check_floating(memories, "memories", context)
+    x = check_floating(x, "x", context)
     if memories.ndim != 2:
-        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
+        raise ValueError(f"{context}: memories must have shape (K, D), got {tuple(memories.shape)}")
     if x.ndim != 1:
-        raise ValueError(f"{where}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
+        raise ValueError(f"{context}: x must be one query of shape (D,), got {tuple(x.shape)}; use jax.vmap for batches")
     if memories.shape[1] != x.shape[0]:
-        raise ValueError(f"{where}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
+        raise ValueError(f"{context}: memories have D={memories.shape[1]} but x has D={x.shape[0]}")
     if memories.shape[0] < min_memories:
-        raise ValueError(f"{where}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
+        raise ValueError(f"{context}: memories must hold at least {min_memories} pattern(s), got K={memories.shape[0]}")
     return memories, x
 
 
@@ -146,7 +146,7 @@ def check_memories_query(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_positive(value: ArrayLike, name: str, where: str, *, allow_zero: bool = False) -> ArrayLike:
+def check_positive(value: ArrayLike, name: str, context: str, *, allow_zero: bool = False) -> ArrayLike:
     """For static or concrete values of any shape: every value finite and > 0 (or >= 0). Traced values pass.
 
     Example:
@@ -160,11 +160,11 @@ def check_positive(value: ArrayLike, name: str, where: str, *, allow_zero: bool 
     bad = arr < 0 if allow_zero else arr <= 0
     if np.any(bad) or np.any(~np.isfinite(arr)):
         rule = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{where}: {name} must be finite and {rule}, got {arr.ravel()[:4].tolist()}")
+        raise ValueError(f"{context}: {name} must be finite and {rule}, got {arr.ravel()[:4].tolist()}")
     return value
 
 
-def check_beta(beta: ArrayLike, where: str, *, heads: int | None = None) -> ArrayLike:
+def check_beta(beta: ArrayLike, context: str, *, heads: int | None = None) -> ArrayLike:
     """An inverse temperature: a real scalar (or, with ``heads``, one per head ``(H,)``); finite and > 0 when concrete.
 
     A traced beta passes; the energies and updates that take one turn a non-positive value into NaN
@@ -178,12 +178,12 @@ def check_beta(beta: ArrayLike, where: str, *, heads: int | None = None) -> Arra
       >>> check_beta([1.0, 2.0], "f", heads=2).shape
       (2,)
     """
-    arr = check_scalar(beta, "beta", where) if heads is None else check_per_head(beta, "beta", where, heads)
-    check_positive(beta, "beta", where)  # the argument itself: a constant stays concrete inside a caller's jit
+    arr = check_scalar(beta, "beta", context) if heads is None else check_per_head(beta, "beta", context, heads)
+    check_positive(beta, "beta", context)  # the argument itself: a constant stays concrete inside a caller's jit
     return arr
 
 
-def check_alpha_range(alpha: ArrayLike, where: str, *, allow_one: bool = False) -> ArrayLike:
+def check_alpha_range(alpha: ArrayLike, context: str, *, allow_one: bool = False) -> ArrayLike:
     """For a concrete alpha of any shape: every value in (1, 2] (``allow_one``: [1, 2]). Traced values pass.
 
     The separations give NaN for a traced alpha out of range.
@@ -199,11 +199,11 @@ def check_alpha_range(alpha: ArrayLike, where: str, *, allow_one: bool = False) 
         bad = ~(above_one & (vals <= 2.0))
         if np.any(bad):
             allowed = "[1, 2]" if allow_one else "(1, 2]"
-            raise ValueError(f"{where}: alpha must lie in {allowed}, got {vals[bad].ravel()[:4].tolist()}")
+            raise ValueError(f"{context}: alpha must lie in {allowed}, got {vals[bad].ravel()[:4].tolist()}")
     return alpha
 
 
-def check_alpha(alpha: ArrayLike, where: str, *, allow_one: bool = False, heads: int | None = None) -> ArrayLike:
+def check_alpha(alpha: ArrayLike, context: str, *, allow_one: bool = False, heads: int | None = None) -> ArrayLike:
     """The Tsallis alpha of a separation: a real scalar (or, with ``heads``, one per head ``(H,)``) in (1, 2]
     (``allow_one``: [1, 2], where 1 is softmax) when concrete.
 
@@ -218,13 +218,13 @@ def check_alpha(alpha: ArrayLike, where: str, *, allow_one: bool = False, heads:
     """
     if alpha is None:
         allowed = "[1, 2]" if allow_one else "(1, 2]"
-        raise TypeError(f"{where}: alpha is required: a real number in {allowed}, got None")
-    arr = check_scalar(alpha, "alpha", where) if heads is None else check_per_head(alpha, "alpha", where, heads)
-    check_alpha_range(alpha, where, allow_one=allow_one)
+        raise TypeError(f"{context}: alpha is required: a real number in {allowed}, got None")
+    arr = check_scalar(alpha, "alpha", context) if heads is None else check_per_head(alpha, "alpha", context, heads)
+    check_alpha_range(alpha, context, allow_one=allow_one)
     return arr
 
 
-def check_fraction(value: ArrayLike, name: str, where: str) -> ArrayLike:
+def check_fraction(value: ArrayLike, name: str, context: str) -> ArrayLike:
     """A real scalar (as :func:`check_scalar`) that lies in [0, 1] when concrete; a traced value passes.
 
     Example:
@@ -232,11 +232,11 @@ def check_fraction(value: ArrayLike, name: str, where: str) -> ArrayLike:
       Traceback (most recent call last):
       ValueError: f: visible_fraction must lie in [0, 1], got 1.5
     """
-    checked = check_scalar(value, name, where)
+    checked = check_scalar(value, name, context)
     if is_concrete(value):
         v = float(np.asarray(value, dtype=np.float64))
         if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{where}: {name} must lie in [0, 1], got {v}")
+            raise ValueError(f"{context}: {name} must lie in [0, 1], got {v}")
     return checked
 
 
@@ -261,7 +261,7 @@ def nan_unless_positive(beta: ArrayLike, value: Array) -> Array:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_int(value: int, name: str, where: str, *, minimum: int = 0) -> int:
+def check_int(value: int, name: str, context: str, *, minimum: int = 0) -> int:
     """A Python or NumPy integer (not a bool) >= ``minimum``, returned as an int.
 
     Example:
@@ -273,16 +273,16 @@ def check_int(value: int, name: str, where: str, *, minimum: int = 0) -> int:
       ValueError: f: steps must be >= 1, got 0
     """
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+        raise TypeError(f"{context}: {name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{context}: {name} must be >= {minimum}, got {value}")
     return int(value)
 
 
 def check_float(
     value: float | None,
     name: str,
-    where: str,
+    context: str,
     *,
     positive: bool = False,
     allow_zero: bool = False,
@@ -313,11 +313,11 @@ def check_float(
         v = float(value)
         ok = (v >= low if allow_zero else v > low) and (below is None or v < below)
     if not ok:
-        raise ValueError(f"{where}: {name} must be {'None or ' if optional else ''}{rule}, got {value!r}")
+        raise ValueError(f"{context}: {name} must be {'None or ' if optional else ''}{rule}, got {value!r}")
     return float(value)
 
 
-def check_bool(value: bool, name: str, where: str) -> bool:
+def check_bool(value: bool, name: str, context: str) -> bool:
     """A Python bool (static switches: ints and arrays are refused).
 
     Example:
@@ -326,7 +326,7 @@ def check_bool(value: bool, name: str, where: str) -> bool:
       TypeError: f: learn_beta must be a bool, got 1
     """
     if not isinstance(value, bool):
-        raise TypeError(f"{where}: {name} must be a bool, got {value!r}")
+        raise TypeError(f"{context}: {name} must be a bool, got {value!r}")
     return value
 
 
@@ -338,7 +338,7 @@ def check_bool(value: bool, name: str, where: str) -> bool:
 def check_mask(
     mask: ArrayLike | None,
     shape: tuple[int, ...],
-    where: str,
+    context: str,
     *,
     name: str = "mask",
     meaning: str = "True = attend",
@@ -364,30 +364,30 @@ def check_mask(
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
         if not nonzero:
-            raise TypeError(f"{where}: {name} must be a boolean mask ({meaning}), got dtype {mask.dtype}")
+            raise TypeError(f"{context}: {name} must be a boolean mask ({meaning}), got dtype {mask.dtype}")
         mask = mask != 0
     try:
         full = np.broadcast_shapes(mask.shape, tuple(shape))
     except ValueError:
         full = None
     if full != tuple(shape):
-        raise ValueError(f"{where}: {name} of shape {tuple(mask.shape)} does not broadcast to {target} {tuple(shape)}")
+        raise ValueError(f"{context}: {name} of shape {tuple(mask.shape)} does not broadcast to {target} {tuple(shape)}")
     return mask
 
 
-def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], where: str) -> Array | None:
+def check_clamp(clamp: ArrayLike | None, shape: tuple[int, ...], context: str) -> Array | None:
     """A boolean clamp mask (True = visible) broadcast to ``shape``; ``None`` stays ``None``.
 
     Example:
       >>> check_clamp([True, False], (3, 2), "f").shape
       (3, 2)
     """
-    clamp = check_mask(clamp, shape, where, name="clamp", meaning="True = visible", target="x's shape")
+    clamp = check_mask(clamp, shape, context, name="clamp", meaning="True = visible", target="x's shape")
     return None if clamp is None else jnp.broadcast_to(clamp, shape)
 
 
 def check_bool_vector(
-    mask: ArrayLike | None, size: int, where: str, *, name: str = "mask", label: str = "K", meaning: str
+    mask: ArrayLike | None, size: int, context: str, *, name: str = "mask", label: str = "K", meaning: str
 ) -> Array | None:
     """A boolean vector of exactly ``size`` entries (one per memory or coordinate, no broadcasting), or ``None``.
 
@@ -403,7 +403,7 @@ def check_bool_vector(
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_ or mask.shape != (size,):
         raise ValueError(
-            f"{where}: {name} must be booleans of shape ({label},) = ({size},) ({meaning}), got {mask.dtype} "
+            f"{context}: {name} must be booleans of shape ({label},) = ({size},) ({meaning}), got {mask.dtype} "
             f"{tuple(mask.shape)}"
         )
     return mask

@@ -58,13 +58,13 @@ OCCLUDED_HALVES: tuple[str, ...] = typing.get_args(OccludedHalf)
 # argument checks
 
 
-def _check_shape(shape, name: str, where: str) -> tuple[int, ...]:
+def _check_shape(shape, name: str, context: str) -> tuple[int, ...]:
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or len(shape) == 0:
-        raise TypeError(f"{where}: {name} must be a non-empty tuple of ints, got {shape!r}")
+        raise TypeError(f"{context}: {name} must be a non-empty tuple of ints, got {shape!r}")
     return tuple(
-        check_int(s, f"{name}[{i}]", where, minimum=1 if i == len(shape) - 1 else 0) for i, s in enumerate(shape)
+        check_int(s, f"{name}[{i}]", context, minimum=1 if i == len(shape) - 1 else 0) for i, s in enumerate(shape)
     )
 
 
@@ -101,9 +101,9 @@ def random_pixel_mask(key: PRNGKey, shape, visible_fraction: ArrayLike) -> Array
       >>> random_pixel_mask(jax.random.key(0), (2, 784), 0.25).sum(-1).tolist()  # round(0.25 * 784) each
       [196, 196]
     """
-    where = "random_pixel_mask"
-    shape = _check_shape(shape, "shape", where)
-    check_fraction(visible_fraction, "visible_fraction", where)
+    context = "random_pixel_mask"
+    shape = _check_shape(shape, "shape", context)
+    check_fraction(visible_fraction, "visible_fraction", context)
     return _exact_count_mask(key, shape, visible_fraction)
 
 
@@ -125,12 +125,12 @@ def half_occlusion_mask(image_shape, which: OccludedHalf = "bottom") -> Array:
       >>> int(half_occlusion_mask((28, 28), "bottom").sum())  # 14 rows of 28 visible
       392
     """
-    where = "half_occlusion_mask"
-    image_shape = _check_shape(image_shape, "image_shape", where)
+    context = "half_occlusion_mask"
+    image_shape = _check_shape(image_shape, "image_shape", context)
     if len(image_shape) not in (2, 3) or min(image_shape) < 1:
-        raise ValueError(f"{where}: image_shape must be (H, W) or (H, W, C) of positive ints, got {image_shape}")
+        raise ValueError(f"{context}: image_shape must be (H, W) or (H, W, C) of positive ints, got {image_shape}")
     if not isinstance(which, str) or which not in OCCLUDED_HALVES:
-        raise ValueError(f"{where}: which must be one of {OCCLUDED_HALVES}, got {which!r}")
+        raise ValueError(f"{context}: which must be one of {OCCLUDED_HALVES}, got {which!r}")
     h, w = image_shape[:2]
     rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
     hidden = {
@@ -160,19 +160,19 @@ def occlude(x: ArrayLike, mask: ArrayLike, fill: ArrayLike = 0.0) -> Array:
       >>> occlude(jnp.ones(4), jnp.array([True, False, True, False]), fill=-1.0).tolist()
       [1.0, -1.0, 1.0, -1.0]
     """
-    where = "occlude"
-    x = check_floating(x, "x", where)
+    context = "occlude"
+    x = check_floating(x, "x", context)
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
-        raise TypeError(f"{where}: mask must be boolean (True = visible), got dtype {mask.dtype}")
+        raise TypeError(f"{context}: mask must be boolean (True = visible), got dtype {mask.dtype}")
     try:
         np.broadcast_shapes(x.shape, mask.shape)
     except ValueError as err:
         raise ValueError(
-            f"{where}: mask shape {tuple(mask.shape)} does not broadcast with x shape {tuple(x.shape)}"
+            f"{context}: mask shape {tuple(mask.shape)} does not broadcast with x shape {tuple(x.shape)}"
         ) from err
     if jnp.ndim(fill) != 0:
-        raise ValueError(f"{where}: fill must be a scalar, got shape {jnp.shape(fill)}")
+        raise ValueError(f"{context}: fill must be a scalar, got shape {jnp.shape(fill)}")
     return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
 
 
@@ -198,11 +198,11 @@ def gaussian_noise(key: PRNGKey, x: ArrayLike, norm: ArrayLike) -> Array:
       >>> jnp.linalg.norm(gaussian_noise(jax.random.key(0), jnp.zeros((2, 8)), 3.0), axis=-1).round(4).tolist()
       [3.0, 3.0]
     """
-    where = "gaussian_noise"
-    x = check_floating(x, "x", where)
+    context = "gaussian_noise"
+    x = check_floating(x, "x", context)
     if x.ndim < 1:
-        raise ValueError(f"{where}: x must have shape (..., D), got a scalar")
-    check_positive(norm, "norm", where, allow_zero=True)
+        raise ValueError(f"{context}: x must have shape (..., D), got a scalar")
+    check_positive(norm, "norm", context, allow_zero=True)
     lead = x.shape[:-1]
     try:
         ok = np.broadcast_shapes(jnp.shape(norm), lead) == lead
@@ -210,7 +210,7 @@ def gaussian_noise(key: PRNGKey, x: ArrayLike, norm: ArrayLike) -> Array:
         ok = False
     if not ok:
         raise ValueError(
-            f"{where}: norm shape {jnp.shape(norm)} must broadcast to the leading shape {lead} of x "
+            f"{context}: norm shape {jnp.shape(norm)} must broadcast to the leading shape {lead} of x "
             f"(shape {tuple(x.shape)})"
         )
     dtype = jnp.promote_types(x.dtype, jnp.float32)
@@ -240,9 +240,9 @@ def inverted_dropout(key: PRNGKey, x: ArrayLike, drop_fraction: ArrayLike) -> Ar
       >>> sorted(set(inverted_dropout(jax.random.key(0), jnp.ones(1000), 0.5).tolist()))  # dropped or doubled
       [0.0, 2.0]
     """
-    where = "inverted_dropout"
-    x = check_floating(x, "x", where)
-    check_fraction(drop_fraction, "drop_fraction", where)
+    context = "inverted_dropout"
+    x = check_floating(x, "x", context)
+    check_fraction(drop_fraction, "drop_fraction", context)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     keep_prob = 1.0 - jnp.asarray(drop_fraction, dtype)
     keep = jax.random.bernoulli(key, keep_prob, x.shape)
@@ -275,25 +275,25 @@ def flip_bits(
       >>> flip_bits(jax.random.key(0), jnp.ones((2, 8)), 0.25).sum(-1).tolist()  # 2 of 8 signs flipped per row
       [4.0, 4.0]
     """
-    where = "flip_bits"
-    x = check_floating(x, "x", where)
+    context = "flip_bits"
+    x = check_floating(x, "x", context)
     if x.ndim < 1:
-        raise ValueError(f"{where}: x must have shape (..., D), got a scalar")
+        raise ValueError(f"{context}: x must have shape (..., D), got a scalar")
     if (
         not isinstance(levels, (tuple, list))
         or len(levels) != 2
         or not all(isinstance(v, (numbers.Real, np.floating, np.integer)) and np.isfinite(v) for v in levels)
         or levels[0] == levels[1]
     ):
-        raise ValueError(f"{where}: levels must be two distinct finite numbers (lo, hi), got {levels!r}")
-    check_fraction(flip_fraction, "flip_fraction", where)
+        raise ValueError(f"{context}: levels must be two distinct finite numbers (lo, hi), got {levels!r}")
+    check_fraction(flip_fraction, "flip_fraction", context)
     lo, hi = (jnp.asarray(v, x.dtype) for v in levels)
     if is_concrete(x):
         on_level = np.asarray((x == lo) | (x == hi))
         if not on_level.all():
             bad = np.asarray(x)[~on_level].ravel()[0]
             raise ValueError(
-                f"{where}: x must hold only the levels {tuple(float(v) for v in levels)} (pass levels= for other "
+                f"{context}: x must hold only the levels {tuple(float(v) for v in levels)} (pass levels= for other "
                 f"two-level patterns), got the value {float(bad)}"
             )
     flipped = _exact_count_mask(key, x.shape, flip_fraction)

@@ -105,65 +105,65 @@ _ALLOWED_GLOBALS = frozenset(
 # argument checks
 
 
-def _check_split(split, where: str) -> str:
+def _check_split(split, context: str) -> str:
     if not isinstance(split, str) or split not in SPLITS:
-        raise ValueError(f"{where}: split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(f"{context}: split must be one of {SPLITS}, got {split!r}")
     return split
 
 
-def _check_limit(limit, where: str) -> int | None:
-    return None if limit is None else check_int(limit, "limit", where, minimum=1)
+def _check_limit(limit, context: str) -> int | None:
+    return None if limit is None else check_int(limit, "limit", context, minimum=1)
 
 
-def _check_path(path, where: str) -> pathlib.Path:
+def _check_path(path, context: str) -> pathlib.Path:
     try:
         return pathlib.Path(os.fspath(path))
     except TypeError as err:
-        raise TypeError(f"{where}: path must be None, a str or an os.PathLike, got {type(path).__name__}") from err
+        raise TypeError(f"{context}: path must be None, a str or an os.PathLike, got {type(path).__name__}") from err
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # loaders
 
 
-def _take(x: np.ndarray, y: np.ndarray, limit: int | None, source: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _take(x: np.ndarray, y: np.ndarray, limit: int | None, source: str, context: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``limit`` images (all when None) as fresh arrays; a limit beyond the available count is an error."""
     if limit is None:
         return x, y
     if limit > len(x):
-        raise ValueError(f"{where}: limit={limit} exceeds the {len(x)} images in {source}")
+        raise ValueError(f"{context}: limit={limit} exceeds the {len(x)} images in {source}")
     return x[:limit].copy(), y[:limit].copy()
 
 
-def _check_arrays(x, y, image_shape: tuple[int, ...], source, names: tuple[str, str], expected: str, where: str):
+def _check_arrays(x, y, image_shape: tuple[int, ...], source, names: tuple[str, str], expected: str, context: str):
     """Validate loaded images (n, *image_shape) uint8 and labels (n,) integers in 0-9; labels come back uint8."""
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape[1:] != image_shape:
         got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         shape = ", ".join(map(str, image_shape))
         raise ValueError(
-            f"{where}: {source}: {names[0]} must be uint8 of shape (n, {shape}), got {got}; expected {expected}"
+            f"{context}: {source}: {names[0]} must be uint8 of shape (n, {shape}), got {got}; expected {expected}"
         )
     y = np.asarray(y)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(
-            f"{where}: {source}: {names[1]} must hold {len(x)} integer labels (one per image), "
+            f"{context}: {source}: {names[1]} must hold {len(x)} integer labels (one per image), "
             f"got {y.dtype} {y.shape}; expected {expected}"
         )
     if y.size and (y.min() < 0 or y.max() >= _NUM_CLASSES):
         raise ValueError(
-            f"{where}: {source}: {names[1]} must lie in 0-{_NUM_CLASSES - 1}, got values in "
+            f"{context}: {source}: {names[1]} must lie in 0-{_NUM_CLASSES - 1}, got values in "
             f"[{y.min()}, {y.max()}]; expected {expected}"
         )
     return x, y.astype(np.uint8)
 
 
-def _load_bundled(resource: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_bundled(resource: str, context: str) -> tuple[np.ndarray, np.ndarray]:
     ref = importlib.resources.files("dammem") / "data" / resource
     try:
         raw = ref.read_bytes()
     except FileNotFoundError as err:
         raise FileNotFoundError(
-            f"{where}: the bundled data file {ref} is missing from the installed package; "
+            f"{context}: the bundled data file {ref} is missing from the installed package; "
             "reinstall dammem or pass path= to a downloaded copy"
         ) from err
     try:
@@ -171,48 +171,48 @@ def _load_bundled(resource: str, where: str) -> tuple[np.ndarray, np.ndarray]:
             return archive["x"], archive["y"]
     except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as err:
         raise ValueError(
-            f"{where}: the bundled data file {ref} is damaged (truncated or corrupt: {err}); reinstall dammem or "
+            f"{context}: the bundled data file {ref} is damaged (truncated or corrupt: {err}); reinstall dammem or "
             "pass path= to a downloaded copy"
         ) from err
 
 
-def _bundled(spec: tuple[str, str, int], dataset: str, split: str, limit, where: str):
+def _bundled(spec: tuple[str, str, int], dataset: str, split: str, limit, context: str):
     resource, bundled_split, count = spec
     if split != bundled_split:
         raise ValueError(
-            f"{where}: the bundled {dataset} subset holds only split={bundled_split!r} (the first "
+            f"{context}: the bundled {dataset} subset holds only split={bundled_split!r} (the first "
             f"{count} images); got split={split!r}: pass path= to the downloaded {dataset} files for it"
         )
-    x, y = _load_bundled(resource, where)
-    return _take(x, y, limit, f"the bundled {dataset} subset", where)
+    x, y = _load_bundled(resource, context)
+    return _take(x, y, limit, f"the bundled {dataset} subset", context)
 
 
-def _read_npz_split(path: pathlib.Path, split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz_split(path: pathlib.Path, split: str, context: str) -> tuple[np.ndarray, np.ndarray]:
     keys = (f"x_{split}", f"y_{split}")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(
-            f"{where}: {path} is damaged (truncated or corrupt?): not a readable .npz archive ({err}); "
+            f"{context}: {path} is damaged (truncated or corrupt?): not a readable .npz archive ({err}); "
             f"expected {_MNIST_NPZ_FORMAT}"
         ) from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{where}: {path} holds a single .npy array, not an archive; expected {_MNIST_NPZ_FORMAT}")
+        raise ValueError(f"{context}: {path} holds a single .npy array, not an archive; expected {_MNIST_NPZ_FORMAT}")
     with archive:
         missing = [k for k in keys if k not in archive.files]
         if missing:
             raise ValueError(
-                f"{where}: {path} lacks the keys {missing} (it has {sorted(archive.files)}); "
+                f"{context}: {path} lacks the keys {missing} (it has {sorted(archive.files)}); "
                 f"expected {_MNIST_NPZ_FORMAT}"
             )
         try:
             x, y = archive[keys[0]], archive[keys[1]]
         except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
             raise ValueError(
-                f"{where}: {path} is damaged (truncated or corrupt): could not read {keys} ({err}); "
+                f"{context}: {path} is damaged (truncated or corrupt): could not read {keys} ({err}); "
                 f"expected {_MNIST_NPZ_FORMAT}"
             ) from err
-    return _check_arrays(x, y, _MNIST_SHAPE, path, keys, _MNIST_NPZ_FORMAT, where)
+    return _check_arrays(x, y, _MNIST_SHAPE, path, keys, _MNIST_NPZ_FORMAT, context)
 
 
 def _find_idx(directory: pathlib.Path, name: str) -> pathlib.Path | None:
@@ -222,7 +222,7 @@ def _find_idx(directory: pathlib.Path, name: str) -> pathlib.Path | None:
     return None
 
 
-def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], where: str) -> np.ndarray:
+def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], context: str) -> np.ndarray:
     """Parse an idx file of unsigned bytes: big-endian int32 magic, one big-endian uint32 per dim, then the data.
 
     ``dims`` gives the expected sizes, None where any size is allowed (the item count).
@@ -240,41 +240,41 @@ def _read_idx(path: pathlib.Path, magic: int, dims: tuple[int | None, ...], wher
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
-            f"{where}: {path} is damaged (truncated or corrupt) and could not be read ({err}); expected {expected}"
+            f"{context}: {path} is damaged (truncated or corrupt) and could not be read ({err}); expected {expected}"
             + (", gzip-compressed" if path.suffix == ".gz" else "")
         ) from err
     header = 4 + 4 * len(dims)
     if len(raw) < header:
-        raise ValueError(f"{where}: {path} is {len(raw)} bytes, too short for the idx header; expected {expected}")
+        raise ValueError(f"{context}: {path} is {len(raw)} bytes, too short for the idx header; expected {expected}")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
-        raise ValueError(f"{where}: {path} has magic number {found}; expected {expected}")
+        raise ValueError(f"{context}: {path} has magic number {found}; expected {expected}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=len(dims), offset=4))
     if any(want is not None and got != want for got, want in zip(shape, dims)):
         want = tuple("n" if d is None else d for d in dims)
-        raise ValueError(f"{where}: {path} declares sizes {shape}, expected {want}; expected {expected}")
+        raise ValueError(f"{context}: {path} declares sizes {shape}, expected {want}; expected {expected}")
     size = int(np.prod(shape))
     if len(raw) - header < size:
         raise ValueError(
-            f"{where}: {path} is damaged (truncated): it holds {len(raw) - header} data bytes but its header declares "
+            f"{context}: {path} is damaged (truncated): it holds {len(raw) - header} data bytes but its header declares "
             f"{shape} = {size}; expected {expected}"
         )
     if len(raw) - header != size:
         raise ValueError(
-            f"{where}: {path} holds {len(raw) - header} data bytes but its header declares {shape} = "
+            f"{context}: {path} holds {len(raw) - header} data bytes but its header declares {shape} = "
             f"{size}; expected {expected}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-def _read_mnist_idx(images: pathlib.Path, labels: pathlib.Path, where: str) -> tuple[np.ndarray, np.ndarray]:
-    x = _read_idx(images, _IDX_IMAGES_MAGIC, (None, *_MNIST_SHAPE), where)
-    y = _read_idx(labels, _IDX_LABELS_MAGIC, (None,), where)
+def _read_mnist_idx(images: pathlib.Path, labels: pathlib.Path, context: str) -> tuple[np.ndarray, np.ndarray]:
+    x = _read_idx(images, _IDX_IMAGES_MAGIC, (None, *_MNIST_SHAPE), context)
+    y = _read_idx(labels, _IDX_LABELS_MAGIC, (None,), context)
     if len(x) != len(y):
         raise ValueError(
-            f"{where}: {images} holds {len(x)} images but {labels} holds {len(y)} labels; expected one label per image"
+            f"{context}: {images} holds {len(x)} images but {labels} holds {len(y)} labels; expected one label per image"
         )
-    return _check_arrays(x, y, _MNIST_SHAPE, images.parent, (images.name, labels.name), _MNIST_FORMATS, where)
+    return _check_arrays(x, y, _MNIST_SHAPE, images.parent, (images.name, labels.name), _MNIST_FORMATS, context)
 
 
 def load_mnist(
@@ -303,28 +303,28 @@ def load_mnist(
       >>> x.shape, x.dtype, y.shape
       ((100, 28, 28), dtype('uint8'), (100,))
     """
-    where = "load_mnist"
-    split, limit = _check_split(split, where), _check_limit(limit, where)
+    context = "load_mnist"
+    split, limit = _check_split(split, context), _check_limit(limit, context)
     if path is None:
-        return _bundled(_BUNDLED_MNIST, "MNIST", split, limit, where)
-    path = _check_path(path, where)
+        return _bundled(_BUNDLED_MNIST, "MNIST", split, limit, context)
+    path = _check_path(path, context)
     if path.is_dir():
         images, labels = (_find_idx(path, name) for name in _MNIST_IDX[split])
         if images is not None and labels is not None:
-            x, y = _read_mnist_idx(images, labels, where)
+            x, y = _read_mnist_idx(images, labels, context)
         elif (path / "mnist.npz").is_file():
-            x, y = _read_npz_split(path / "mnist.npz", split, where)
+            x, y = _read_npz_split(path / "mnist.npz", split, context)
         else:
             names = " and ".join(f"{name}.gz" for name in _MNIST_IDX[split])
             raise FileNotFoundError(
-                f"{where}: directory {path} holds neither {names} (for split={split!r}) nor "
+                f"{context}: directory {path} holds neither {names} (for split={split!r}) nor "
                 f"mnist.npz; expected {_MNIST_FORMATS}"
             )
     elif path.is_file():
-        x, y = _read_npz_split(path, split, where)
+        x, y = _read_npz_split(path, split, context)
     else:
-        raise FileNotFoundError(f"{where}: {path} does not exist; expected {_MNIST_FORMATS}")
-    return _take(x, y, limit, str(path), where)
+        raise FileNotFoundError(f"{context}: {path} does not exist; expected {_MNIST_FORMATS}")
+    return _take(x, y, limit, str(path), context)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -339,25 +339,25 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: pathlib.Path, context: str) -> tuple[np.ndarray, np.ndarray]:
     """One python batch: (n, 3072) CHW rows become (n, 32, 32, 3) HWC images."""
     with open(path, "rb") as f:
         try:
             batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         except Exception as err:  # arbitrary bytes can fail in the unpickler in many ways (EOF, bad opcode, ...)
             raise ValueError(
-                f"{where}: {path} is damaged (truncated or corrupt?) or not a readable pickle "
+                f"{context}: {path} is damaged (truncated or corrupt?) or not a readable pickle "
                 f"({type(err).__name__}: {err}); "
                 f"expected {_CIFAR_BATCH_FORMAT}"
             ) from err
     if not isinstance(batch, dict):
-        raise ValueError(f"{where}: {path} holds a {type(batch).__name__}, not a dict; expected {_CIFAR_BATCH_FORMAT}")
+        raise ValueError(f"{context}: {path} holds a {type(batch).__name__}, not a dict; expected {_CIFAR_BATCH_FORMAT}")
     fields = {}
     for key in ("data", "labels"):  # the official files (Python 2 pickles) have bytes keys; re-pickled ones str keys
         value = batch.get(key.encode(), batch.get(key))
         if value is None:
             raise ValueError(
-                f"{where}: {path} has no {key!r} entry (keys {sorted(map(repr, batch))}); "
+                f"{context}: {path} has no {key!r} entry (keys {sorted(map(repr, batch))}); "
                 f"expected {_CIFAR_BATCH_FORMAT}"
             )
         fields[key] = value
@@ -366,7 +366,7 @@ def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.nd
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(
-            f"{where}: {path}: data must be a uint8 array (n, {row}), got {got}; expected {_CIFAR_BATCH_FORMAT}"
+            f"{context}: {path}: data must be a uint8 array (n, {row}), got {got}; expected {_CIFAR_BATCH_FORMAT}"
         )
     h, w, c = _CIFAR_SHAPE
     x = data.reshape(-1, c, h, w).transpose(0, 2, 3, 1)
@@ -374,9 +374,9 @@ def _read_cifar_batch(path: pathlib.Path, where: str) -> tuple[np.ndarray, np.nd
         labels = np.asarray(fields["labels"])
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"{where}: {path}: labels are not a list of ints ({err}); expected {_CIFAR_BATCH_FORMAT}"
+            f"{context}: {path}: labels are not a list of ints ({err}); expected {_CIFAR_BATCH_FORMAT}"
         ) from err
-    return _check_arrays(x, labels, _CIFAR_SHAPE, path, ("data", "labels"), _CIFAR_BATCH_FORMAT, where)
+    return _check_arrays(x, labels, _CIFAR_SHAPE, path, ("data", "labels"), _CIFAR_BATCH_FORMAT, context)
 
 
 def load_cifar10(
@@ -408,11 +408,11 @@ def load_cifar10(
       >>> x.shape, x.dtype, y.shape
       ((10, 32, 32, 3), dtype('uint8'), (10,))
     """
-    where = "load_cifar10"
-    split, limit = _check_split(split, where), _check_limit(limit, where)
+    context = "load_cifar10"
+    split, limit = _check_split(split, context), _check_limit(limit, context)
     if path is None:
-        return _bundled(_BUNDLED_CIFAR10, "CIFAR-10", split, limit, where)
-    path = _check_path(path, where)
+        return _bundled(_BUNDLED_CIFAR10, "CIFAR-10", split, limit, context)
+    path = _check_path(path, context)
     names = _CIFAR_BATCHES[split]
     expected = (
         f"a directory holding the CIFAR-10 python batches {', '.join(names)} (the {_CIFAR_SUBDIR} folder "
@@ -420,17 +420,17 @@ def load_cifar10(
     )
     if not path.is_dir():
         state = "is a file, not a directory" if path.exists() else "does not exist"
-        raise FileNotFoundError(f"{where}: {path} {state}; expected {expected}")
+        raise FileNotFoundError(f"{context}: {path} {state}; expected {expected}")
     folder = next((d for d in (path, path / _CIFAR_SUBDIR) if all((d / n).is_file() for n in names)), None)
     if folder is None:
         missing = [n for n in names if not (path / n).is_file()]
         raise FileNotFoundError(
-            f"{where}: {path} lacks {', '.join(missing)} (and has no complete {_CIFAR_SUBDIR} "
+            f"{context}: {path} lacks {', '.join(missing)} (and has no complete {_CIFAR_SUBDIR} "
             f"folder); expected {expected}"
         )
     xs, ys, count = [], [], 0
     for name in names:
-        x, y = _read_cifar_batch(folder / name, where)
+        x, y = _read_cifar_batch(folder / name, context)
         xs.append(x)
         ys.append(y)
         count += len(x)
@@ -438,7 +438,7 @@ def load_cifar10(
             break
     x = np.concatenate(xs, out=np.empty((count, *_CIFAR_SHAPE), np.uint8))  # one copy, C-contiguous HWC
     y = np.concatenate(ys)
-    return _take(x, y, limit, str(folder), where)
+    return _take(x, y, limit, str(folder), context)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -462,17 +462,17 @@ def to_patterns(x: ArrayLike, *, scale: PatternScale = "unit") -> Array:
       >>> to_patterns(np.array([[[0, 255]]], np.uint8), scale="bipolar").tolist()
       [[-1.0, 1.0]]
     """
-    where = "to_patterns"
+    context = "to_patterns"
     if not isinstance(scale, str) or scale not in PATTERN_SCALES:
-        raise ValueError(f"{where}: scale must be one of {PATTERN_SCALES}, got {scale!r}")
+        raise ValueError(f"{context}: scale must be one of {PATTERN_SCALES}, got {scale!r}")
     x = jnp.asarray(x)
     if x.dtype != jnp.uint8:
         raise TypeError(
-            f"{where}: x must be uint8 images with values 0-255 (as returned by the loaders), got dtype "
+            f"{context}: x must be uint8 images with values 0-255 (as returned by the loaders), got dtype "
             f"{x.dtype}; convert with x.astype(np.uint8) if they are pixel values"
         )
     if x.ndim < 2:
-        raise ValueError(f"{where}: x must have shape (n, ...) with at least 2 dims, got shape {tuple(x.shape)}")
+        raise ValueError(f"{context}: x must have shape (n, ...) with at least 2 dims, got shape {tuple(x.shape)}")
     flat = x.reshape(x.shape[0], -1).astype(jnp.float32)
     if scale == "unit":
         return flat / 255.0

@@ -123,14 +123,14 @@ jax.tree_util.register_dataclass(
 )
 
 
-def _check_key(key, where: str) -> Array:
+def _check_key(key, context: str) -> Array:
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
-            raise ValueError(f"{where}: key must be a single PRNG key, got a key array of shape {key.shape}")
+            raise ValueError(f"{context}: key must be a single PRNG key, got a key array of shape {key.shape}")
         return key
     if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
         return jax.random.wrap_key_data(key)
-    raise TypeError(f"{where}: key must be a jax.random key (jax.random.key(seed)), got {key!r}")
+    raise TypeError(f"{context}: key must be a jax.random key (jax.random.key(seed)), got {key!r}")
 
 
 def make_features(
@@ -164,15 +164,15 @@ def make_features(
       >>> feature_map(features, jnp.ones(16) / 4, 2.0).shape
       (2048,)
     """
-    where = "make_features"
+    context = "make_features"
     if kind not in FEATURE_KINDS:
-        raise ValueError(f"{where}: kind must be one of {FEATURE_KINDS}, got {kind!r}")
+        raise ValueError(f"{context}: kind must be one of {FEATURE_KINDS}, got {kind!r}")
     if projection not in PROJECTIONS:
-        raise ValueError(f"{where}: projection must be one of {PROJECTIONS}, got {projection!r}")
-    dim = check_int(dim, "dim", where, minimum=1)
-    num_features = check_int(num_features, "num_features", where, minimum=1)
-    block_size = _proj.check_block_size(projection, dim, block_size, where)
-    params = _sample(_check_key(key, where), kind, projection, dim, num_features, block_size)
+        raise ValueError(f"{context}: projection must be one of {PROJECTIONS}, got {projection!r}")
+    dim = check_int(dim, "dim", context, minimum=1)
+    num_features = check_int(num_features, "num_features", context, minimum=1)
+    block_size = _proj.check_block_size(projection, dim, block_size, context)
+    params = _sample(_check_key(key, context), kind, projection, dim, num_features, block_size)
     return Features(kind, projection, dim, num_features, block_size, params)
 
 
@@ -189,20 +189,20 @@ def _sample(key: Array, kind: str, projection: str, dim: int, num_features: int,
 # kernels shared with dammem.drdam.memory (no validation)
 
 
-def check_features(features, where: str) -> Features:
+def check_features(features, context: str) -> Features:
     if not isinstance(features, Features):
-        raise TypeError(f"{where}: features must be a Features from make_features, got {type(features).__name__}")
+        raise TypeError(f"{context}: features must be a Features from make_features, got {type(features).__name__}")
     return features
 
 
-def check_chunk_size(features: Features, chunk_size, where: str) -> int:
+def check_chunk_size(features: Features, chunk_size, context: str) -> int:
     """Rows per compute chunk: a positive multiple of ``features.block_size`` (None: the default)."""
     if chunk_size is None:
         return _proj.default_chunk_rows(features.projection, features.dim, features.num_features, features.block_size)
     g = features.block_size
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1 or chunk_size % g:
         raise ValueError(
-            f"{where}: chunk_size must be a positive multiple of block_size = {g} (rows per generation block), "
+            f"{context}: chunk_size must be a positive multiple of block_size = {g} (rows per generation block), "
             f"got {chunk_size!r}"
         )
     return chunk_size
@@ -319,13 +319,13 @@ def feature_map(
       >>> round(float(phi @ phi), 4)  # sincos features have unit norm
       1.0
     """
-    where = "feature_map"
-    features = check_features(features, where)
-    x = check_floating(x, "x", where)
+    context = "feature_map"
+    features = check_features(features, context)
+    x = check_floating(x, "x", context)
     if x.ndim < 1 or x.shape[-1] != features.dim:
-        raise ValueError(f"{where}: x must have shape (..., D) with D = {features.dim}, got shape {tuple(x.shape)}")
-    beta = check_beta(beta, where)
-    rows = check_chunk_size(features, chunk_size, where)
+        raise ValueError(f"{context}: x must have shape (..., D) with D = {features.dim}, got shape {tuple(x.shape)}")
+    beta = check_beta(beta, context)
+    rows = check_chunk_size(features, chunk_size, context)
     return _feature_map_kernel(features, x, beta, rows)
 
 

@@ -81,43 +81,43 @@ class Memory(NamedTuple):
 # checks
 
 
-def _check_memory(memory, features: Features, where: str, name: str = "T") -> Memory:
+def _check_memory(memory, features: Features, context: str, name: str = "T") -> Memory:
     if not isinstance(memory, Memory):
-        raise TypeError(f"{where}: {name} must be a Memory from encode/add/remove, got {type(memory).__name__}")
+        raise TypeError(f"{context}: {name} must be a Memory from encode/add/remove, got {type(memory).__name__}")
     if jnp.shape(memory.t) != (features.size,):
         raise ValueError(
-            f"{where}: {name}.t has shape {jnp.shape(memory.t)} but features of kind {features.kind!r} with "
+            f"{context}: {name}.t has shape {jnp.shape(memory.t)} but features of kind {features.kind!r} with "
             f"Y = {features.num_features} have F = {features.size} (shape ({features.size},)); encode with the same "
             "features"
         )
     return memory
 
 
-def _check_patterns(memories, features: Features, where: str) -> Array:
-    memories = check_floating(memories, "memories", where)
+def _check_patterns(memories, features: Features, context: str) -> Array:
+    memories = check_floating(memories, "memories", context)
     if memories.ndim != 2 or memories.shape[1] != features.dim:
         raise ValueError(
-            f"{where}: memories must have shape (K, D) with D = {features.dim} (the features' dim), got shape "
+            f"{context}: memories must have shape (K, D) with D = {features.dim} (the features' dim), got shape "
             f"{tuple(memories.shape)}"
         )
     return memories
 
 
-def _check_query(x, features: Features, where: str) -> Array:
-    x = check_floating(x, "x", where)
+def _check_query(x, features: Features, context: str) -> Array:
+    x = check_floating(x, "x", context)
     if x.ndim != 1:
-        raise ValueError(f"{where}: x must be one query of shape (D,), got shape {tuple(x.shape)}; use jax.vmap")
+        raise ValueError(f"{context}: x must be one query of shape (D,), got shape {tuple(x.shape)}; use jax.vmap")
     if x.shape[0] != features.dim:
-        raise ValueError(f"{where}: x has D = {x.shape[0]} but the features have dim = {features.dim}")
+        raise ValueError(f"{context}: x has D = {x.shape[0]} but the features have dim = {features.dim}")
     return x
 
 
-def _check_read_args(T, features: Features, beta, eps, chunk_size, where: str):
+def _check_read_args(T, features: Features, beta, eps, chunk_size, context: str):
     """The checked arguments of energy and clip_fraction that follow the query: ``(T, beta, eps, rows)``."""
-    T = _check_memory(T, features, where)
-    beta = check_beta(beta, where)
-    eps = check_float(eps, "eps", where, positive=True)
-    return T, beta, eps, _feat.check_chunk_size(features, chunk_size, where)
+    T = _check_memory(T, features, context)
+    beta = check_beta(beta, context)
+    eps = check_float(eps, "eps", context, positive=True)
+    return T, beta, eps, _feat.check_chunk_size(features, chunk_size, context)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -164,28 +164,28 @@ def _encode_kernel(
     return _feat.rows_to_features(features, outs)
 
 
-def _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T=None):
+def _check_encode_args(features, memories, beta, chunk_size, batch_size, context, T=None):
     """The checked arguments of encode (``T`` None) and of add / remove (``T`` checked against the features):
     ``(features, memories, beta, rows, batch, T)``."""
-    features = _feat.check_features(features, where)
-    memories = _check_patterns(memories, features, where)
-    beta = check_beta(beta, where)
-    rows = _feat.check_chunk_size(features, chunk_size, where)
-    batch = _BATCH if batch_size is None else check_int(batch_size, "batch_size", where, minimum=1)
+    features = _feat.check_features(features, context)
+    memories = _check_patterns(memories, features, context)
+    beta = check_beta(beta, context)
+    rows = _feat.check_chunk_size(features, chunk_size, context)
+    batch = _BATCH if batch_size is None else check_int(batch_size, "batch_size", context, minimum=1)
     if T is not None:
-        T = _check_memory(T, features, where)
+        T = _check_memory(T, features, context)
     return features, memories, beta, rows, batch, T
 
 
-def _encoded_delta(T, features, memories, beta, chunk_size, batch_size, where: str):
+def _encoded_delta(T, features, memories, beta, chunk_size, batch_size, context: str):
     """What :func:`add` and :func:`remove` change ``T`` by: ``(T, features, delta, K)`` with ``delta`` the encoded
     ``sum_mu phi(sqrt(beta) xi_mu)`` of the ``K`` patterns (its log for the exponential kinds) in ``T``'s dtype."""
-    checked = _check_encode_args(features, memories, beta, chunk_size, batch_size, where, T)
+    checked = _check_encode_args(features, memories, beta, chunk_size, batch_size, context, T)
     features, memories, beta, rows, batch, T = checked
     k = memories.shape[0]
-    if where == "remove" and is_concrete(T.count) and int(T.count) < k:
+    if context == "remove" and is_concrete(T.count) and int(T.count) < k:
         raise ValueError(
-            f"{where}: cannot remove {k} pattern(s) from T, which holds {int(T.count)}"
+            f"{context}: cannot remove {k} pattern(s) from T, which holds {int(T.count)}"
             + (" (the memory is empty)" if int(T.count) == 0 else "")
         )
     return T, features, _encode_kernel(features, memories, beta, rows, batch).astype(T.t.dtype), k
@@ -444,14 +444,14 @@ def energy(
       >>> bool(abs(approx - exact) < 0.05)
       True
     """
-    where = "energy"
-    features = _feat.check_features(features, where)
-    x = _check_query(x, features, where)
+    context = "energy"
+    features = _feat.check_features(features, context)
+    x = _check_query(x, features, context)
     if q not in Q_KINDS:
-        raise ValueError(f"{where}: q must be one of {Q_KINDS}, got {q!r}")
-    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
+        raise ValueError(f"{context}: q must be one of {Q_KINDS}, got {q!r}")
+    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, context)
     if is_concrete(T.count) and int(T.count) == 0:
-        raise ValueError(f"{where}: T is an empty memory (count 0); encode or add patterns first")
+        raise ValueError(f"{context}: T is an empty memory (count 0); encode or add patterns first")
     return _energy_jit(x, T.t, features, beta, q, eps, rows)
 
 
@@ -475,12 +475,12 @@ def clip_fraction(
     Returns:
       Scalar in ``[0, 1]``.
     """
-    where = "clip_fraction"
-    features = _feat.check_features(features, where)
-    x = check_floating(x, "x", where)
+    context = "clip_fraction"
+    features = _feat.check_features(features, context)
+    x = check_floating(x, "x", context)
     if x.ndim not in (1, 2) or x.shape[-1] != features.dim:
-        raise ValueError(f"{where}: x must have shape (D,) or (B, D) with D = {features.dim}, got {tuple(x.shape)}")
-    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, where)
+        raise ValueError(f"{context}: x must have shape (D,) or (B, D) with D = {features.dim}, got {tuple(x.shape)}")
+    T, beta, eps, rows = _check_read_args(T, features, beta, eps, chunk_size, context)
     queries = x.reshape(-1, features.dim)
     if features.positive:
         return jnp.zeros((), _feat.compute_dtype(x))

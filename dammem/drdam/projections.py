@@ -76,20 +76,20 @@ def default_block_size(projection: str, dim: int) -> int:
     return _GAUSSIAN_BLOCK
 
 
-def check_block_size(projection: str, dim: int, block_size, where: str) -> int:
+def check_block_size(projection: str, dim: int, block_size, context: str) -> int:
     """Validate a user block size for ``projection`` (``None``: the default); errors name the value and the rule."""
     if block_size is None:
         return default_block_size(projection, dim)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"{where}: block_size must be a positive int or None, got {block_size!r}")
+        raise ValueError(f"{context}: block_size must be a positive int or None, got {block_size!r}")
     if projection == "orthogonal" and block_size > dim:
         raise ValueError(
-            f"{where}: block_size must be <= dim = {dim} for projection='orthogonal' (at most D orthogonal rows "
+            f"{context}: block_size must be <= dim = {dim} for projection='orthogonal' (at most D orthogonal rows "
             f"per block), got {block_size}"
         )
     if projection == "structured" and (block_size & (block_size - 1) or block_size < dim):
         raise ValueError(
-            f"{where}: block_size must be a power of two >= dim = {dim} for projection='structured' (the "
+            f"{context}: block_size must be a power of two >= dim = {dim} for projection='structured' (the "
             f"Walsh-Hadamard blocks are P x P), got {block_size}; e.g. {_next_power_of_two(dim)}"
         )
     return block_size

@@ -25,22 +25,22 @@ from dammem.separations import conjugate
 from dammem.similarities import SIMILARITIES, Kernelized, Similarity, SimilarityLike, get_similarity
 
 
-def check_query(x: ArrayLike, memories: ArrayLike, where: str) -> tuple[Array, Array]:
+def check_query(x: ArrayLike, memories: ArrayLike, context: str) -> tuple[Array, Array]:
     """One query (D,) against at least one memory (K, D); refuses batches (callers vmap) and mismatched D."""
-    memories, x = check_memories_query(memories, x, where, min_memories=1)
+    memories, x = check_memories_query(memories, x, context, min_memories=1)
     return x, memories
 
 
-def check_alpha(alpha: ArrayLike, where: str) -> ArrayLike:
+def check_alpha(alpha: ArrayLike, context: str) -> ArrayLike:
     """Tsallis alpha of one query's energy: a real scalar; a concrete value must lie in [1, 2].
 
     A traced alpha outside [1, 2] makes the separations return NaN.
     """
-    alpha = check_scalar(alpha, "alpha", where)
+    alpha = check_scalar(alpha, "alpha", context)
     if is_concrete(alpha):
         value = float(np.asarray(alpha))
         if not 1.0 <= value <= 2.0:
-            raise ValueError(f"{where}: alpha must lie in [1, 2], got {value}")
+            raise ValueError(f"{context}: alpha must lie in [1, 2], got {value}")
     return alpha
 
 
@@ -52,31 +52,31 @@ def scaled_conjugate(beta: ArrayLike, z: Array, alpha: ArrayLike) -> Array:
     return nan_unless_positive(beta, conjugate(beta * z, alpha) / beta)
 
 
-def similarity_scores(sim: Similarity | Kernelized, memories: Array, x: Array, where: str) -> Array:
+def similarity_scores(sim: Similarity | Kernelized, memories: Array, x: Array, context: str) -> Array:
     """``sim(memories, x)``, checked to be one score per memory."""
     scores = sim(memories, x)
     if jnp.shape(scores) != (memories.shape[0],):
         raise ValueError(
-            f"{where}: similarity {sim.name!r} returned scores of shape {jnp.shape(scores)} for {memories.shape[0]} "
+            f"{context}: similarity {sim.name!r} returned scores of shape {jnp.shape(scores)} for {memories.shape[0]} "
             f"memories; a similarity must return shape (K,) = ({memories.shape[0]},)"
         )
     return scores
 
 
-def resolve_similarity(similarity: SimilarityLike, where: str) -> Similarity | Kernelized:
+def resolve_similarity(similarity: SimilarityLike, context: str) -> Similarity | Kernelized:
     """:func:`~dammem.similarities.get_similarity`, with errors prefixed by the calling function's name."""
     try:
         return get_similarity(similarity)
     except (TypeError, ValueError) as err:
-        raise type(err)(f"{where}: {err}") from None
+        raise type(err)(f"{context}: {err}") from None
 
 
-def energy_similarity(similarity: SimilarityLike, where: str) -> Similarity | Kernelized:
+def energy_similarity(similarity: SimilarityLike, context: str) -> Similarity | Kernelized:
     """Resolve ``similarity`` for an energy: refuse those with no energy whose descent is the retrieval update."""
-    sim = resolve_similarity(similarity, where)
+    sim = resolve_similarity(similarity, context)
     if sim.energy_scale is None:
         raise ValueError(
-            f"{where}: similarity {sim.name!r} has no energy whose descent is the update "
+            f"{context}: similarity {sim.name!r} has no energy whose descent is the update "
             f"x <- Xi^T Sep(beta sim(Xi, x)); energies accept 'dot', 'neg_sq_l2', kernelize('dot' or 'neg_sq_l2', W) "
             f"or a Similarity with an energy_scale (the update alone accepts {sim.name!r} as a one-step retrieval map)"
         )
@@ -99,22 +99,22 @@ class EnergyForm(NamedTuple):
         """The generalized sparse form with another similarity: ``c`` is that similarity's ``energy_scale``."""
         return self._replace(similarity=similarity, energy_scale=similarity.energy_scale)
 
-    def scores(self, memories: Array, x: Array, where: str) -> Array:
+    def scores(self, memories: Array, x: Array, context: str) -> Array:
         """(K,) ``k sim(Xi, x)`` of one query."""
-        return self.score_scale * similarity_scores(self.similarity, memories, x, where)
+        return self.score_scale * similarity_scores(self.similarity, memories, x, context)
 
-    def self_term(self, x: Array, where: str) -> Array:
+    def self_term(self, x: Array, context: str) -> Array:
         """``1/2 sim(x, x)`` of one query (``1/2 <x, x>`` for dot, 0 for neg_sq_l2)."""
-        return 0.5 * similarity_scores(self.similarity, x[None], x, where)[0]
+        return 0.5 * similarity_scores(self.similarity, x[None], x, context)[0]
 
     def combine(self, self_term: Array, scaled_conjugate_value: Array) -> Array:
         """``1/2 sim(x, x) - c Psi*_alpha(beta, k sim(Xi, x))`` from its two terms."""
         return self_term - self.energy_scale * scaled_conjugate_value
 
-    def energy(self, x: Array, memories: Array, beta: ArrayLike, alpha: ArrayLike, where: str) -> Array:
+    def energy(self, x: Array, memories: Array, beta: ArrayLike, alpha: ArrayLike, context: str) -> Array:
         """The energy of one checked query (``beta`` from :func:`check_beta`)."""
-        psi = scaled_conjugate(beta, self.scores(memories, x, where), alpha)
-        return self.combine(self.self_term(x, where), psi)
+        psi = scaled_conjugate(beta, self.scores(memories, x, context), alpha)
+        return self.combine(self.self_term(x, context), psi)
 
 
 ENERGY_FORMS: dict[str, EnergyForm] = {

@@ -56,10 +56,10 @@ def bipolar_sign(u: ArrayLike) -> Array:
     return jnp.where(u >= 0, 1.0, -1.0).astype(u.dtype)
 
 
-def _matrix(a: ArrayLike, name: str, where: str) -> Array:
-    a = check_floating(a, name, where)
+def _matrix(a: ArrayLike, name: str, context: str) -> Array:
+    a = check_floating(a, name, context)
     if a.ndim != 2:
-        raise ValueError(f"{where}: {name} must be a matrix, got shape {tuple(a.shape)}")
+        raise ValueError(f"{context}: {name} must be a matrix, got shape {tuple(a.shape)}")
     return a
 
 
@@ -107,16 +107,16 @@ def hetero_weights(keys: Float[ArrayLike, "M D"], values: Float[ArrayLike, "M D_
     return values.T @ keys
 
 
-def _check_state(x: ArrayLike, weights: ArrayLike, where: str, *, square: bool = True) -> tuple[Array, Array]:
+def _check_state(x: ArrayLike, weights: ArrayLike, context: str, *, square: bool = True) -> tuple[Array, Array]:
     """A state (D,) and weights (D, D) (``square=False``: (D_out, D), for the one-step hetero-associative map)."""
-    weights = _matrix(weights, "weights", where)
+    weights = _matrix(weights, "weights", context)
     if square and weights.shape[0] != weights.shape[1]:
         raise ValueError(
-            f"{where}: weights must be square (D, D) for a state that maps to itself, got {tuple(weights.shape)}"
+            f"{context}: weights must be square (D, D) for a state that maps to itself, got {tuple(weights.shape)}"
         )
-    x = check_floating(x, "x", where)
+    x = check_floating(x, "x", context)
     if x.ndim != 1 or x.shape[0] != weights.shape[1]:
-        raise ValueError(f"{where}: x must have shape ({weights.shape[1]},) to match weights, got {tuple(x.shape)}")
+        raise ValueError(f"{context}: x must have shape ({weights.shape[1]},) to match weights, got {tuple(x.shape)}")
     return x, weights
 
 

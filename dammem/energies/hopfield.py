@@ -58,10 +58,10 @@ def modern_hopfield_energy(
       >>> round(float(modern_hopfield_energy(x, memories, 1.0)), 4)  # 1/2 - log(e + 1)
       -0.8133
     """
-    where = "modern_hopfield_energy"
-    x, memories = check_query(x, memories, where)
-    beta = check_beta(beta, where)
-    return ENERGY_FORMS["modern_hopfield"].energy(x, memories, beta, 1.0, where)
+    context = "modern_hopfield_energy"
+    x, memories = check_query(x, memories, context)
+    beta = check_beta(beta, context)
+    return ENERGY_FORMS["modern_hopfield"].energy(x, memories, beta, 1.0, context)
 
 
 def sparse_hopfield_energy(
@@ -106,11 +106,11 @@ def sparse_hopfield_energy(
       >>> float(sparse_hopfield_energy(x, memories, 1.0, 2.0))  # 1/2 - (<p, z> - 1/2 ||p||^2 + 1/2), p = (1, 0)
       -0.5
     """
-    where = "sparse_hopfield_energy"
-    x, memories = check_query(x, memories, where)
-    sim = energy_similarity(similarity, where)
-    beta, alpha = check_beta(beta, where), check_alpha(alpha, where)
-    return ENERGY_FORMS["sparse_hopfield"].with_similarity(sim).energy(x, memories, beta, alpha, where)
+    context = "sparse_hopfield_energy"
+    x, memories = check_query(x, memories, context)
+    sim = energy_similarity(similarity, context)
+    beta, alpha = check_beta(beta, context), check_alpha(alpha, context)
+    return ENERGY_FORMS["sparse_hopfield"].with_similarity(sim).energy(x, memories, beta, alpha, context)
 
 
 def sparse_hopfield_update(
@@ -146,11 +146,11 @@ def sparse_hopfield_update(
       >>> [round(v, 3) for v in x.tolist()]
       [0.7, 0.3]
     """
-    where = "sparse_hopfield_update"
-    x, memories = check_query(x, memories, where)
-    sim = resolve_similarity(similarity, where)
-    beta, alpha = check_beta(beta, where), check_alpha(alpha, where)
-    scores = similarity_scores(sim, memories, x, where)
+    context = "sparse_hopfield_update"
+    x, memories = check_query(x, memories, context)
+    sim = resolve_similarity(similarity, context)
+    beta, alpha = check_beta(beta, context), check_alpha(alpha, context)
+    scores = similarity_scores(sim, memories, x, context)
     return nan_unless_positive(beta, tsallis_separation(beta * scores, alpha) @ memories)
 
 

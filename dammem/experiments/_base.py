@@ -209,13 +209,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
 
 
-def config_from_mapping(cls: type, mapping: Mapping[str, Any] | None, where: str = "config") -> Any:
+def config_from_mapping(cls: type, mapping: Mapping[str, Any] | None, context: str = "config") -> Any:
     """Build the dataclass ``cls`` from a mapping, refusing unknown keys and wrongly typed values.
 
     Args:
       cls: a dataclass whose fields all have defaults (and whose ``__post_init__`` checks value ranges).
       mapping: field name -> value (e.g. from YAML); missing fields keep their defaults.
-      where: the key path prefix used in error messages.
+      context: the key path prefix used in error messages.
 
     Returns:
       An instance of ``cls``.
@@ -227,13 +227,13 @@ def config_from_mapping(cls: type, mapping: Mapping[str, Any] | None, where: str
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}")
+        raise ConfigError(f"{context}: unknown key(s) {unknown}; allowed keys are {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in mapping.items()}
+    values = {name: _coerce(value, hints[name], f"{context}.{name}") for name, value in mapping.items()}
     try:
         return cls(**values)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(f"{context}: {err}") from err
 
 
 def packaged_configs() -> dict[str, Traversable]:

@@ -65,31 +65,31 @@ def _static_values(value: ArrayLike) -> float | tuple[float, ...]:
     return float(values) if values.ndim == 0 else tuple(float(x) for x in values)
 
 
-def _check_beta(beta, learn_beta: bool, heads: int, width: int, where: str) -> float | tuple[float, ...]:
-    check_bool(learn_beta, "learn_beta", where)
+def _check_beta(beta, learn_beta: bool, heads: int, width: int, context: str) -> float | tuple[float, ...]:
+    check_bool(learn_beta, "learn_beta", context)
     if beta is None:
         return 1.0 / math.sqrt(width)
-    check_beta(beta, where, heads=heads)
+    check_beta(beta, context, heads=heads)
     return _static_values(beta)
 
 
-def _check_separation(separation, alpha, learn_alpha: bool, heads: int, where: str):
+def _check_separation(separation, alpha, learn_alpha: bool, heads: int, context: str):
     """The alpha values of a separation that takes one (Python floats), else None; the name by the registry."""
-    check_bool(learn_alpha, "learn_alpha", where)
-    spec = resolve_separation(separation, alpha, where)
+    check_bool(learn_alpha, "learn_alpha", context)
+    spec = resolve_separation(separation, alpha, context)
     if spec is None or not spec.takes_alpha:
         if learn_alpha:
             takers = [name for name, entry in SEPARATIONS.items() if entry.takes_alpha]
             raise ValueError(
-                f"{where}: learn_alpha is only used with a separation that takes alpha ({takers}), got separation="
+                f"{context}: learn_alpha is only used with a separation that takes alpha ({takers}), got separation="
                 f"{separation!r}"
             )
         return None
-    check_alpha(alpha, where, heads=heads)
+    check_alpha(alpha, context, heads=heads)
     values = _static_values(alpha)
     if learn_alpha and np.any(np.asarray(values) >= 2.0):
         raise ValueError(
-            f"{where}: alpha must lie in (1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2), got {alpha!r}"
+            f"{context}: alpha must lie in (1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2), got {alpha!r}"
         )
     return values
 
@@ -190,37 +190,37 @@ class Hopfield(nnx.Module):
         rngs: nnx.Rngs | None = None,
         keep_rngs: bool = True,
     ):
-        where = type(self).__name__
-        self.num_heads = check_int(num_heads, "num_heads", where, minimum=1)
-        self.in_features = check_int(in_features, "in_features", where, minimum=1)
-        self.use_projections = check_bool(use_projections, "use_projections", where)
+        context = type(self).__name__
+        self.num_heads = check_int(num_heads, "num_heads", context, minimum=1)
+        self.in_features = check_int(in_features, "in_features", context, minimum=1)
+        self.use_projections = check_bool(use_projections, "use_projections", context)
         if use_projections:
             widths = {"qkv_features": qkv_features, "out_features": out_features, "in_kv_features": in_kv_features}
             for name, value in widths.items():
-                setattr(self, name, check_int(in_features if value is None else value, name, where, minimum=1))
+                setattr(self, name, check_int(in_features if value is None else value, name, context, minimum=1))
         else:
             for name, value in (("qkv_features", qkv_features), ("out_features", out_features),
                                 ("in_kv_features", in_kv_features)):  # fmt: skip
                 if value is not None and value != in_features:
                     raise ValueError(
-                        f"{where}: {name}={value!r} needs projections; with use_projections=False the widths are"
+                        f"{context}: {name}={value!r} needs projections; with use_projections=False the widths are"
                         f" those of the inputs (leave it None or equal to in_features={in_features})"
                     )
             if normalize_qk:
-                raise ValueError(f"{where}: normalize_qk=True needs projections (use_projections=True)")
+                raise ValueError(f"{context}: normalize_qk=True needs projections (use_projections=True)")
             self.qkv_features = self.out_features = self.in_kv_features = self.in_features
         if self.qkv_features % self.num_heads != 0:
             feature = "qkv_features" if use_projections else "in_features"
             raise ValueError(
-                f"{where}: {feature} ({self.qkv_features}) must be divisible by num_heads ({self.num_heads})"
+                f"{context}: {feature} ({self.qkv_features}) must be divisible by num_heads ({self.num_heads})"
             )
         self.head_dim = self.qkv_features // self.num_heads
         self.separation = separation
-        alpha_values = _check_separation(separation, alpha, learn_alpha, self.num_heads, where)
-        beta_values = _check_beta(beta, learn_beta, self.num_heads, self.head_dim, where)
-        self.update_steps = check_int(update_steps, "update_steps", where, minimum=1)
-        self.tol = check_float(tol, "tol", where, allow_zero=True, optional=True)
-        self.dropout_rate = check_float(dropout_rate, "dropout_rate", where, allow_zero=True, below=1.0)
+        alpha_values = _check_separation(separation, alpha, learn_alpha, self.num_heads, context)
+        beta_values = _check_beta(beta, learn_beta, self.num_heads, self.head_dim, context)
+        self.update_steps = check_int(update_steps, "update_steps", context, minimum=1)
+        self.tol = check_float(tol, "tol", context, allow_zero=True, optional=True)
+        self.dropout_rate = check_float(dropout_rate, "dropout_rate", context, allow_zero=True, below=1.0)
         self.broadcast_dropout = broadcast_dropout
         self.deterministic = deterministic
         self.decode = decode
@@ -249,7 +249,7 @@ class Hopfield(nnx.Module):
 
         if use_projections:
             if rngs is None:
-                raise ValueError(f"{where}: rngs is required to initialise the projections (use_projections=True)")
+                raise ValueError(f"{context}: rngs is required to initialise the projections (use_projections=True)")
             linear = functools.partial(
                 nnx.LinearGeneral, dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init,
                 bias_init=bias_init, use_bias=use_bias, precision=precision, rngs=rngs,
@@ -275,7 +275,7 @@ class Hopfield(nnx.Module):
             self.query_ln = self.key_ln = nnx.data(None)
         if self.dropout_rate > 0 and keep_rngs:
             if rngs is None:
-                raise ValueError(f"{where}: dropout_rate > 0 with keep_rngs=True needs rngs (a dropout stream)")
+                raise ValueError(f"{context}: dropout_rate > 0 with keep_rngs=True needs rngs (a dropout stream)")
             self.rngs = rngs.dropout.fork()
         else:
             self.rngs = nnx.data(None)
@@ -310,19 +310,19 @@ class Hopfield(nnx.Module):
         return x.reshape(x.shape[:-1] + (self.num_heads, x.shape[-1] // self.num_heads))
 
     def _project(self, inputs_q, inputs_k, inputs_v):
-        where = type(self).__name__
+        context = type(self).__name__
         if inputs_q.shape[-1] != self.in_features:
-            raise ValueError(f"{where}: inputs_q has {inputs_q.shape[-1]} features, expected {self.in_features}")
+            raise ValueError(f"{context}: inputs_q has {inputs_q.shape[-1]} features, expected {self.in_features}")
         if not self.use_projections:
             if inputs_k.shape[-1] != self.in_features:
                 raise ValueError(
-                    f"{where}: inputs_k has {inputs_k.shape[-1]} features, expected in_features={self.in_features}"
+                    f"{context}: inputs_k has {inputs_k.shape[-1]} features, expected in_features={self.in_features}"
                 )
             return tuple(self._split(x, name) for x, name in ((inputs_q, "inputs_q"), (inputs_k, "inputs_k"),
                                                                (inputs_v, "inputs_v")))  # fmt: skip
         for name, x in (("inputs_k", inputs_k), ("inputs_v", inputs_v)):
             if x.shape[-1] != self.in_kv_features:
-                raise ValueError(f"{where}: {name} has {x.shape[-1]} features, expected {self.in_kv_features}")
+                raise ValueError(f"{context}: {name} has {x.shape[-1]} features, expected {self.in_kv_features}")
         query, key, value = self.query(inputs_q), self.key(inputs_k), self.value(inputs_v)
         if self.normalize_qk:
             query, key = self.query_ln(query), self.key_ln(key)
@@ -381,11 +381,11 @@ class Hopfield(nnx.Module):
         Returns:
           ``(..., Q, out_features)``; without projections ``(..., Q, width of inputs_v)``.
         """
-        where = type(self).__name__
+        context = type(self).__name__
         if inputs_k is None:
             if inputs_v is not None:
                 raise ValueError(
-                    f"{where}: inputs_k cannot be None when inputs_v is given (pass inputs_k and leave inputs_v None"
+                    f"{context}: inputs_k cannot be None when inputs_v is given (pass inputs_k and leave inputs_v None"
                     " to use the same array for both)"
                 )
             inputs_k = inputs_q
@@ -396,12 +396,12 @@ class Hopfield(nnx.Module):
         decode = self.decode if decode is None else decode
         if decode:
             if is_causal:
-                raise ValueError(f"{where}: is_causal has no meaning with decode=True (the cache is causal)")
+                raise ValueError(f"{context}: is_causal has no meaning with decode=True (the cache is causal)")
             key, value, cache_mask = self._decode_step(key, value, None)
         batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3], value.shape[:-3])
         shape = (*batch, self.num_heads, query.shape[-3], key.shape[-3])
         target = "the attention weights' shape (batch..., num_heads, q_length, kv_length) ="
-        mask = check_mask(mask, shape, where, target=target, nonzero=True)  # nonzero entries attend (flax's masks)
+        mask = check_mask(mask, shape, context, target=target, nonzero=True)  # nonzero entries attend (flax's masks)
         if decode:
             mask = cache_mask if mask is None else jnp.logical_and(mask, cache_mask)
         if is_causal:
@@ -413,12 +413,12 @@ class Hopfield(nnx.Module):
             deterministic = self.deterministic if deterministic is None else deterministic
             if deterministic is None:
                 raise ValueError(
-                    f"{where}: dropout_rate > 0 needs deterministic (True or False) in the call or the constructor"
+                    f"{context}: dropout_rate > 0 needs deterministic (True or False) in the call or the constructor"
                 )
             if not deterministic:
                 stream = self.rngs if rngs is None else (rngs.dropout if isinstance(rngs, nnx.Rngs) else rngs)
                 if stream is None:
-                    raise ValueError(f"{where}: dropout needs rngs in the call (constructed with keep_rngs=False)")
+                    raise ValueError(f"{context}: dropout needs rngs in the call (constructed with keep_rngs=False)")
                 dropout_rate, dropout_key = self.dropout_rate, stream()
 
         result = hopfield_attention(
@@ -451,10 +451,10 @@ class Hopfield(nnx.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _hopfield_kwargs(where: str, kwargs: dict) -> dict:
+def _hopfield_kwargs(context: str, kwargs: dict) -> dict:
     for name in ("decode",):
         if name in kwargs:
-            raise TypeError(f"{where}: {name} is not an option of this layer")
+            raise TypeError(f"{context}: {name} is not an option of this layer")
     return kwargs
 
 
@@ -492,9 +492,9 @@ class HopfieldPooling(nnx.Module):
         rngs: nnx.Rngs,
         **kwargs,
     ):
-        where = type(self).__name__
-        self.num_queries = check_int(num_queries, "num_queries", where, minimum=1)
-        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(where, kwargs))
+        context = type(self).__name__
+        self.num_queries = check_int(num_queries, "num_queries", context, minimum=1)
+        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(context, kwargs))
         dtype = kwargs.get("param_dtype", jnp.float32)
         self.queries = nnx.Param(query_init(rngs.params(), (self.num_queries, in_features), dtype))
 
@@ -553,10 +553,10 @@ class HopfieldLayer(nnx.Module):
         rngs: nnx.Rngs,
         **kwargs,
     ):
-        where = type(self).__name__
-        self.num_patterns = check_int(num_patterns, "num_patterns", where, minimum=1)
-        check_bool(separate_targets, "separate_targets", where)
-        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(where, kwargs))
+        context = type(self).__name__
+        self.num_patterns = check_int(num_patterns, "num_patterns", context, minimum=1)
+        check_bool(separate_targets, "separate_targets", context)
+        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(context, kwargs))
         dtype = kwargs.get("param_dtype", jnp.float32)
         shape = (self.num_patterns, in_features)
         self.patterns = nnx.Param(pattern_init(rngs.params(), shape, dtype))

@@ -43,14 +43,14 @@ def _checkpointer() -> ocp.Checkpointer:
     return ocp.Checkpointer(ocp.StandardCheckpointHandler())
 
 
-def _check_module(module, name: str, where: str) -> None:
+def _check_module(module, name: str, context: str) -> None:
     if not isinstance(module, nnx.Module):
-        raise TypeError(f"{where}: {name} must be a flax.nnx.Module, got {type(module).__name__}")
+        raise TypeError(f"{context}: {name} must be a flax.nnx.Module, got {type(module).__name__}")
 
 
-def _directory(path, where: str) -> str:
+def _directory(path, context: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{where}: path must be a str or os.PathLike directory, got {type(path).__name__}")
+        raise TypeError(f"{context}: path must be a str or os.PathLike directory, got {type(path).__name__}")
     return os.path.abspath(os.fspath(path))
 
 
@@ -64,13 +64,13 @@ def save_checkpoint(path: str | os.PathLike, module: nnx.Module, *, overwrite: b
       module: any ``flax.nnx.Module``.
       overwrite: replace an existing checkpoint at ``path``; otherwise an existing ``path`` is an error.
     """
-    where = "save_checkpoint"
-    _check_module(module, "module", where)
-    directory = _directory(path, where)
+    context = "save_checkpoint"
+    _check_module(module, "module", context)
+    directory = _directory(path, context)
     if not isinstance(overwrite, bool):
-        raise TypeError(f"{where}: overwrite must be a bool, got {overwrite!r}")
+        raise TypeError(f"{context}: overwrite must be a bool, got {overwrite!r}")
     if os.path.exists(directory) and not overwrite:
-        raise ValueError(f"{where}: path {directory!r} already exists; pass overwrite=True to replace it")
+        raise ValueError(f"{context}: path {directory!r} already exists; pass overwrite=True to replace it")
     with _checkpointer() as checkpointer:
         checkpointer.save(directory, args=ocp.args.StandardSave(nnx.state(module)), force=overwrite)
 
@@ -93,7 +93,7 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _check_match(saved_tree, target_state, directory: str, target_name: str, where: str) -> None:
+def _check_match(saved_tree, target_state, directory: str, target_name: str, context: str) -> None:
     saved, wanted = _shapes(saved_tree), _shapes(target_state)
     problems = [f"{name} is not in the checkpoint" for name in wanted if name not in saved]
     problems += [f"{name} is in the checkpoint but not in the target" for name in saved if name not in wanted]
@@ -104,7 +104,7 @@ def _check_match(saved_tree, target_state, directory: str, target_name: str, whe
     ]
     if problems:
         raise ValueError(
-            f"{where}: the checkpoint at {directory!r} does not match the target {target_name} (build the target "
+            f"{context}: the checkpoint at {directory!r} does not match the target {target_name} (build the target "
             f"with the arguments of the saved module): " + "; ".join(problems[:4])
         )
 
@@ -129,9 +129,9 @@ def _read_failure(err: BaseException) -> str | None:
     return wrapped[0].split(" See full TensorStore details")[0].splitlines()[0][:300] if wrapped else None
 
 
-def _damaged(directory: str, detail: str, where: str) -> ValueError:
+def _damaged(directory: str, detail: str, context: str) -> ValueError:
     return ValueError(
-        f"{where}: the checkpoint at {directory!r} is damaged or incomplete (a file is missing or truncated; save "
+        f"{context}: the checkpoint at {directory!r} is damaged or incomplete (a file is missing or truncated; save "
         f"it again): {detail}"
     )
 
@@ -154,24 +154,24 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
         configuration), or the checkpoint is damaged or incomplete (a file missing or truncated; the storage error
         is chained).
     """
-    where = "restore_checkpoint"
-    _check_module(target, "target", where)
-    directory = _directory(path, where)
+    context = "restore_checkpoint"
+    _check_module(target, "target", context)
+    directory = _directory(path, context)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{where}: no checkpoint directory at {directory!r}")
+        raise FileNotFoundError(f"{context}: no checkpoint directory at {directory!r}")
     graphdef, state = nnx.split(target)
     abstract_state = jax.tree.map(_abstract, state)
     with _checkpointer() as checkpointer:
         item = checkpointer.metadata(directory).item_metadata  # None when orbax cannot read it
         saved_tree = getattr(item, "tree", item)
         if saved_tree is None and jax.tree.leaves(abstract_state):
-            raise _damaged(directory, "its metadata (the saved variables and shapes) cannot be read", where)
-        _check_match(saved_tree, abstract_state, directory, type(target).__name__, where)
+            raise _damaged(directory, "its metadata (the saved variables and shapes) cannot be read", context)
+        _check_match(saved_tree, abstract_state, directory, type(target).__name__, context)
         try:
             restored = checkpointer.restore(directory, args=ocp.args.StandardRestore(abstract_state))
         except Exception as err:  # orbax wraps TensorStore's read errors in a bare Exception
             detail = _read_failure(err)
             if detail is None:
                 raise
-            raise _damaged(directory, detail, where) from err
+            raise _damaged(directory, detail, context) from err
     return nnx.merge(graphdef, restored)

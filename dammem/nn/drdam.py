@@ -81,23 +81,23 @@ class DrDAMMemory(nnx.Module):
         chunk_size: int | None = None,
         rngs: nnx.Rngs,
     ):
-        where = "DrDAMMemory"
-        self.dim = check_int(dim, "dim", where, minimum=1)
-        self.num_features = check_int(num_features, "num_features", where, minimum=1)
+        context = "DrDAMMemory"
+        self.dim = check_int(dim, "dim", context, minimum=1)
+        self.num_features = check_int(num_features, "num_features", context, minimum=1)
         if kind not in drdam.FEATURE_KINDS:
-            raise ValueError(f"{where}: kind must be one of {drdam.FEATURE_KINDS}, got {kind!r}")
+            raise ValueError(f"{context}: kind must be one of {drdam.FEATURE_KINDS}, got {kind!r}")
         if projection not in drdam.PROJECTIONS:
-            raise ValueError(f"{where}: projection must be one of {drdam.PROJECTIONS}, got {projection!r}")
+            raise ValueError(f"{context}: projection must be one of {drdam.PROJECTIONS}, got {projection!r}")
         if q not in drdam.Q_KINDS:
-            raise ValueError(f"{where}: q must be one of {drdam.Q_KINDS}, got {q!r}")
+            raise ValueError(f"{context}: q must be one of {drdam.Q_KINDS}, got {q!r}")
         self.kind, self.projection, self.q = kind, projection, q
-        self.beta = check_float(beta, "beta", where, positive=True)
-        self.eps = check_float(eps, "eps", where, positive=True)
-        self.block_size = drdam_projections.check_block_size(projection, self.dim, block_size, where)
+        self.beta = check_float(beta, "beta", context, positive=True)
+        self.eps = check_float(eps, "eps", context, positive=True)
+        self.block_size = drdam_projections.check_block_size(projection, self.dim, block_size, context)
         features = drdam.make_features(
             kind, self.dim, self.num_features, key=rngs.params(), projection=projection, block_size=self.block_size
         )
-        drdam_features.check_chunk_size(features, chunk_size, where)
+        drdam_features.check_chunk_size(features, chunk_size, context)
         self.chunk_size = chunk_size
         self.energy_fn = partial(drdam.energy, q=q, eps=self.eps, chunk_size=chunk_size)  # static, built once
         self.random_features = RandomFeatures(features.params)
@@ -133,13 +133,13 @@ class DrDAMMemory(nnx.Module):
         """Remove stored patterns: ``T <- T - sum_mu phi(sqrt(beta) xi_mu)``, the inverse of :meth:`add`."""
         self._store(drdam.remove(self.memory, self.features, memories, self.beta, chunk_size=self.chunk_size))
 
-    def _queries(self, x, where: str) -> Array:
-        x = check_floating(x, "x", where)
+    def _queries(self, x, context: str) -> Array:
+        x = check_floating(x, "x", context)
         if x.ndim < 1 or x.shape[-1] != self.dim:
-            raise ValueError(f"{where}: x must have shape (..., D) with D = {self.dim}, got {tuple(x.shape)}")
+            raise ValueError(f"{context}: x must have shape (..., D) with D = {self.dim}, got {tuple(x.shape)}")
         count = self.count[...]
         if is_concrete(count) and int(count) == 0:
-            raise ValueError(f"{where}: the memory is empty (count 0); write or add patterns first")
+            raise ValueError(f"{context}: the memory is empty (count 0); write or add patterns first")
         return x
 
     def energy(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch"]:
@@ -177,11 +177,11 @@ class DrDAMMemory(nnx.Module):
         Returns:
           Retrieved states, the shape and dtype of ``x``.
         """
-        where = "DrDAMMemory.retrieve"
-        x = self._queries(x, where)
-        steps = check_int(steps, "steps", where, minimum=0)
-        check_positive(step_size, "step_size", where)
-        clamp = check_clamp(clamp, x.shape, where)
+        context = "DrDAMMemory.retrieve"
+        x = self._queries(x, context)
+        steps = check_int(steps, "steps", context, minimum=0)
+        check_positive(step_size, "step_size", context)
+        clamp = check_clamp(clamp, x.shape, context)
         args = (self.memory, self.features, self.beta)
         if x.ndim == 1:
             out = retrieve_fn(self.energy_fn, x, args, step_size=step_size, clamp=clamp, max_steps=steps, tol=None,

@@ -136,31 +136,31 @@ class EnergyDescent(nnx.Module):
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        where = "EnergyDescent"
-        self.num_memories = check_int(num_memories, "num_memories", where, minimum=1)
-        self.in_features = check_int(in_features, "in_features", where, minimum=1)
+        context = "EnergyDescent"
+        self.num_memories = check_int(num_memories, "num_memories", context, minimum=1)
+        self.in_features = check_int(in_features, "in_features", context, minimum=1)
         if isinstance(energy, str):
             if energy not in ENERGIES:
-                raise ValueError(f"{where}: energy must be one of {tuple(ENERGIES)} or a callable, got {energy!r}")
+                raise ValueError(f"{context}: energy must be one of {tuple(ENERGIES)} or a callable, got {energy!r}")
             energy = ENERGIES[energy]
         elif not callable(energy):
-            raise TypeError(f"{where}: energy must be a name in {tuple(ENERGIES)} or a callable, got {energy!r}")
+            raise TypeError(f"{context}: energy must be a name in {tuple(ENERGIES)} or a callable, got {energy!r}")
         if update is not None and not callable(update):
-            raise TypeError(f"{where}: update must be a callable update(x, memories, beta) or None, got {update!r}")
+            raise TypeError(f"{context}: update must be a callable update(x, memories, beta) or None, got {update!r}")
         self.energy_fn = energy
         self.update_fn = update
-        self.steps = check_int(steps, "steps", where, minimum=0)
+        self.steps = check_int(steps, "steps", context, minimum=0)
         if update is None:
             if step_size is None:
-                raise ValueError(f"{where}: step_size (eta > 0) is required for energy descent (update=None)")
-            self.step_size = check_float(step_size, "step_size", where, positive=True)
+                raise ValueError(f"{context}: step_size (eta > 0) is required for energy descent (update=None)")
+            self.step_size = check_float(step_size, "step_size", context, positive=True)
         else:
             if step_size is not None:
-                raise ValueError(f"{where}: step_size must be None with a fixed-point update, got {step_size!r}")
+                raise ValueError(f"{context}: step_size must be None with a fixed-point update, got {step_size!r}")
             self.step_size = None
-        beta = check_float(beta, "beta", where, positive=True)
-        check_bool(learn_beta, "learn_beta", where)
-        check_bool(learn_memories, "learn_memories", where)
+        beta = check_float(beta, "beta", context, positive=True)
+        check_bool(learn_beta, "learn_beta", context)
+        check_bool(learn_memories, "learn_memories", context)
         self.log_beta = nnx.Param(jnp.log(jnp.asarray(beta, param_dtype))) if learn_beta else None
         self.fixed_beta = None if learn_beta else beta
         init = memory_init(rngs.params(), (self.num_memories, self.in_features), param_dtype)
@@ -181,10 +181,10 @@ class EnergyDescent(nnx.Module):
             )
         self.memories[...] = memories.astype(self.memories[...].dtype)
 
-    def _queries(self, x, where: str) -> Array:
-        x = check_floating(x, "x", where)
+    def _queries(self, x, context: str) -> Array:
+        x = check_floating(x, "x", context)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"{where}: x must have shape (..., D) with D = {self.in_features}, got {tuple(x.shape)}")
+            raise ValueError(f"{context}: x must have shape (..., D) with D = {self.in_features}, got {tuple(x.shape)}")
         return x
 
     def energy(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch"]:
@@ -206,10 +206,10 @@ class EnergyDescent(nnx.Module):
         Returns:
           ``(..., D)`` retrieved states, in ``x``'s dtype.
         """
-        where = "EnergyDescent"
-        x = self._queries(x, where)
+        context = "EnergyDescent"
+        x = self._queries(x, context)
         flat = x.reshape(-1, self.in_features)
-        clamp = check_clamp(clamp, x.shape, where)
+        clamp = check_clamp(clamp, x.shape, context)
         if clamp is not None:
             clamp = clamp.reshape(flat.shape)
         args = (self.memories[...], self.beta)

@@ -65,56 +65,56 @@ def _paths(model: nnx.Module, wrt) -> set:
     return {path for path, _ in nnx.to_flat_state(nnx.state(model, wrt))}
 
 
-def _check_optimizer(model, optimizer, wrt, expected: str, name: str, where: str) -> None:
+def _check_optimizer(model, optimizer, wrt, expected: str, name: str, context: str) -> None:
     """At trace time: ``optimizer`` tracks exactly the parameters selected by ``wrt``."""
     want = _paths(model, wrt)
     if not want:
         kind = "KernelParam" if wrt is KernelParam else "nnx.Param (other than KernelParam)"
-        raise ValueError(f"{where}: the model has no {kind} variables for {name} to train")
+        raise ValueError(f"{context}: the model has no {kind} variables for {name} to train")
     got = _paths(model, optimizer.wrt)
     if got != want:
         extra = sorted(".".join(map(str, p)) for p in got - want)[:3]
         missing = sorted(".".join(map(str, p)) for p in want - got)[:3]
         raise ValueError(
-            f"{where}: {name} must be built with wrt={expected}; it tracks {len(got)} variables where "
+            f"{context}: {name} must be built with wrt={expected}; it tracks {len(got)} variables where "
             f"{len(want)} are expected (extra: {extra}, missing: {missing})"
         )
 
 
-def _check_types(model, optimizers: dict, fn, fn_name: str, where: str) -> None:
+def _check_types(model, optimizers: dict, fn, fn_name: str, context: str) -> None:
     """At the Python boundary: a module, ``nnx.Optimizer`` instances and a callable loss."""
     if not isinstance(model, nnx.Module):
-        raise TypeError(f"{where}: model must be an nnx.Module, got {type(model).__name__}")
+        raise TypeError(f"{context}: model must be an nnx.Module, got {type(model).__name__}")
     for name, optimizer in optimizers.items():
         if not isinstance(optimizer, nnx.Optimizer):
-            raise TypeError(f"{where}: {name} must be an nnx.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(f"{context}: {name} must be an nnx.Optimizer, got {type(optimizer).__name__}")
     if not callable(fn):
-        raise TypeError(f"{where}: {fn_name} must be a callable (model, batch) -> loss, got {type(fn).__name__}")
+        raise TypeError(f"{context}: {fn_name} must be a callable (model, batch) -> loss, got {type(fn).__name__}")
 
 
-def _check_scalar(value, name: str, where: str) -> jax.Array:
+def _check_scalar(value, name: str, context: str) -> jax.Array:
     value = jnp.asarray(value)
     if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
-        raise ValueError(f"{where}: {name} must return a floating scalar, got {value.dtype} {value.shape}")
+        raise ValueError(f"{context}: {name} must return a floating scalar, got {value.dtype} {value.shape}")
     return value
 
 
-def _separation_update(model, optimizer, batch, separation_loss_fn, where: str) -> jax.Array:
+def _separation_update(model, optimizer, batch, separation_loss_fn, context: str) -> jax.Array:
     def loss(m, b):
-        return _check_scalar(separation_loss_fn(m, b), "separation_loss_fn", where)
+        return _check_scalar(separation_loss_fn(m, b), "separation_loss_fn", context)
 
     value, grads = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, KernelParam))(model, batch)
     optimizer.update(model, grads)
     return value
 
 
-def _supervised_update(model, optimizer, batch, loss_fn, where: str):
+def _supervised_update(model, optimizer, batch, loss_fn, context: str):
     def loss(m, b):
         out = loss_fn(m, b)
         if isinstance(out, tuple) and len(out) != 2:
-            raise ValueError(f"{where}: loss_fn must return a scalar or (scalar, aux), got a {len(out)}-tuple")
+            raise ValueError(f"{context}: loss_fn must return a scalar or (scalar, aux), got a {len(out)}-tuple")
         value, aux = out if isinstance(out, tuple) else (out, None)
-        return _check_scalar(value, "loss_fn", where), aux
+        return _check_scalar(value, "loss_fn", context), aux
 
     (value, aux), grads = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, MODEL_PARAMS), has_aux=True)(
         model, batch
@@ -167,12 +167,12 @@ def separation_step(
 
 
 @nnx.jit(static_argnums=(3, 4))
-def _one_step(model, optimizer, batch, fn, where: str):
+def _one_step(model, optimizer, batch, fn, context: str):
     """One compiled step of :func:`separation_step` or :func:`supervised_step` (``where``), on the variables that its
     optimizer must track."""
-    wrt, expected, update = _STEPS[where]
-    _check_optimizer(model, optimizer, wrt, expected, "optimizer", where)
-    return update(model, optimizer, batch, fn, where)
+    wrt, expected, update = _STEPS[context]
+    _check_optimizer(model, optimizer, wrt, expected, "optimizer", context)
+    return update(model, optimizer, batch, fn, context)
 
 
 def supervised_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Any, *, loss_fn: LossFn):
@@ -277,15 +277,15 @@ def alternating_step(
       >>> out["separation_loss"].shape, int(kopt.step[...]), int(mopt.step[...])
       ((2,), 2, 1)
     """
-    where = "alternating_step"
+    context = "alternating_step"
     _check_types(model, {"kernel_optimizer": kernel_optimizer, "model_optimizer": model_optimizer},
-                 separation_loss_fn, "separation_loss_fn", where)  # fmt: skip
-    _check_types(model, {}, loss_fn, "loss_fn", where)
+                 separation_loss_fn, "separation_loss_fn", context)  # fmt: skip
+    _check_types(model, {}, loss_fn, "loss_fn", context)
     leaves = jax.tree.leaves(kernel_batches)
     lengths = {leaf.shape[0] if jnp.ndim(leaf) else None for leaf in leaves}
     if not leaves or len(lengths) != 1 or None in lengths:
         raise ValueError(
-            f"{where}: kernel_batches must be a pytree of arrays with a common leading axis (N_i mini-batches), "
+            f"{context}: kernel_batches must be a pytree of arrays with a common leading axis (N_i mini-batches), "
             f"got leading lengths {sorted(lengths, key=str)}"
         )
     return _alternating_step(model, kernel_optimizer, model_optimizer, kernel_batches, batch, separation_loss_fn,
@@ -294,15 +294,15 @@ def alternating_step(
 
 @nnx.jit(static_argnums=(5, 6))
 def _alternating_step(model, kernel_optimizer, model_optimizer, kernel_batches, batch, separation_loss_fn, loss_fn):
-    where = "alternating_step"
-    _check_optimizer(model, kernel_optimizer, KernelParam, "KernelParam", "kernel_optimizer", where)
-    _check_optimizer(model, model_optimizer, MODEL_PARAMS, "MODEL_PARAMS", "model_optimizer", where)
+    context = "alternating_step"
+    _check_optimizer(model, kernel_optimizer, KernelParam, "KernelParam", "kernel_optimizer", context)
+    _check_optimizer(model, model_optimizer, MODEL_PARAMS, "MODEL_PARAMS", "model_optimizer", context)
     inner = jax.tree.leaves(kernel_batches)[0].shape[0]
 
     def body(j, carry):
         model, kernel_optimizer, losses = carry
         kernel_batch = jax.tree.map(lambda a: a[j], kernel_batches)
-        value = _separation_update(model, kernel_optimizer, kernel_batch, separation_loss_fn, where)
+        value = _separation_update(model, kernel_optimizer, kernel_batch, separation_loss_fn, context)
         return model, kernel_optimizer, losses.at[j].set(value)
 
     if inner:
@@ -312,5 +312,5 @@ def _alternating_step(model, kernel_optimizer, model_optimizer, kernel_batches, 
         model, kernel_optimizer, losses = nnx.fori_loop(0, inner, body, (model, kernel_optimizer, losses))
     else:
         losses = jnp.zeros((0,), jnp.float32)
-    value, aux = _supervised_update(model, model_optimizer, batch, loss_fn, where)
+    value, aux = _supervised_update(model, model_optimizer, batch, loss_fn, context)
     return {"loss": value, "aux": aux, "separation_loss": losses}

@@ -79,18 +79,18 @@ class UHopHopfield(nnx.Module):
 
     def __init__(self, num_heads: int, in_features: int, *args, kernel_init: str = "orthogonal", rngs: nnx.Rngs,
                  **kwargs):  # fmt: skip
-        where = type(self).__name__
+        context = type(self).__name__
         in_kv = kwargs.get("in_kv_features")
         if in_kv is not None and in_kv != in_features:
             raise ValueError(
-                f"{where}: in_kv_features={in_kv!r} must equal in_features={in_features!r}: one kernel W maps the "
+                f"{context}: in_kv_features={in_kv!r} must equal in_features={in_features!r}: one kernel W maps the "
                 "queries and the keys, and the values keep the keys' width"
             )
         if not isinstance(rngs, nnx.Rngs):
-            raise TypeError(f"{where}: rngs must be an nnx.Rngs (the kernel is random), got {type(rngs).__name__}")
+            raise TypeError(f"{context}: rngs must be an nnx.Rngs (the kernel is random), got {type(rngs).__name__}")
         self.hopfield = Hopfield(num_heads, in_features, *args, rngs=rngs, **kwargs)
         if not isinstance(kernel_init, str) or kernel_init not in uhop.INITS:
-            raise ValueError(f"{where}: kernel_init must be one of {list(uhop.INITS)}, got {kernel_init!r}")
+            raise ValueError(f"{context}: kernel_init must be one of {list(uhop.INITS)}, got {kernel_init!r}")
         dtype = kwargs.get("param_dtype", jnp.float32)
         self.kernel = KernelParam(uhop.init_kernel(rngs.params(), (in_features, in_features), kernel_init, dtype))
         self.in_features = in_features
@@ -154,13 +154,13 @@ class UHopHopfield(nnx.Module):
         Returns:
           A scalar (<= 0), differentiable in the kernel (and in the memories).
         """
-        where = f"{type(self).__name__}.separation_loss"
+        context = f"{type(self).__name__}.separation_loss"
         if loss not in _LOSSES:
-            raise ValueError(f"{where}: loss must be one of {list(_LOSSES)}, got {loss!r}")
+            raise ValueError(f"{context}: loss must be one of {list(_LOSSES)}, got {loss!r}")
         memories = jnp.asarray(memories)
         if memories.ndim < 2 or memories.shape[-1] != self.in_features or memories.shape[-2] < 2:
             raise ValueError(
-                f"{where}: memories must have shape (..., S, in_features={self.in_features}) with S >= 2, got "
+                f"{context}: memories must have shape (..., S, in_features={self.in_features}) with S >= 2, got "
                 f"{tuple(memories.shape)}"
             )
         sets = memories.reshape((-1,) + memories.shape[-2:])

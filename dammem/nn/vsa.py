@@ -59,21 +59,21 @@ class KropCodebookLayer(nnx.Module):
     """
 
     def __init__(self, size: int, *, signed: bool = False, param_dtype=jnp.float32, rngs: nnx.Rngs):
-        where = "KropCodebookLayer"
-        self.num_angles = log2_size(size, "size", where)
+        context = "KropCodebookLayer"
+        self.num_angles = log2_size(size, "size", context)
         self.size = int(size)
         if not isinstance(signed, bool):
-            raise TypeError(f"{where}: signed must be a bool, got {signed!r}")
+            raise TypeError(f"{context}: signed must be a bool, got {signed!r}")
         self.theta = nnx.Param(uniform_angles(rngs.params(), self.num_angles).astype(param_dtype))
         self.signs = FixedSigns(krop_signs(rngs.params(), self.size)) if signed else None
 
     def _signs(self) -> Array | None:
         return None if self.signs is None else self.signs[...]
 
-    def _vectors(self, x, where: str) -> Array:
-        x = check_floating(x, "x", where)
+    def _vectors(self, x, context: str) -> Array:
+        x = check_floating(x, "x", context)
         if x.ndim < 1 or x.shape[-1] != self.size:
-            raise ValueError(f"{where}: x must have shape (..., N) with N = {self.size}, got {tuple(x.shape)}")
+            raise ValueError(f"{context}: x must have shape (..., N) with N = {self.size}, got {tuple(x.shape)}")
         return x
 
     def scores(self, x: Float[ArrayLike, "*batch N"]) -> Float[Array, "*batch N"]:

@@ -36,7 +36,7 @@ def _abstract(x: Any) -> Any:
     return None if x is None else jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
 
-def _check_attention_args(query, key, value, beta, separation, alpha, mask, update_steps, tol, return_weights, where):
+def _check_attention_args(query, key, value, beta, separation, alpha, mask, update_steps, tol, return_weights, context):
     """The shape and type checks of :func:`~dammem.attention.hopfield_attention`, run abstractly (nothing is
     computed), then the ranges of concrete ``beta``, ``alpha`` and ``tol``."""
     numbers = {"beta": beta, "alpha": alpha, "tol": tol}
@@ -50,7 +50,7 @@ def _check_attention_args(query, key, value, beta, separation, alpha, mask, upda
     try:
         jax.eval_shape(check, _abstract(query), _abstract(key), _abstract(value), _abstract(mask), traced)
     except (TypeError, ValueError) as err:
-        raise type(err)(str(err).replace("hopfield_attention:", f"{where}:", 1)) from None
+        raise type(err)(str(err).replace("hopfield_attention:", f"{context}:", 1)) from None
     # values: under eval_shape every number is abstract, so the ranges are checked here
     rules = {"beta": (lambda a: a > 0, "finite and > 0"), "alpha": (lambda a: (a > 1) & (a <= 2), "in (1, 2]")}
     rules["tol"] = (lambda a: a >= 0, "finite and >= 0")
@@ -59,7 +59,7 @@ def _check_attention_args(query, key, value, beta, separation, alpha, mask, upda
             arr = np.asarray(value, np.float64)
             ok, allowed = rules[name]
             if not np.all(np.isfinite(arr) & ok(arr)):
-                raise ValueError(f"{where}: {name} must be {allowed}, got {arr.ravel()[:4].tolist()}")
+                raise ValueError(f"{context}: {name} must be {allowed}, got {arr.ravel()[:4].tolist()}")
 
 
 @partial(jax.jit, static_argnames=("mesh", "axis", "kind", "update_steps", "return_weights", "mask_split"))
@@ -173,19 +173,19 @@ def sharded_hopfield_attention(
       >>> bool(jnp.allclose(out, hopfield_attention(query, keys, values, beta=1.0, separation="sparsemax")))
       True
     """
-    where = "sharded_hopfield_attention"
-    mesh = check_mesh(mesh, where)
-    n = check_axis(mesh, axis, "axis", where)
+    context = "sharded_hopfield_attention"
+    mesh = check_mesh(mesh, context)
+    n = check_axis(mesh, axis, "axis", context)
     if not isinstance(separation, str) or separation not in SEPARATION_NAMES:
         raise ValueError(
-            f"{where}: separation must be one of {list(SEPARATION_NAMES)} (the separations with a distributed "
+            f"{context}: separation must be one of {list(SEPARATION_NAMES)} (the separations with a distributed "
             f"kernel), got {separation!r}"
         )
-    _check_attention_args(query, key, value, beta, separation, alpha, mask, update_steps, tol, return_weights, where)
-    query = check_floating(query, "query", where)
-    key = check_floating(key, "key", where)
-    value = check_floating(value, "value", where)
-    check_divides(key.shape[-3], n, "the number of keys S", axis, where)
+    _check_attention_args(query, key, value, beta, separation, alpha, mask, update_steps, tol, return_weights, context)
+    query = check_floating(query, "query", context)
+    key = check_floating(key, "key", context)
+    value = check_floating(value, "value", context)
+    check_divides(key.shape[-3], n, "the number of keys S", axis, context)
     heads, width = query.shape[-2:]
     beta = jnp.asarray(1.0 / np.sqrt(width), jnp.float32) if beta is None else jnp.asarray(beta)
     kind = kind_of_separation(separation)

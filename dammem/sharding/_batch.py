@@ -47,19 +47,19 @@ def shard_batch(
       >>> scale(jnp.arange(4.0), 2.0).tolist()
       [0.0, 2.0, 4.0, 6.0]
     """
-    where = "shard_batch"
+    context = "shard_batch"
     if not callable(fn):
-        raise TypeError(f"{where}: fn must be a callable of one example, got {type(fn).__name__}")
-    mesh = check_mesh(mesh, where)
-    size = check_axis(mesh, axis, "axis", where)
+        raise TypeError(f"{context}: fn must be a callable of one example, got {type(fn).__name__}")
+    mesh = check_mesh(mesh, context)
+    size = check_axis(mesh, axis, "axis", context)
     leaves = in_axes if isinstance(in_axes, tuple) else (in_axes,)
     if not all(a is None or (a == 0 and not isinstance(a, bool)) for a in leaves):
-        raise ValueError(f"{where}: in_axes must be 0 (mapped) or None (replicated), per argument; got {in_axes!r}")
+        raise ValueError(f"{context}: in_axes must be 0 (mapped) or None (replicated), per argument; got {in_axes!r}")
 
     def call(*args):
         axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
         if len(axes) != len(args):
-            raise ValueError(f"{where}: in_axes has {len(axes)} entries but the function got {len(args)} arguments")
+            raise ValueError(f"{context}: in_axes has {len(axes)} entries but the function got {len(args)} arguments")
         sizes = {
             jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
             for arg, ax in zip(args, axes)
@@ -67,13 +67,13 @@ def shard_batch(
             for leaf in jax.tree.leaves(arg)
         }
         if not sizes:
-            raise ValueError(f"{where}: no argument is mapped (in_axes={in_axes!r}); at least one must be 0")
+            raise ValueError(f"{context}: no argument is mapped (in_axes={in_axes!r}); at least one must be 0")
         if None in sizes or len(sizes) != 1:
             raise ValueError(
-                f"{where}: every mapped argument needs one common leading (batch) axis; got sizes "
+                f"{context}: every mapped argument needs one common leading (batch) axis; got sizes "
                 f"{sorted(sizes, key=str)}"
             )
-        check_divides(sizes.pop(), size, "the batch size", axis, where)
+        check_divides(sizes.pop(), size, "the batch size", axis, context)
         args = tuple(onto(mesh, arg, P(axis) if ax == 0 else P()) for arg, ax in zip(args, axes))
         return _shard_batch_jit(fn, mesh, axis, axes, *args)
 

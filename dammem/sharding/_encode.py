@@ -92,27 +92,27 @@ def sharded_encode(
       >>> bool(jnp.allclose(T.t, encode(f, jnp.eye(8) / 2, 4.0).t, atol=1e-6)), int(T.count)
       (True, 8)
     """
-    where = "sharded_encode"
-    mesh = check_mesh(mesh, where)
-    n = check_axis(mesh, axis, "axis", where)
-    features = check_features(features, where)
-    memories = check_floating(memories, "memories", where)
+    context = "sharded_encode"
+    mesh = check_mesh(mesh, context)
+    n = check_axis(mesh, axis, "axis", context)
+    features = check_features(features, context)
+    memories = check_floating(memories, "memories", context)
     if memories.ndim != 2 or memories.shape[1] != features.dim:
         raise ValueError(
-            f"{where}: memories must have shape (K, D) with D = {features.dim} (the features' dim), got shape "
+            f"{context}: memories must have shape (K, D) with D = {features.dim} (the features' dim), got shape "
             f"{tuple(memories.shape)}"
         )
     if memories.shape[0] == 0:
-        raise ValueError(f"{where}: memories hold no pattern (K = 0); use dammem.drdam.encode for an empty memory")
+        raise ValueError(f"{context}: memories hold no pattern (K = 0); use dammem.drdam.encode for an empty memory")
     check_divides(
-        memories.shape[0], n, "the number of patterns K", axis, where,
+        memories.shape[0], n, "the number of patterns K", axis, context,
         advice="pad the patterns with rows that mask=False leaves out, or use another mesh",
     )  # fmt: skip
-    mask = check_bool_vector(mask, memories.shape[0], where, meaning="True = store the pattern")
-    beta = jnp.asarray(check_beta(beta, where))
-    rows = check_chunk_size(features, chunk_size, where)
+    mask = check_bool_vector(mask, memories.shape[0], context, meaning="True = store the pattern")
+    beta = jnp.asarray(check_beta(beta, context))
+    rows = check_chunk_size(features, chunk_size, context)
     if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", where, minimum=1)
+        batch_size = check_int(batch_size, "batch_size", context, minimum=1)
     features, memories, beta = onto(mesh, features, P()), onto(mesh, memories, P(axis, None)), onto(mesh, beta, P())
     mask = onto(mesh, mask, P(axis))
     t = _encode_kernel(features, memories, beta, mask, mesh=mesh, axis=axis, rows=rows, batch_size=batch_size)

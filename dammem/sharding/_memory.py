@@ -56,8 +56,8 @@ def _step_kernel(x, memories, mask, beta, alpha, *, spec, mesh, axis, batch_axis
     return nan_unless_positive(beta, fn(x, memories, mask, beta, alpha))
 
 
-def _step(output, x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, where):
-    args = prepare(x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, where)
+def _step(output, x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, context):
+    args = prepare(x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, context)
     out = _step_kernel(
         args.x, args.memories, args.mask, args.beta, args.alpha,
         spec=args.spec, mesh=args.mesh, axis=axis, batch_axis=batch_axis, output=output,
@@ -255,13 +255,13 @@ def sharded_retrieve(
       >>> [round(v, 2) for v in out.x.tolist()], bool(out.converged)
       ([1.0, 1.0, -1.0, -1.0], True)
     """
-    where = "sharded_retrieve"
-    args = prepare(x0, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, where, "x0")
-    max_steps = check_int(max_steps, "max_steps", where, minimum=0)
+    context = "sharded_retrieve"
+    args = prepare(x0, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, context, "x0")
+    max_steps = check_int(max_steps, "max_steps", context, minimum=0)
     if tol is not None:
-        tol = jnp.asarray(check_scalar(tol, "tol", where))
-        check_positive(tol, "tol", where, allow_zero=True)
-    clamp = check_bool_vector(clamp, args.memories.shape[1], where, name="clamp", label="D", meaning="True = visible")
+        tol = jnp.asarray(check_scalar(tol, "tol", context))
+        check_positive(tol, "tol", context, allow_zero=True)
+    clamp = check_bool_vector(clamp, args.memories.shape[1], context, name="clamp", label="D", meaning="True = visible")
     clamp, tol = onto(args.mesh, clamp, P()), onto(args.mesh, tol, P())
     x, e, steps, done = _retrieve_kernel(
         args.x, args.memories, args.mask, args.beta, args.alpha, clamp, tol,

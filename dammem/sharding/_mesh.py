@@ -17,43 +17,43 @@ from dammem._types import Array, ArrayLike
 __all__ = ["check_mesh", "check_axis", "check_divides", "check_batch_axis", "place", "onto", "distribute"]
 
 
-def check_mesh(mesh: Any, where: str) -> Mesh:
+def check_mesh(mesh: Any, context: str) -> Mesh:
     """``mesh`` if it is a :class:`jax.sharding.Mesh`; anything else is refused (``TypeError``)."""
     if not isinstance(mesh, Mesh):
         raise TypeError(
-            f"{where}: mesh must be a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ('memory',))), got "
+            f"{context}: mesh must be a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ('memory',))), got "
             f"{type(mesh).__name__}"
         )
     return mesh
 
 
-def check_axis(mesh: Mesh, axis: Any, name: str, where: str) -> int:
+def check_axis(mesh: Mesh, axis: Any, name: str, context: str) -> int:
     """The size of the mesh axis ``axis`` (argument ``name``); a name not in the mesh is refused."""
     if not isinstance(axis, str) or axis not in mesh.axis_names:
         raise ValueError(
-            f"{where}: {name}={axis!r} is not an axis of the mesh; allowed: one of its axis names {mesh.axis_names}"
+            f"{context}: {name}={axis!r} is not an axis of the mesh; allowed: one of its axis names {mesh.axis_names}"
         )
     return int(mesh.shape[axis])
 
 
-def check_divides(length: int, size: int, what: str, axis: str, where: str, *, advice: str | None = None) -> None:
+def check_divides(length: int, size: int, what: str, axis: str, context: str, *, advice: str | None = None) -> None:
     """``length`` (described by ``what``) must be a multiple of the size of the mesh axis ``axis``."""
     advice = "pad with masked entries, or use another mesh" if advice is None else advice
     if length % size:
         raise ValueError(
-            f"{where}: {what} = {length} is not divisible by the size {size} of mesh axis {axis!r}; allowed: a "
+            f"{context}: {what} = {length} is not divisible by the size {size} of mesh axis {axis!r}; allowed: a "
             f"multiple of {size} ({advice})"
         )
 
 
-def check_batch_axis(mesh: Mesh, batch_axis: Any, axis: str, batch: int, where: str) -> None:
+def check_batch_axis(mesh: Mesh, batch_axis: Any, axis: str, batch: int, context: str) -> None:
     """An optional second mesh axis that splits ``batch`` queries; it must differ from the memories' ``axis``."""
     if batch_axis is None:
         return
-    size = check_axis(mesh, batch_axis, "batch_axis", where)
+    size = check_axis(mesh, batch_axis, "batch_axis", context)
     if batch_axis == axis:
-        raise ValueError(f"{where}: batch_axis={batch_axis!r} must differ from axis={axis!r} (the memories' axis)")
-    check_divides(batch, size, "the number of queries B", batch_axis, where)
+        raise ValueError(f"{context}: batch_axis={batch_axis!r} must differ from axis={axis!r} (the memories' axis)")
+    check_divides(batch, size, "the number of queries B", batch_axis, context)
 
 
 def place(x: Array, mesh: Mesh, spec: P) -> Array:
@@ -98,16 +98,16 @@ def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Arra
       >>> distribute(jnp.ones((4, 2)), mesh, "memory").sharding.spec
       P('memory', None)
     """
-    where = "distribute"
-    mesh = check_mesh(mesh, where)
-    size = check_axis(mesh, axis, "axis", where)
+    context = "distribute"
+    mesh = check_mesh(mesh, context)
+    size = check_axis(mesh, axis, "axis", context)
     array = jnp.asarray(array)
     if array.ndim == 0:
-        raise ValueError(f"{where}: array must have at least one axis to split, got a scalar")
+        raise ValueError(f"{context}: array must have at least one axis to split, got a scalar")
     if isinstance(dim, bool) or not isinstance(dim, int) or not -array.ndim <= dim < array.ndim:
-        raise ValueError(f"{where}: dim={dim!r} is not an axis of an array of shape {tuple(array.shape)}")
+        raise ValueError(f"{context}: dim={dim!r} is not an axis of an array of shape {tuple(array.shape)}")
     dim %= array.ndim
-    check_divides(array.shape[dim], size, f"array.shape[{dim}]", axis, where)
+    check_divides(array.shape[dim], size, f"array.shape[{dim}]", axis, context)
     spec = [None] * array.ndim
     spec[dim] = axis
     return jax.device_put(array, NamedSharding(mesh, P(*spec)))

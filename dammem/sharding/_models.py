@@ -59,54 +59,54 @@ class ModelSpec(NamedTuple):
         return EnergyForm(SIMILARITIES[self.similarity], self.score_scale, self.energy_scale)
 
 
-def _resolve_model(model: Any, alpha: Any, similarity: Any, where: str) -> tuple[ModelSpec, Any]:
+def _resolve_model(model: Any, alpha: Any, similarity: Any, context: str) -> tuple[ModelSpec, Any]:
     if not isinstance(model, str) or model not in MODELS:
-        raise ValueError(f"{where}: model must be one of {list(MODELS)}, got {model!r}")
+        raise ValueError(f"{context}: model must be one of {list(MODELS)}, got {model!r}")
     form = ENERGY_FORMS[model]
     if model != "sparse_hopfield":
         for name, value in (("alpha", alpha), ("similarity", similarity)):
             if value is not None:
                 raise ValueError(
-                    f"{where}: {name} is only used with model='sparse_hopfield'; model={model!r} fixes its own "
+                    f"{context}: {name} is only used with model='sparse_hopfield'; model={model!r} fixes its own "
                     f"(got {name}={value!r})"
                 )
         return ModelSpec(form.similarity.name, form.score_scale, form.energy_scale, SOFTMAX), None
     similarity = "dot" if similarity is None else similarity
     if not isinstance(similarity, str) or similarity not in _MATRIX_SIMILARITIES:
         raise ValueError(
-            f"{where}: similarity must be 'dot' or 'neg_sq_l2' (the similarities with a sparse Hopfield energy and a "
+            f"{context}: similarity must be 'dot' or 'neg_sq_l2' (the similarities with a sparse Hopfield energy and a "
             f"matrix-product form), got {similarity!r}"
         )
     form = form.with_similarity(SIMILARITIES[similarity])
     if alpha is None:
-        raise ValueError(f"{where}: alpha is required: a real scalar in [1, 2], got None")
-    alpha = check_alpha(alpha, where)
+        raise ValueError(f"{context}: alpha is required: a real scalar in [1, 2], got None")
+    alpha = check_alpha(alpha, context)
     kind = closed_form_kernel(alpha)
     spec = ModelSpec(similarity, form.score_scale, form.energy_scale, kind)
     return spec, (jnp.asarray(alpha) if kind == GENERAL else None)
 
 
-def _check_memory_args(x, memories, mask, mesh, axis, batch_axis, where, x_name):
-    mesh = check_mesh(mesh, where)
-    n = check_axis(mesh, axis, "axis", where)
-    memories = check_floating(memories, "memories", where)
-    x = check_floating(x, x_name, where)
+def _check_memory_args(x, memories, mask, mesh, axis, batch_axis, context, x_name):
+    mesh = check_mesh(mesh, context)
+    n = check_axis(mesh, axis, "axis", context)
+    memories = check_floating(memories, "memories", context)
+    x = check_floating(x, x_name, context)
     if memories.ndim != 2:
-        raise ValueError(f"{where}: memories must have shape (K, D), got {tuple(memories.shape)}")
+        raise ValueError(f"{context}: memories must have shape (K, D), got {tuple(memories.shape)}")
     if x.ndim not in (1, 2) or x.shape[-1] != memories.shape[1]:
         raise ValueError(
-            f"{where}: {x_name} must have shape (D,) or (B, D) with D = {memories.shape[1]} (the memories' D), got "
+            f"{context}: {x_name} must have shape (D,) or (B, D) with D = {memories.shape[1]} (the memories' D), got "
             f"{tuple(x.shape)}"
         )
-    check_divides(memories.shape[0], n, "the number of memories K", axis, where)
+    check_divides(memories.shape[0], n, "the number of memories K", axis, context)
     batch = 1 if x.ndim == 1 else x.shape[0]
     if batch_axis is not None and x.ndim == 1:
-        raise ValueError(f"{where}: batch_axis={batch_axis!r} needs a batch of queries (B, D), got one query")
-    check_batch_axis(mesh, batch_axis, axis, batch, where)
-    mask = check_bool_vector(mask, memories.shape[0], where, meaning="True = memory present")
+        raise ValueError(f"{context}: batch_axis={batch_axis!r} needs a batch of queries (B, D), got one query")
+    check_batch_axis(mesh, batch_axis, axis, batch, context)
+    mask = check_bool_vector(mask, memories.shape[0], context, meaning="True = memory present")
     if mask is not None:
         if is_concrete(mask) and not np.asarray(mask).any():
-            raise ValueError(f"{where}: mask hides every memory (all False); at least one must be present")
+            raise ValueError(f"{context}: mask hides every memory (all False); at least one must be present")
     return mesh, x, memories, mask
 
 
@@ -133,12 +133,12 @@ class Prepared(NamedTuple):
     single: bool
 
 
-def prepare(x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, where, x_name="x") -> Prepared:
+def prepare(x, memories, beta, mesh, axis, model, alpha, similarity, mask, batch_axis, context, x_name="x") -> Prepared:
     """Check and place the arguments shared by :func:`sharded_update`, :func:`sharded_energy` and
     :func:`sharded_retrieve`."""
-    spec, alpha = _resolve_model(model, alpha, similarity, where)
-    mesh, x, memories, mask = _check_memory_args(x, memories, mask, mesh, axis, batch_axis, where, x_name)
-    beta = jnp.asarray(check_beta(beta, where))
+    spec, alpha = _resolve_model(model, alpha, similarity, context)
+    mesh, x, memories, mask = _check_memory_args(x, memories, mask, mesh, axis, batch_axis, context, x_name)
+    beta = jnp.asarray(check_beta(beta, context))
     single = x.ndim == 1
     xb = x[None] if single else x
     xs, ms, ks = specs(axis, batch_axis, mask is not None)

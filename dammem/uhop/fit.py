@@ -66,34 +66,34 @@ class KernelFit(NamedTuple):
     snapshots: Array | None
 
 
-def _check_optimizer(optimizer, where: str) -> optax.GradientTransformation:
+def _check_optimizer(optimizer, context: str) -> optax.GradientTransformation:
     if optimizer is None:
         return DEFAULT_OPTIMIZER
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(
-            f"{where}: optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1.0)) or None, "
+            f"{context}: optimizer must be an optax.GradientTransformation (e.g. optax.sgd(1.0)) or None, "
             f"got {type(optimizer).__name__}"
         )
     try:
         hash(optimizer)
     except TypeError as err:
-        raise TypeError(f"{where}: optimizer must be hashable (it is a static argument of the jitted fit)") from err
+        raise TypeError(f"{context}: optimizer must be hashable (it is a static argument of the jitted fit)") from err
     return optimizer
 
 
-def _check_save_at(save_at, steps: int, where: str) -> tuple[int, ...] | None:
+def _check_save_at(save_at, steps: int, context: str) -> tuple[int, ...] | None:
     if save_at is None:
         return None
     if isinstance(save_at, (str, bytes)) or not isinstance(save_at, Sequence):
-        raise TypeError(f"{where}: save_at must be None or a sequence of step counts, got {save_at!r}")
+        raise TypeError(f"{context}: save_at must be None or a sequence of step counts, got {save_at!r}")
     values = []
     for i, s in enumerate(save_at):
         if isinstance(s, bool) or not isinstance(s, (numbers.Integral, np.integer)):
-            raise TypeError(f"{where}: save_at[{i}] must be an int, got {s!r}")
+            raise TypeError(f"{context}: save_at[{i}] must be an int, got {s!r}")
         values.append(int(s))
     if not values or values != sorted(set(values)) or values[0] < 0 or values[-1] > steps:
         raise ValueError(
-            f"{where}: save_at must be strictly increasing step counts in [0, steps={steps}], got {list(save_at)}"
+            f"{context}: save_at must be strictly increasing step counts in [0, steps={steps}], got {list(save_at)}"
         )
     return tuple(values)
 
@@ -141,32 +141,32 @@ def fit_kernel(
       >>> bool(jnp.allclose(jnp.linalg.norm(fit.weight, axis=1), 1.0, atol=1e-6))
       True
     """
-    where = "fit_kernel"
-    memories = check_memories(memories, where)
+    context = "fit_kernel"
+    memories = check_memories(memories, context)
     dim = memories.shape[1]
-    steps = check_int(steps, "steps", where, minimum=0)
-    optimizer = _check_optimizer(optimizer, where)
-    temperature = check_temperature(temperature, where)
-    loss = check_loss(loss, where)
-    chunk_size = check_chunk_size(chunk_size, where)
-    save_at = _check_save_at(save_at, steps, where)
+    steps = check_int(steps, "steps", context, minimum=0)
+    optimizer = _check_optimizer(optimizer, context)
+    temperature = check_temperature(temperature, context)
+    loss = check_loss(loss, context)
+    chunk_size = check_chunk_size(chunk_size, context)
+    save_at = _check_save_at(save_at, steps, context)
     dtype = jnp.promote_types(memories.dtype, jnp.float32)
     if isinstance(init, str):
-        init = check_init(init, where)
-        width = dim if num_features is None else check_int(num_features, "num_features", where, minimum=1)
+        init = check_init(init, context)
+        width = dim if num_features is None else check_int(num_features, "num_features", context, minimum=1)
         if width < dim:
             raise ValueError(
-                f"{where}: num_features must be >= D={dim} (a full-column-rank kernel map, Wu et al. (2024), "
+                f"{context}: num_features must be >= D={dim} (a full-column-rank kernel map, Wu et al. (2024), "
                 f"Assumption 2.1), got num_features={width}"
             )
         if init != "identity" and key is None:
-            raise ValueError(f"{where}: init={init!r} is random and needs key=jax.random.key(...), got key=None")
+            raise ValueError(f"{context}: init={init!r} is random and needs key=jax.random.key(...), got key=None")
         weight0 = init_kernel(key, (width, dim), init, dtype)
     else:
-        weight0 = check_kernel_weight(init, dim, "init", where)
+        weight0 = check_kernel_weight(init, dim, "init", context)
         if num_features is not None and num_features != weight0.shape[0]:
             raise ValueError(
-                f"{where}: num_features={num_features!r} disagrees with the initial W of shape "
+                f"{context}: num_features={num_features!r} disagrees with the initial W of shape "
                 f"{tuple(weight0.shape)}; leave it None when init is an array"
             )
         weight0 = weight0.astype(jnp.promote_types(weight0.dtype, dtype))

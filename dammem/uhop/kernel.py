@@ -56,15 +56,15 @@ def init_kernel(
       >>> init_kernel(None, (3, 2), "identity").tolist()
       [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
     """
-    where = "init_kernel"
-    num_features, dim = check_shape(shape, where)
-    init = check_init(init, where)
+    context = "init_kernel"
+    num_features, dim = check_shape(shape, context)
+    init = check_init(init, context)
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{where}: dtype must be a floating dtype, got {dtype}")
+        raise TypeError(f"{context}: dtype must be a floating dtype, got {dtype}")
     if init == "identity":
         return jnp.eye(num_features, dim, dtype=dtype)
     if key is None:
-        raise ValueError(f"{where}: init={init!r} is random and needs key=jax.random.key(...), got key=None")
+        raise ValueError(f"{context}: init={init!r} is random and needs key=jax.random.key(...), got key=None")
     if init == "gaussian":
         return jax.random.normal(key, (num_features, dim), dtype)
     gauss = jax.random.normal(key, (num_features, dim), jnp.promote_types(dtype, jnp.float32))
@@ -115,7 +115,7 @@ def unit_features(weight: Float[Array, "F D"], memories: Float[Array, "K D"]) ->
       [[0.6 0.8]
        [0.  1. ]]
     """
-    where = "unit_features"
-    memories = check_memories(memories, where, min_memories=0)
-    weight = check_kernel_weight(weight, memories.shape[1], "weight", where)
+    context = "unit_features"
+    memories = check_memories(memories, context, min_memories=0)
+    weight = check_kernel_weight(weight, memories.shape[1], "weight", context)
     return features(weight, memories)

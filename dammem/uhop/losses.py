@@ -76,12 +76,12 @@ def separation_loss(
       >>> float(separation_loss(jnp.eye(2), jnp.eye(2)))  # orthogonal memories: -t ||u - v||^2 = -2 t
       -4.0
     """
-    where = "separation_loss"
-    memories = check_memories(memories, where)
-    weight = check_kernel_weight(weight, memories.shape[1], "weight", where)
-    temperature = check_temperature(temperature, where)
-    loss = check_loss(loss, where)
-    chunk_size = check_chunk_size(chunk_size, where)
+    context = "separation_loss"
+    memories = check_memories(memories, context)
+    weight = check_kernel_weight(weight, memories.shape[1], "weight", context)
+    temperature = check_temperature(temperature, context)
+    loss = check_loss(loss, context)
+    chunk_size = check_chunk_size(chunk_size, context)
     dtype = jnp.promote_types(jnp.promote_types(weight.dtype, memories.dtype), jnp.float32)
     value = _loss(weight.astype(dtype), memories.astype(dtype), temperature, loss=loss, chunk_size=chunk_size)
     return nan_unless_positive(temperature, value)

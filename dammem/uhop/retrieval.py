@@ -82,10 +82,10 @@ def _retrieve_batch(queries, memories, similarity, beta, alpha, *, steps, trace)
     return jax.vmap(one)(queries)
 
 
-def _weight_or_identity(weight, memories: Array, where: str) -> Array:
+def _weight_or_identity(weight, memories: Array, context: str) -> Array:
     """The checked ``(F, D)`` kernel weight, or the ``(D, D)`` identity (the inner product) for None."""
     dim = memories.shape[1]
-    return jnp.eye(dim, dtype=memories.dtype) if weight is None else check_kernel_weight(weight, dim, "weight", where)
+    return jnp.eye(dim, dtype=memories.dtype) if weight is None else check_kernel_weight(weight, dim, "weight", context)
 
 
 def uhop_retrieve(
@@ -128,31 +128,31 @@ def uhop_retrieve(
       >>> out.x.shape, out.energy.shape
       ((20, 16), (20,))
     """
-    where = "uhop_retrieve"
-    memories = check_memories(memories, where, min_memories=1)
-    queries = check_floating(queries, "queries", where)
+    context = "uhop_retrieve"
+    memories = check_memories(memories, context, min_memories=1)
+    queries = check_floating(queries, "queries", context)
     dim = memories.shape[1]
     if queries.ndim != 2 or queries.shape[1] != dim:
-        raise ValueError(f"{where}: queries must have shape (B, D={dim}), got shape {tuple(queries.shape)}")
-    weight = _weight_or_identity(weight, memories, where)
+        raise ValueError(f"{context}: queries must have shape (B, D={dim}), got shape {tuple(queries.shape)}")
+    weight = _weight_or_identity(weight, memories, context)
     try:
         tsallis_alpha = separation_alpha(separation, alpha)
     except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
-    beta = check_beta(beta, where)
-    steps = check_int(steps, "steps", where, minimum=0)
+        raise ValueError(f"{context}: {err}") from None
+    beta = check_beta(beta, context)
+    steps = check_int(steps, "steps", context, minimum=0)
     if not isinstance(trace, bool):
-        raise TypeError(f"{where}: trace must be a bool, got {trace!r}")
+        raise TypeError(f"{context}: trace must be a bool, got {trace!r}")
     similarity = kernelize("dot", weight)
     return _retrieve_batch(queries, memories, similarity, beta, tsallis_alpha, steps=steps, trace=trace)
 
 
-def _check_margin_args(memories, weight, beta, alpha, chunk_size, where):
-    memories = check_finite(check_memories(memories, where), "memories", where)
-    weight = check_finite(_weight_or_identity(weight, memories, where), "weight", where)
-    beta = check_beta(beta, where)
-    alpha = check_alpha(alpha, where)  # (1, 2]: softmax (alpha = 1) never separates exactly
-    return memories, weight, beta, alpha, check_chunk_size(chunk_size, where)
+def _check_margin_args(memories, weight, beta, alpha, chunk_size, context):
+    memories = check_finite(check_memories(memories, context), "memories", context)
+    weight = check_finite(_weight_or_identity(weight, memories, context), "weight", context)
+    beta = check_beta(beta, context)
+    alpha = check_alpha(alpha, context)  # (1, 2]: softmax (alpha = 1) never separates exactly
+    return memories, weight, beta, alpha, check_chunk_size(chunk_size, context)
 
 
 def exact_retrieval_mask(
@@ -178,8 +178,8 @@ def exact_retrieval_mask(
     Returns:
       (K,) booleans.
     """
-    where = "exact_retrieval_mask"
-    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
+    context = "exact_retrieval_mask"
+    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, context)
     feats = jnp.matmul(memories, weight.T, precision=_HIGHEST)
     self_scores = jnp.sum(jnp.square(feats), axis=-1)
     margin = self_scores - _core.max_off_diagonal(feats, chunk_size)
@@ -206,8 +206,8 @@ def separation_condition_mask(
     Returns:
       (K,) booleans.
     """
-    where = "separation_condition_mask"
-    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, where)
+    context = "separation_condition_mask"
+    memories, weight, beta, alpha, chunk_size = _check_margin_args(memories, weight, beta, alpha, chunk_size, context)
     feats = _core.features(weight, memories)
     sq_norms = jnp.sum(jnp.square(feats), axis=-1)  # 1, or 0 for a zero feature vector
     # min_nu ||u_mu - u_nu||^2 = |u_mu|^2 - 2 max_nu (<u_mu, u_nu> - |u_nu|^2 / 2)

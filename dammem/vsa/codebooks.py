@@ -153,11 +153,11 @@ class Codebook:
         return f"{type(self).__name__}.{method}"
 
     def _check_vectors(self, x: ArrayLike, method: str) -> Array:
-        where = self._where(method)
-        x = check_floating(x, "x", where)
+        context = self._where(method)
+        x = check_floating(x, "x", context)
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(
-                f"{where}: x must have shape (..., D) with D = {self.dim} (the codebook dimension), got {x.shape}"
+                f"{context}: x must have shape (..., D) with D = {self.dim} (the codebook dimension), got {x.shape}"
             )
         return x
 
@@ -207,7 +207,7 @@ class Codebook:
         return True
 
     @classmethod
-    def _make(cls, dim: int, size: int, key: PRNGKey | None, angles: Any, where: str) -> Codebook:
+    def _make(cls, dim: int, size: int, key: PRNGKey | None, angles: Any, context: str) -> Codebook:
         """Sample one codebook of this kind for :func:`make_codebook`."""
         raise NotImplementedError
 
@@ -254,10 +254,10 @@ class DenseCodebook(Codebook):
     codewords: Array
 
     def __init__(self, codewords: Float[ArrayLike, "N D"]):
-        where = type(self).__name__
-        codewords = check_floating(codewords, "codewords", where)
+        context = type(self).__name__
+        codewords = check_floating(codewords, "codewords", context)
         if codewords.ndim != 2 or 0 in codewords.shape:
-            raise ValueError(f"{where}: codewords must have shape (N, D) with N, D >= 1, got {codewords.shape}")
+            raise ValueError(f"{context}: codewords must have shape (N, D) with N, D >= 1, got {codewords.shape}")
         self.codewords = codewords
         self.size, self.dim = codewords.shape
 
@@ -269,7 +269,7 @@ class DenseCodebook(Codebook):
         return self.codewords
 
     @classmethod
-    def _make(cls, dim, size, key, angles, where):
+    def _make(cls, dim, size, key, angles, context):
         return cls.sample(key, dim, size)  # the sampled subclasses (gaussian, bipolar) define sample
 
     def _rows_impl(self, idx):
@@ -284,9 +284,9 @@ class DenseCodebook(Codebook):
 
 def _sample_shape(cls: type[Codebook], dim: int, size: int | None) -> tuple[int, int]:
     """The checked ``(size, dim)`` of a sampled dense codebook (``size`` defaults to ``dim``)."""
-    where = f"{cls.__name__}.sample"
-    dim = check_int(dim, "dim", where, minimum=1)
-    return (dim if size is None else check_int(size, "size", where, minimum=1)), dim
+    context = f"{cls.__name__}.sample"
+    dim = check_int(dim, "dim", context, minimum=1)
+    return (dim if size is None else check_int(size, "size", context, minimum=1)), dim
 
 
 class GaussianCodebook(DenseCodebook):
@@ -326,7 +326,7 @@ class _ParameterFree:
         return False
 
     @classmethod
-    def _make(cls, dim, size, key, angles, where):
+    def _make(cls, dim, size, key, angles, context):
         return cls(dim)
 
 
@@ -386,8 +386,8 @@ class KropCodebook(Codebook):
         return isinstance(angles, str) and angles == "uniform"
 
     @classmethod
-    def _make(cls, dim, size, key, angles, where):
-        return cls(_krop_angles(angles, None if key is None else jax.random.split(key)[0], log2_size(dim), where))
+    def _make(cls, dim, size, key, angles, context):
+        return cls(_krop_angles(angles, None if key is None else jax.random.split(key)[0], log2_size(dim), context))
 
     @property
     def storage_size(self) -> int:
@@ -430,9 +430,9 @@ class SignedKropCodebook(KropCodebook):
         return True
 
     @classmethod
-    def _make(cls, dim, size, key, angles, where):
+    def _make(cls, dim, size, key, angles, context):
         k_theta, k_signs = jax.random.split(key)
-        return cls(_krop_angles(angles, k_theta, log2_size(dim), where), krop_signs(k_signs, dim))
+        return cls(_krop_angles(angles, k_theta, log2_size(dim), context), krop_signs(k_signs, dim))
 
 
 class HadamardCodebook(_ParameterFree, KropCodebook):
@@ -471,10 +471,10 @@ class UnitaryShiftCodebook(Codebook):
     base: Array
 
     def __init__(self, base: Float[ArrayLike, " D"]):
-        where = type(self).__name__
-        base = check_floating(base, "base", where)
+        context = type(self).__name__
+        base = check_floating(base, "base", context)
         if base.ndim != 1 or base.shape[0] < 1:
-            raise ValueError(f"{where}: base must be a vector of shape (D,) with D >= 1, got {base.shape}")
+            raise ValueError(f"{context}: base must be a vector of shape (D,) with D >= 1, got {base.shape}")
         self.base = base
         self.size = self.dim = base.shape[0]
 
@@ -483,7 +483,7 @@ class UnitaryShiftCodebook(Codebook):
         return self.dim
 
     @classmethod
-    def _make(cls, dim, size, key, angles, where):
+    def _make(cls, dim, size, key, angles, context):
         return cls(random_addresses(key, (), dim, kind="unitary"))
 
     def _rows_impl(self, idx):
@@ -515,16 +515,16 @@ _KIND_CLASSES: dict[str, type[Codebook]] = {
 assert tuple(_KIND_CLASSES) == CODEBOOK_KINDS
 
 
-def _krop_angles(angles: Any, key: PRNGKey | None, k: int, where: str) -> Array:
+def _krop_angles(angles: Any, key: PRNGKey | None, k: int, context: str) -> Array:
     if isinstance(angles, str):
         if angles == "uniform":
             return uniform_angles(key, k)
         if angles == "even":
             return even_angles(k)
-        raise ValueError(f"{where}: angles must be 'uniform', 'even' or an array of {k} angles, got {angles!r}")
-    theta = check_theta(angles, where)
+        raise ValueError(f"{context}: angles must be 'uniform', 'even' or an array of {k} angles, got {angles!r}")
+    theta = check_theta(angles, context)
     if theta.shape[0] != k:
-        raise ValueError(f"{where}: angles must have length log2(dim) = {k}, got shape {theta.shape}")
+        raise ValueError(f"{context}: angles must have length log2(dim) = {k}, got shape {theta.shape}")
     return theta
 
 
@@ -561,20 +561,20 @@ def make_codebook(
       >>> book.cleanup(book.rows(jax.numpy.array([5, 9])))
       Array([5, 9], dtype=int32)
     """
-    where = "make_codebook"
+    context = "make_codebook"
     cls = _KIND_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"{where}: kind must be one of {CODEBOOK_KINDS}, got {kind!r}")
-    dim = check_int(dim, "dim", where, minimum=1)
-    size = dim if size is None else check_int(size, "size", where, minimum=1)
+        raise ValueError(f"{context}: kind must be one of {CODEBOOK_KINDS}, got {kind!r}")
+    dim = check_int(dim, "dim", context, minimum=1)
+    size = dim if size is None else check_int(size, "size", context, minimum=1)
     if size != dim and not cls._any_size:
-        raise ValueError(f"{where}: kind {kind!r} has exactly dim = {dim} codewords; got size = {size}")
+        raise ValueError(f"{context}: kind {kind!r} has exactly dim = {dim} codewords; got size = {size}")
     if angles is not None and not cls._takes_angles:
-        raise ValueError(f"{where}: angles applies to the kinds 'krop' and 'krop_signed' only, got kind {kind!r}")
+        raise ValueError(f"{context}: angles applies to the kinds 'krop' and 'krop_signed' only, got kind {kind!r}")
     if issubclass(cls, KropCodebook):
-        log2_size(dim, "dim", where)
+        log2_size(dim, "dim", context)
     if cls._takes_angles and angles is None:
         angles = "uniform"
     if key is None and cls._needs_key(angles):
-        raise ValueError(f"{where}: kind {kind!r} is random and needs key=jax.random.key(...), got key=None")
-    return cls._make(dim, size, key, angles, where)
+        raise ValueError(f"{context}: kind {kind!r} is random and needs key=jax.random.key(...), got key=None")
+    return cls._make(dim, size, key, angles, context)

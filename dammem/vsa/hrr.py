@@ -98,12 +98,12 @@ def unbind(
       >>> bool(jax.numpy.allclose(unbind(bind(address, value), address), value, atol=1e-5))
       True
     """
-    where = "unbind"
+    context = "unbind"
     if not isinstance(exact, (bool, np.bool_)):
-        raise TypeError(f"{where}: exact must be True or False, got {exact!r}")
+        raise TypeError(f"{context}: exact must be True or False, got {exact!r}")
     if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"{where}: eps must be a number > 0, got {eps!r}")
-    memory, address = check_pair(memory, address, ("memory", "address"), where)
+        raise ValueError(f"{context}: eps must be a number > 0, got {eps!r}")
+    memory, address = check_pair(memory, address, ("memory", "address"), context)
     if exact:
         return unbind_exact_kernel(memory, address, float(eps))
     return unbind_kernel(memory, address)
@@ -153,14 +153,14 @@ def random_addresses(
       >>> random_addresses(jax.random.key(0), 16, 1024).shape
       (16, 1024)
     """
-    where = "random_addresses"
-    n = check_int(n, "n", where, minimum=1)
+    context = "random_addresses"
+    n = check_int(n, "n", context, minimum=1)
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     if not isinstance(shape, tuple) or not all(
         isinstance(s, (numbers.Integral, np.integer)) and not isinstance(s, bool) and s >= 0 for s in shape
     ):
-        raise TypeError(f"{where}: shape must be an int or a tuple of ints >= 0, got {shape!r}")
+        raise TypeError(f"{context}: shape must be an int or a tuple of ints >= 0, got {shape!r}")
     shape = tuple(int(s) for s in shape)
     if kind == "gaussian":
         return jax.random.normal(key, shape + (n,), dtype=jnp.float32) / np.sqrt(n)
@@ -175,5 +175,5 @@ def random_addresses(
         sign = jax.random.rademacher(k_sign, shape + (nf,), dtype=jnp.float32)
         spectrum = jnp.where(real_bins, sign + 0j, jnp.exp(1j * phase))
         return jnp.fft.irfft(spectrum, n=n, axis=-1).astype(jnp.float32)
-    raise ValueError(f"{where}: kind must be one of {ADDRESS_KINDS}, got {kind!r}")
+    raise ValueError(f"{context}: kind must be one of {ADDRESS_KINDS}, got {kind!r}")
 

@@ -72,12 +72,12 @@ __all__ = [
 _DEGENERATE_TOL = 1e-6
 
 
-def _prepare(theta: Any, x: Any, signs: Any, group: Any, where: str):
-    x = check_pow2_vectors(x, where)
+def _prepare(theta: Any, x: Any, signs: Any, group: Any, context: str):
+    x = check_pow2_vectors(x, context)
     n = x.shape[-1]
-    theta = check_theta(theta, where, n)
-    signs = check_signs(signs, n, where)
-    sizes = group_sizes(theta.shape[0], check_group(group, where))
+    theta = check_theta(theta, context, n)
+    signs = check_signs(signs, n, context)
+    sizes = group_sizes(theta.shape[0], check_group(group, context))
     return theta, x, signs, sizes
 
 
@@ -220,9 +220,9 @@ def krop_soft_cleanup(
       >>> krop_soft_cleanup(jnp.full(2, jnp.pi / 4), jnp.array([0.5, -0.5, 0.5, -0.5]), 50.0).round(3)
       Array([ 0.5, -0.5,  0.5, -0.5], dtype=float32)
     """
-    where = "krop_soft_cleanup"
-    theta, x, signs, sizes = _prepare(theta, x, signs, group, where)
-    beta = check_beta(beta, x.shape[:-1], where)
+    context = "krop_soft_cleanup"
+    theta, x, signs, sizes = _prepare(theta, x, signs, group, context)
+    beta = check_beta(beta, x.shape[:-1], context)
     return krop_soft_cleanup_kernel(theta, x, beta, signs, sizes)
 
 
@@ -250,11 +250,11 @@ def krop_row(
       >>> krop_row(hadamard_angles(2), 3).round(4)  # the last Hadamard row
       Array([ 0.5, -0.5, -0.5,  0.5], dtype=float32)
     """
-    where = "krop_row"
-    theta = check_theta(theta, where)
+    context = "krop_row"
+    theta = check_theta(theta, context)
     n = 1 << theta.shape[0]
-    idx = check_index(idx, n, where)
-    signs = check_signs(signs, n, where)
+    idx = check_index(idx, n, context)
+    signs = check_signs(signs, n, context)
     return krop_rows_kernel(theta, idx, signs)
 
 

@@ -53,17 +53,17 @@ ERASE_MODES: tuple[str, ...] = get_args(EraseMode)
 """
 
 
-def _check_codebook(codebook: Codebook, n: int, where: str) -> Codebook:
+def _check_codebook(codebook: Codebook, n: int, context: str) -> Codebook:
     if not isinstance(codebook, Codebook):
-        raise TypeError(f"{where}: codebook must be a dammem.vsa.Codebook (see make_codebook), got {type(codebook)}")
+        raise TypeError(f"{context}: codebook must be a dammem.vsa.Codebook (see make_codebook), got {type(codebook)}")
     if codebook.dim != n:
-        raise ValueError(f"{where}: codebook.dim = {codebook.dim} must equal the vector size N = {n} of the memory")
+        raise ValueError(f"{context}: codebook.dim = {codebook.dim} must equal the vector size N = {n} of the memory")
     return codebook
 
 
-def _check_erase(erase: str, where: str) -> None:
+def _check_erase(erase: str, context: str) -> None:
     if erase not in ERASE_MODES:
-        raise ValueError(f"{where}: erase must be one of {ERASE_MODES}, got {erase!r}")
+        raise ValueError(f"{context}: erase must be one of {ERASE_MODES}, got {erase!r}")
 
 
 def store(addresses: Float[ArrayLike, "*#ba M N"], values: Float[ArrayLike, "*#bv M N"]) -> Float[Array, "*batch N"]:
@@ -87,15 +87,15 @@ def store(addresses: Float[ArrayLike, "*#ba M N"], values: Float[ArrayLike, "*#b
       >>> bool((recall(memory, addresses, book) == values).all())
       True
     """
-    where = "store"
-    addresses = check_floating(addresses, "addresses", where)
-    values = check_floating(values, "values", where)
+    context = "store"
+    addresses = check_floating(addresses, "addresses", context)
+    values = check_floating(values, "values", context)
     if addresses.ndim < 2 or values.ndim < 2 or addresses.shape[-2] != values.shape[-2]:
         raise ValueError(
-            f"{where}: addresses and values must have shape (..., M, N) with the same number of items M, "
+            f"{context}: addresses and values must have shape (..., M, N) with the same number of items M, "
             f"got {addresses.shape} and {values.shape}"
         )
-    addresses, values = check_pair(addresses, values, ("addresses", "values"), where)
+    addresses, values = check_pair(addresses, values, ("addresses", "values"), context)
     return jnp.sum(bind_kernel(addresses, values), axis=-2)
 
 
@@ -165,10 +165,10 @@ def erase_estimate(
     Returns:
       ``(..., N)`` estimate ``e`` of the old value (``M - a (*) e`` erases it).
     """
-    where = "erase_estimate"
-    _check_erase(erase, where)
-    memory, address = check_pair(memory, address, ("memory", "address"), where)
-    _check_codebook(codebook, memory.shape[-1], where)
+    context = "erase_estimate"
+    _check_erase(erase, context)
+    memory, address = check_pair(memory, address, ("memory", "address"), context)
+    _check_codebook(codebook, memory.shape[-1], context)
     return erase_kernel(memory, address, codebook, erase)
 
 
@@ -203,11 +203,11 @@ def overwrite(
       >>> recall(memory, addresses, book)
       Array([10, 20, 99, 40], dtype=int32)
     """
-    where = "overwrite"
-    _check_erase(erase, where)
-    memory, address = check_pair(memory, address, ("memory", "address"), where)
-    _, value = check_pair(memory, value, ("memory", "value"), where)
-    _check_codebook(codebook, memory.shape[-1], where)
+    context = "overwrite"
+    _check_erase(erase, context)
+    memory, address = check_pair(memory, address, ("memory", "address"), context)
+    _, value = check_pair(memory, value, ("memory", "value"), context)
+    _check_codebook(codebook, memory.shape[-1], context)
     return overwrite_kernel(memory, address, value, codebook, erase)
 
 
@@ -231,28 +231,28 @@ def overwrite_scan(
     Returns:
       ``(final, history)``: the final memory ``(..., N)`` and the memory after every step ``(T, ..., N)``.
     """
-    where = "overwrite_scan"
-    _check_erase(erase, where)
-    memory = check_floating(memory, "memory", where)
-    addresses = check_floating(addresses, "addresses", where)
-    values = check_floating(values, "values", where)
+    context = "overwrite_scan"
+    _check_erase(erase, context)
+    memory = check_floating(memory, "memory", context)
+    addresses = check_floating(addresses, "addresses", context)
+    values = check_floating(values, "values", context)
     if addresses.ndim < 2 or addresses.shape != values.shape:
         raise ValueError(
-            f"{where}: addresses and values must both have shape (T, ..., N) (the same shape), got "
+            f"{context}: addresses and values must both have shape (T, ..., N) (the same shape), got "
             f"{addresses.shape} and {values.shape}"
         )
     if memory.ndim < 1 or memory.shape[-1] != addresses.shape[-1]:
         raise ValueError(
-            f"{where}: memory must have shape (..., N) with N = {addresses.shape[-1]} (the size of addresses), "
+            f"{context}: memory must have shape (..., N) with N = {addresses.shape[-1]} (the size of addresses), "
             f"got {memory.shape}"
         )
     try:
         out_shape = jnp.broadcast_shapes(memory.shape, addresses.shape[1:])
     except ValueError as err:
         raise ValueError(
-            f"{where}: memory {memory.shape} does not broadcast with one step of addresses {addresses.shape[1:]}"
+            f"{context}: memory {memory.shape} does not broadcast with one step of addresses {addresses.shape[1:]}"
         ) from err
-    _check_codebook(codebook, memory.shape[-1], where)
+    _check_codebook(codebook, memory.shape[-1], context)
     dtype = jnp.result_type(memory.dtype, addresses.dtype, values.dtype)
     memory = jnp.broadcast_to(memory, out_shape).astype(dtype)
     return overwrite_scan_kernel(memory, addresses.astype(dtype), values.astype(dtype), codebook, erase)
