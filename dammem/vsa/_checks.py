@@ -16,7 +16,7 @@ from dammem._butterfly import log2_size
 from dammem._types import Array
 from dammem._validate import check_floating, check_positive, is_concrete
 
-__all__ = ["check_pair", "check_pow2_vectors", "check_theta", "check_signs", "check_index", "check_beta"]
+__all__ = ["check_pair", "check_pow2_vectors", "check_theta", "check_signs", "check_index", "check_batch_beta"]
 
 
 def check_pair(a: ArrayLike, b: ArrayLike, names: tuple[str, str], context: str) -> tuple[Array, Array]:
@@ -96,8 +96,8 @@ def check_index(idx: ArrayLike, n: int, context: str) -> Array:
     return arr
 
 
-def check_beta(beta: ArrayLike, lead: tuple[int, ...], context: str) -> Array:
-    """An inverse temperature > 0 (checked when concrete), broadcast to the batch shape ``lead``."""
+def check_batch_beta(beta: ArrayLike, lead: tuple[int, ...], context: str) -> Array:
+    """An inverse temperature > 0 (checked when concrete), broadcast to the batch shape ``lead`` (a per-query beta)."""
     beta = check_floating(beta, "beta", context)
     check_positive(beta, "beta", context)
     try:

@@ -44,7 +44,7 @@ from jaxtyping import Float, Int
 from dammem._butterfly import default_group, group_sizes, log2_size
 from dammem._types import Array, PRNGKey
 from dammem._validate import check_floating, check_int
-from dammem.vsa._checks import check_beta, check_index, check_signs, check_theta
+from dammem.vsa._checks import check_batch_beta, check_index, check_signs, check_theta
 from dammem.vsa._codebook_kernels import cleanup_kernel, rows_kernel, scores_kernel, soft_cleanup_kernel
 from dammem.vsa._kernels import (
     bind_kernel,
@@ -149,11 +149,11 @@ class Codebook:
         """Number of stored scalars (entries, angles, signs); 0 for the implicit ``one_hot`` and ``hadamard``."""
         raise NotImplementedError
 
-    def _where(self, method: str) -> str:
+    def _context(self, method: str) -> str:
         return f"{type(self).__name__}.{method}"
 
     def _check_vectors(self, x: ArrayLike, method: str) -> Array:
-        context = self._where(method)
+        context = self._context(method)
         x = check_floating(x, "x", context)
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(
@@ -170,7 +170,7 @@ class Codebook:
         Returns:
           ``idx.shape + (D,)``.
         """
-        return rows_kernel(self, check_index(idx, self.size, self._where("rows")))
+        return rows_kernel(self, check_index(idx, self.size, self._context("rows")))
 
     def scores(self, x: Float[ArrayLike, "*batch D"]) -> Float[Array, "*batch N"]:
         """Inner products ``<C_j, x>`` with every codeword: ``(..., D) -> (..., N)``."""
@@ -192,7 +192,7 @@ class Codebook:
           beta: inverse temperature > 0 (scalar or broadcastable to ``x.shape[:-1]``; multiplies the scores).
         """
         x = self._check_vectors(x, "soft_cleanup")
-        return soft_cleanup_kernel(self, x, check_beta(beta, x.shape[:-1], self._where("soft_cleanup")))
+        return soft_cleanup_kernel(self, x, check_batch_beta(beta, x.shape[:-1], self._context("soft_cleanup")))
 
     def matrix(self) -> Float[Array, "N D"]:
         """The dense ``(N, D)`` codebook (for tests, small sizes and the dense baselines)."""

@@ -45,7 +45,7 @@ from jaxtyping import Float, Int
 from dammem._butterfly import butterfly_kernel, check_group, group_sizes, kron_blocks, log2_size
 from dammem._types import Array, PRNGKey
 from dammem._validate import check_floating, check_int
-from dammem.vsa._checks import check_beta, check_index, check_pow2_vectors, check_signs, check_theta
+from dammem.vsa._checks import check_batch_beta, check_index, check_pow2_vectors, check_signs, check_theta
 from dammem.vsa._kernels import (
     krop_cleanup_kernel,
     krop_rows_kernel,
@@ -222,7 +222,7 @@ def krop_soft_cleanup(
     """
     context = "krop_soft_cleanup"
     theta, x, signs, sizes = _prepare(theta, x, signs, group, context)
-    beta = check_beta(beta, x.shape[:-1], context)
+    beta = check_batch_beta(beta, x.shape[:-1], context)
     return krop_soft_cleanup_kernel(theta, x, beta, signs, sizes)
 
 
