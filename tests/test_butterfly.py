@@ -90,9 +90,18 @@ def test_gradients_match_finite_differences():
         f = jnp.asarray(_factors(4))
         x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16)))
         w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 16)))
-        check_grads(lambda f, x: jnp.sum(w * butterfly_apply(f, x, group=3) ** 2), (f, x), order=2)
+        check_grads(lambda f, x: jnp.sum(w * butterfly_apply(f, x, group=3) ** 2), (f, x), order=1)
         check_grads(lambda s, x: jnp.sum(w * hadamard_sign_chain(s, x, group=2) ** 2), (w[:2, :], x), order=1)
-        check_grads(lambda x: jnp.sum(w * jnp.sin(fwht(x))), (x,), order=2)
+        check_grads(lambda x: jnp.sum(w * jnp.sin(fwht(x))), (x,), order=2)  # fwht's custom rule, differentiated
+
+
+@pytest.mark.slow  # default suite: first derivatives above (butterfly_apply has no custom rule: plain autodiff)
+def test_second_derivatives_of_butterfly_apply_match_finite_differences():
+    with jax.enable_x64(True):
+        f = jnp.asarray(_factors(4))
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16)))
+        w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 16)))
+        check_grads(lambda f, x: jnp.sum(w * butterfly_apply(f, x, group=3) ** 2), (f, x), order=2)
 
 
 def test_new_factor_values_do_not_retrace():
