@@ -91,6 +91,7 @@ def kernel_estimates():
     return true, {p: _estimates(p, d, points, 32, 2000) for p in PROJECTIONS if p != "materialized"}
 
 
+@pytest.mark.slow  # statistical, 2000 keys per projection; the default suite pins the maps against float64 formulas
 @pytest.mark.parametrize("projection", ["gaussian", "orthogonal", "structured"])
 def test_every_map_is_unbiased_over_keys(kernel_estimates, projection):
     true, estimates = kernel_estimates
@@ -103,6 +104,7 @@ def test_every_map_is_unbiased_over_keys(kernel_estimates, projection):
     np.testing.assert_allclose(mean, np.broadcast_to(true, mean.shape), rtol=0.03)
 
 
+@pytest.mark.slow  # statistical; the default suite pins orthogonal and structured rows in test_projections.py
 def test_orthogonal_and_structured_rows_do_not_raise_the_variance(kernel_estimates):
     true, estimates = kernel_estimates
     mse = {p: ((e - true) ** 2).mean(0) for p, e in estimates.items()}  # (kinds, pairs)

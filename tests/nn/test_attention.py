@@ -28,6 +28,12 @@ def _capture_weights(layer, *args, **kwargs):
     return out, found["attention_weights"][0]
 
 
+def _jitted(fn, *args):
+    """fn(*args) as one compiled program: a layer's eager call compiles each primitive on its own, which costs the
+    suite more than one program per test (the layers' eager errors are tested eagerly below)."""
+    return nnx.jit(fn)(*args)
+
+
 def _reference(layer: Hopfield, inputs_q, inputs_k=None, inputs_v=None, **core_kwargs):
     """The pure core called on the layer's own projections, then its output projection."""
     inputs_k = inputs_q if inputs_k is None else inputs_k
@@ -46,15 +52,20 @@ def test_pure_retrieval_equals_dot_product_attention():
     layer = Hopfield(2, 8, use_projections=False)
     assert not nnx.state(layer, nnx.Param)  # no parameters at all
     split = lambda a: a.reshape(a.shape[:-1] + (2, 4))  # noqa: E731
-    expected = jax.nn.dot_product_attention(split(x), split(y), split(y)).reshape(2, 5, 8)
-    np.testing.assert_allclose(np.asarray(layer(x, y)), np.asarray(expected), atol=2e-6)
     pad = jnp.arange(6) < jnp.array([6, 4])[:, None, None, None]  # (2, 1, 1, 6)
-    expected = jax.nn.dot_product_attention(split(x), split(y), split(y), mask=pad).reshape(2, 5, 8)
-    np.testing.assert_allclose(np.asarray(layer(x, y, mask=pad)), np.asarray(expected), atol=2e-6)
     z = _x(2, (2, 6, 6))  # values of another width (padded with a zero column for jax, which needs equal widths)
-    padded = jnp.pad(z.reshape(2, 6, 2, 3), ((0, 0), (0, 0), (0, 0), (0, 1)))
-    expected = jax.nn.dot_product_attention(split(x), split(y), padded)[..., :3].reshape(2, 5, 6)
-    np.testing.assert_allclose(np.asarray(layer(x, y, z)), np.asarray(expected), atol=2e-6)
+
+    def run(x, y, z, pad):
+        padded = jnp.pad(z.reshape(2, 6, 2, 3), ((0, 0), (0, 0), (0, 0), (0, 1)))
+        return [
+            (layer(x, y), jax.nn.dot_product_attention(split(x), split(y), split(y)).reshape(2, 5, 8)),
+            (layer(x, y, mask=pad),
+             jax.nn.dot_product_attention(split(x), split(y), split(y), mask=pad).reshape(2, 5, 8)),
+            (layer(x, y, z), jax.nn.dot_product_attention(split(x), split(y), padded)[..., :3].reshape(2, 5, 6)),
+        ]  # fmt: skip
+
+    for got, expected in jax.jit(run)(x, y, z, pad):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=2e-6)
 
 
 def _mha_and_hopfield(**kwargs):
@@ -69,10 +80,14 @@ def test_projections_equal_multi_head_attention_with_copied_parameters():
     mha, hop = _mha_and_hopfield()
     x, y = _x(3, (2, 7, 12)), _x(4, (2, 9, 12))
     mask = jax.random.bernoulli(jax.random.key(5), 0.7, (2, 4, 7, 9)).at[..., 0].set(True)
-    np.testing.assert_allclose(np.asarray(hop(x, y, mask=mask)), np.asarray(mha(x, y, mask=mask)), atol=2e-5)
     causal = nnx.make_causal_mask(jnp.ones((2, 7)))  # float32, as flax builds masks
-    out_mha, w_mha = _capture_weights(mha, x, mask=causal)
-    out_hop, w_hop = _capture_weights(hop, x, mask=causal)
+
+    def run(hop, mha, x, y):
+        return (hop(x, y, mask=mask), mha(x, y, mask=mask),
+                _capture_weights(mha, x, mask=causal), _capture_weights(hop, x, mask=causal))  # fmt: skip
+
+    cross_hop, cross_mha, (out_mha, w_mha), (out_hop, w_hop) = _jitted(run, hop, mha, x, y)
+    np.testing.assert_allclose(np.asarray(cross_hop), np.asarray(cross_mha), atol=2e-5)
     np.testing.assert_allclose(np.asarray(out_hop), np.asarray(out_mha), atol=2e-5)
     np.testing.assert_allclose(np.asarray(w_hop), np.asarray(w_mha), atol=1e-6)
     assert float(w_hop[0, 0, 0, 1]) == 0.0  # causal: the first position sees only itself
@@ -86,11 +101,15 @@ def test_normalize_qk_and_dropout_equal_multi_head_attention():
     mha = nnx.MultiHeadAttention(4, 12, decode=False, rngs=nnx.Rngs(0, dropout=7), **kwargs)
     hop = Hopfield(4, 12, rngs=nnx.Rngs(1, dropout=7), **kwargs)
     nnx.update(hop, nnx.state(mha, nnx.Param))
-    dropped = hop(x, deterministic=False)
-    np.testing.assert_allclose(np.asarray(dropped), np.asarray(mha(x, deterministic=False)), atol=2e-5)
-    np.testing.assert_allclose(np.asarray(hop(x, deterministic=True)), np.asarray(mha(x, deterministic=True)),
-                               atol=2e-5)  # fmt: skip
-    assert np.max(np.abs(np.asarray(dropped - hop(x, deterministic=True)))) > 1e-2
+
+    def run(hop, mha, x):
+        return hop(x, deterministic=False), mha(x, deterministic=False), hop(x, deterministic=True), mha(
+            x, deterministic=True)
+
+    dropped, dropped_mha, kept, kept_mha = _jitted(run, hop, mha, x)
+    np.testing.assert_allclose(np.asarray(dropped), np.asarray(dropped_mha), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(kept), np.asarray(kept_mha), atol=2e-5)
+    assert np.max(np.abs(np.asarray(dropped - kept))) > 1e-2
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -102,11 +121,15 @@ SEPARATIONS = [("softmax", {}), ("sparsemax", {}), ("entmax15", {}), ("entmax", 
 
 def test_every_separation_is_the_one_used():
     x = _x(7, (2, 6, 8))
+    layers = [Hopfield(2, 8, separation=sep, beta=2.0, update_steps=2, rngs=nnx.Rngs(0), **extra)
+              for sep, extra in SEPARATIONS]  # fmt: skip
+
+    def run(layers, x):  # one program for the four layers
+        return [(layer(x), _reference(layer, x, separation=sep, beta=2.0, update_steps=2, **extra))
+                for layer, (sep, extra) in zip(layers, SEPARATIONS)]  # fmt: skip
+
     outs = []
-    for separation, extra in SEPARATIONS:
-        layer = Hopfield(2, 8, separation=separation, beta=2.0, update_steps=2, rngs=nnx.Rngs(0), **extra)
-        out = layer(x)
-        expected = _reference(layer, x, separation=separation, beta=2.0, update_steps=2, **extra)
+    for out, expected in _jitted(run, layers, x):
         np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
         outs.append(np.asarray(out))
     for i in range(len(outs)):
@@ -125,16 +148,21 @@ def test_sparsemax_weights_have_exact_zeros():
 def test_pooling_and_lookup_use_their_separation():
     x = _x(9, (2, 6, 8))
     pool = HopfieldPooling(2, 8, num_queries=3, out_features=5, separation="entmax15", rngs=nnx.Rngs(1))
-    expected = _reference(pool.hopfield, pool.queries[...], x, separation="entmax15")
-    out = pool(x)
-    assert out.shape == (2, 3, 5)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
     lookup = HopfieldLayer(2, 8, num_patterns=6, separate_targets=True, separation="sparsemax", rngs=nnx.Rngs(2))
-    expected = _reference(lookup.hopfield, x, lookup.patterns[...], lookup.targets[...], separation="sparsemax")
-    np.testing.assert_allclose(np.asarray(lookup(x)), np.asarray(expected), atol=1e-5)
     plain = HopfieldLayer(2, 8, num_patterns=6, rngs=nnx.Rngs(2))
-    expected = _reference(plain.hopfield, x, plain.patterns[...])  # the patterns are the keys and the values
-    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(expected), atol=1e-5)
+
+    def run(pool, lookup, plain, x):
+        return [
+            (pool(x), _reference(pool.hopfield, pool.queries[...], x, separation="entmax15")),
+            (lookup(x),
+             _reference(lookup.hopfield, x, lookup.patterns[...], lookup.targets[...], separation="sparsemax")),
+            (plain(x), _reference(plain.hopfield, x, plain.patterns[...])),  # the patterns are the keys and values
+        ]  # fmt: skip
+
+    results = _jitted(run, pool, lookup, plain, x)
+    assert results[0][0].shape == (2, 3, 5)
+    for out, expected in results:
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
 
 
 def test_pooling_mask_hides_padding():
@@ -142,7 +170,8 @@ def test_pooling_mask_hides_padding():
     pool = HopfieldPooling(2, 8, num_queries=2, separation="entmax15", rngs=nnx.Rngs(3))
     pad = jnp.arange(6)[None, None, None, :] < 4  # only the first 4 items count
     changed = x.at[:, 4:].set(100.0)
-    np.testing.assert_allclose(np.asarray(pool(changed, mask=pad)), np.asarray(pool(x[:, :4])), atol=1e-5)
+    masked, short = _jitted(lambda pool, a, b: (pool(a, mask=pad), pool(b)), pool, changed, x[:, :4])
+    np.testing.assert_allclose(np.asarray(masked), np.asarray(short), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -158,29 +187,38 @@ def test_learnable_alpha_stays_in_range_and_gets_gradients():
     x = _x(11, (2, 6, 8))
     layer = Hopfield(2, 8, separation="entmax", alpha=[1.2, 1.8], learn_alpha=True, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(np.asarray(layer.alpha), [1.2, 1.8], atol=1e-6)
-    expected = _reference(layer, x, separation="entmax", alpha=jnp.array([1.2, 1.8]))
-    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(expected), atol=1e-5)
-    grads = nnx.grad(_loss)(layer, x)
+
+    def run(layer, x):
+        expected = _reference(layer, x, separation="entmax", alpha=jnp.array([1.2, 1.8]))
+        return layer(x), expected, nnx.grad(_loss)(layer, x)
+
+    out, expected, grads = _jitted(run, layer, x)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
     assert np.all(np.abs(np.asarray(grads["alpha_logit"][...])) > 1e-5)
+    forward = nnx.jit(lambda layer, x: (layer.alpha, layer(x)))  # one program for the three logits
     for logit in (60.0, -60.0, 0.0):  # far beyond any training step: still inside (1, 2]
         layer.alpha_logit[...] = jnp.full((2,), logit)
-        alpha = np.asarray(layer.alpha)
-        assert np.all((alpha > 1.0) & (alpha <= 2.0))
-        assert np.all(np.isfinite(np.asarray(layer(x))))
+        alpha, out = forward(layer, x)
+        assert np.all((np.asarray(alpha) > 1.0) & (np.asarray(alpha) <= 2.0))
+        assert np.all(np.isfinite(np.asarray(out)))
 
 
 def test_learnable_beta_gets_gradients_and_reaches_its_head():
     x, y = _x(12, (2, 5, 8)), _x(13, (2, 6, 8))
     layer = Hopfield(2, 8, use_projections=False, beta=[6.0, 0.25], learn_beta=True, separation="sparsemax")
     np.testing.assert_allclose(np.asarray(layer.beta), [6.0, 0.25], rtol=1e-6)
-    out = layer(x, y)
-    for head, beta in enumerate((6.0, 0.25)):
-        single = Hopfield(2, 8, use_projections=False, beta=beta, separation="sparsemax")(x, y)
+
+    def run(layer, x, y):
+        singles = [Hopfield(2, 8, use_projections=False, beta=beta, separation="sparsemax")(x, y)
+                   for beta in (6.0, 0.25)]  # fmt: skip
+        swapped = Hopfield(2, 8, use_projections=False, beta=[0.25, 6.0], separation="sparsemax")(x, y)
+        return layer(x, y), singles, swapped, nnx.grad(lambda m: jnp.sum(jnp.sin(3.0 * m(x, y))))(layer)
+
+    out, singles, swapped, grads = _jitted(run, layer, x, y)
+    for head, single in enumerate(singles):
         np.testing.assert_allclose(np.asarray(out[..., 4 * head : 4 * head + 4]),
                                    np.asarray(single[..., 4 * head : 4 * head + 4]), atol=1e-5)  # fmt: skip
-    swapped = Hopfield(2, 8, use_projections=False, beta=[0.25, 6.0], separation="sparsemax")(x, y)
     assert np.max(np.abs(np.asarray(out - swapped)[..., :4])) > 0.1
-    grads = nnx.grad(lambda m: jnp.sum(jnp.sin(3.0 * m(x, y))))(layer)
     assert np.all(np.abs(np.asarray(grads["log_beta"][...])) > 1e-5)
 
 
@@ -193,9 +231,10 @@ def test_learnable_beta_gets_gradients_and_reaches_its_head():
 def test_decode_cache_equals_causal_computation(separation, steps):
     x = _x(14, (2, 6, 8))
     layer = Hopfield(2, 8, separation=separation, update_steps=steps, rngs=nnx.Rngs(0))
-    full = layer(x, is_causal=True)
+    full = _jitted(lambda layer, x: layer(x, is_causal=True), layer, x)
     layer.init_cache(x.shape)
-    steps_out = [layer(x[:, i : i + 1], decode=True) for i in range(6)]
+    step = nnx.jit(lambda layer, x: layer(x, decode=True))  # one program for the six steps
+    steps_out = [step(layer, x[:, i : i + 1]) for i in range(6)]
     np.testing.assert_allclose(np.asarray(jnp.concatenate(steps_out, axis=1)), np.asarray(full), atol=1e-5)
     assert int(layer.cache_index[...]) == 6
 
