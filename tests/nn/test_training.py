@@ -167,6 +167,7 @@ def _train(inner_steps, outer_steps=40):
     return start, float(sep_fn(model, held_out)), seps
 
 
+@pytest.mark.slow  # two 40-iteration training runs; the default suite pins each step against a plain reference
 def test_separation_loss_falls_during_training():
     """Measured (40 outer iterations, SGD 0.1 / Adam 1e-2): with N_i = 2 the deep loss (eq. 3.2, t = 2; -4 would
     be orthogonal features) of a held-out batch falls from -0.42 to -2.22, and the values returned at the first and

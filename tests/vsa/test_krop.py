@@ -134,7 +134,14 @@ def test_signed_matrix_is_h_times_column_signs():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k,group", [(1, 4), (2, 1), (5, 2), (5, 3), (7, 4), (9, 4), (11, 6), (11, 1), (12, 5)])
+_SLOW = pytest.mark.slow  # a larger size of a case the default suite pins at a smaller one (one compile per size)
+
+
+@pytest.mark.parametrize(
+    "k,group",
+    [(1, 4), (2, 1), (5, 2), (5, 3), (7, 4)]  # group > k, group 1, group dividing k, remainders
+    + [pytest.param(k, g, marks=_SLOW) for k, g in [(9, 4), (11, 6), (11, 1), (12, 5)]],
+)
 def test_krop_apply_matches_dense(k, group):
     theta = _theta(k, seed=k)
     x = jax.random.normal(jax.random.key(1), (2, 3, 2**k))
@@ -258,7 +265,7 @@ def test_soft_cleanup_tends_to_hard_cleanup():
     assert np.abs(np.asarray(soft_small) - np.asarray(hard)).max() > 0.05  # low beta blends rows
 
 
-@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("signed", [pytest.param(False, marks=_SLOW), True])  # signed: the unsigned path and signs
 def test_soft_cleanup_gradients(signed):
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,10 +81,11 @@ def test_overwrite_scan_equals_python_loop_and_batches_memories():
     for erase in ("cleanup", "sign", "raw"):
         final, hist = overwrite_scan(mem0, step_addresses, step_vals, cb, erase=erase)
         assert hist.shape == (steps, 2, 128)
+        one = jax.jit(functools.partial(overwrite, erase=erase))  # one program for the twelve steps of the loop
         for b in range(2):
             m = mem0[b]
             for t in range(steps):
-                m = overwrite(m, step_addresses[t, b], step_vals[t, b], cb, erase=erase)
+                m = one(m, step_addresses[t, b], step_vals[t, b], cb)
                 np.testing.assert_allclose(np.asarray(hist[t, b]), np.asarray(m), atol=2e-5)
         np.testing.assert_allclose(np.asarray(final), np.asarray(hist[-1]), atol=0)  # one value, returned twice
 
