@@ -1,7 +1,9 @@
 """Runs every sharded path of :mod:`dammem.sharding` on 8 host devices next to its single-device counterpart.
 
-Run as ``python -m tests._shard_worker`` with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before JAX
-starts (``tests/test_sharding.py`` does so in a subprocess). It prints one line, the marker and a JSON object:
+Run as ``python -m tests._shard_worker [--all]`` with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set
+before JAX starts (``tests/test_sharding.py`` does so in a subprocess). Without ``--all`` it runs the cases named in
+``QUICK`` (one sharded case per public function, per separation kind, per model, per mesh; the default test suite),
+with ``--all`` every case (the slow tests). It prints one line, the marker and a JSON object:
 ``{case: {"sharded": ..., "single": ...}}`` for the comparisons, compiled all-gather shapes for the HLO checks, and
 ``{"type": ..., "message": ...}`` for every bad input. The assertions live in ``tests/test_sharding.py``.
 
@@ -12,6 +14,7 @@ over the 4 devices of ``memory`` (and queries or rows over the 2 of ``batch`` wh
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from functools import partial
@@ -41,6 +44,23 @@ MARKER = "@@shard-worker@@"
 K, D, B = 32, 6, 4  # K and B divisible by 8 and 4, and by 2
 
 OUT: dict = {}
+
+# The cases the default suite runs; ``--all`` adds the others, each a path that a quick case already takes (the
+# 2x4 mesh: the batch-split retrieval and attention; entmax15: its retrieval; the exponential encode: the
+# masked one; the derivatives of general entmax: those of sparsemax) or a second size, alpha, kind, dtype. Each
+# program compiled for 8 devices costs about a second of CPU, so the quick set is small.
+QUICK = {
+    "sep/8/softmax", "sep/8/sparsemax", "sep/8/entmax_rows", "grad_z/entmax_rows",
+    "update/8/modern", "update/8/l2_13",
+    "retrieve/8/rbf_clamp", "retrieve/8/entmax15_no_tol", "retrieve/2x4/entmax13_mask", "retrieve/one_query",
+    "attention/8/entmax_heads_mask", "attention/2x4/softmax_weights",
+    "encode/8/sincos", "encode/masked/expexp",
+    "gather/retrieve_entmax15_mask", "gather/attention_sparsemax",
+}  # fmt: skip
+
+
+def selected(label: str, full: bool) -> bool:
+    return full or label in QUICK
 
 
 def put(name: str, sharded, single) -> None:
@@ -120,18 +140,26 @@ def distributed(mesh, rows_axis, name, alpha):
     return jax.jit(run)
 
 
-def separation_cases():
+SEPARATION_MESHES = {"8": tuple(SEPARATION_CASES), "2x4": ("sparsemax", "entmax15", "entmax_rows")}
+GRAD_CASES = ("sparsemax", "entmax15", "entmax_rows")
+
+
+def separation_cases(full: bool):
     z, where = scores()
     for mesh_name, (mesh, rows_axis) in meshes().items():
-        for case, (name, alpha) in SEPARATION_CASES.items():
-            if mesh_name == "2x4" and case not in ("sparsemax", "entmax15", "entmax_rows"):
+        for case in SEPARATION_MESHES[mesh_name]:
+            if not selected(f"sep/{mesh_name}/{case}", full):
                 continue
+            name, alpha = SEPARATION_CASES[case]
             p, psi = distributed(mesh, rows_axis, name, alpha)(z, where, alpha)
-            put(f"sep/{mesh_name}/{case}/p", p, reference_separation(name, alpha, z, where))
-            put(f"sep/{mesh_name}/{case}/psi", psi, reference_conjugate(name, alpha, z, where))
+            ref_p, ref_psi = jax.jit(partial(reference_pair, name))(z, alpha, where)
+            put(f"sep/{mesh_name}/{case}/p", p, ref_p)
+            put(f"sep/{mesh_name}/{case}/psi", psi, ref_psi)
     mesh = meshes()["8"][0]
     weights = jax.random.normal(jax.random.key(2), z.shape)
-    for case in ("sparsemax", "entmax15", "entmax_rows"):  # first derivatives in z and alpha (jitted: see sharding)
+    for case in GRAD_CASES:  # first derivatives in z and alpha (jitted: see sharding)
+        if not selected(f"grad_z/{case}", full):
+            continue
         name, alpha = SEPARATION_CASES[case]
         sharded = distributed(mesh, None, name, alpha)
 
@@ -141,7 +169,7 @@ def separation_cases():
 
         argnums = (0,) if alpha is None else (0, 1)
         got = jax.jit(jax.grad(loss, argnums), static_argnums=2)(z, alpha, partial(swap_where, sharded, where))
-        ref = jax.grad(loss, argnums)(z, alpha, partial(reference_pair, name, where=where))
+        ref = jax.jit(jax.grad(loss, argnums), static_argnums=2)(z, alpha, partial(reference_pair, name, where=where))
         put(f"grad_z/{case}", got[0], ref[0])
         if alpha is not None:
             put(f"grad_alpha/{case}", got[1], ref[1])
@@ -149,9 +177,11 @@ def separation_cases():
         z64 = 3.0 * jax.random.normal(jax.random.key(3), (4, 256), jnp.float64)
         w64 = jnp.ones(z64.shape, bool)
         for case in ("sparsemax",):
+            if not selected(f"x64/{case}", full):
+                continue
             name, alpha = SEPARATION_CASES[case]
             got = distributed(mesh, None, name, alpha)(z64, w64, alpha)[0]
-            put(f"x64/{case}", got, reference_separation(name, alpha, z64, None))
+            put(f"x64/{case}", got, jax.jit(partial(reference_separation, name, alpha))(z64, None))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -193,23 +223,25 @@ BETA = 1.5
 UPDATE_CASES = {"8": (("modern", False), ("entmax13", True), ("l2_13", True)), "2x4": (("sparse2", True),)}
 
 
-def model_cases():
+def model_cases(full: bool):
     memories, x, mask = data()
     visible = memories[np.asarray(mask)]
     for mesh_name, (mesh, batch_axis) in meshes().items():
         for case, masked in UPDATE_CASES[mesh_name]:
+            if not selected(f"update/{mesh_name}/{case}", full):
+                continue
             kwargs, energy, update = MODEL_CASES[case]
             stored = visible if masked else memories
             common = dict(mesh=mesh, axis="memory", mask=mask if masked else None, batch_axis=batch_axis, **kwargs)
             put(
                 f"update/{mesh_name}/{case}",
                 sh.sharded_update(x, memories, BETA, **common),
-                jax.vmap(lambda q, stored=stored, update=update: update(q, stored, BETA))(x),
+                jax.jit(jax.vmap(lambda q, stored=stored, update=update: update(q, stored, BETA)))(x),
             )
             put(
                 f"energy/{mesh_name}/{case}",
                 sh.sharded_energy(x, memories, BETA, **common),
-                jax.vmap(lambda q, stored=stored, energy=energy: energy(q, stored, BETA))(x),
+                jax.jit(jax.vmap(lambda q, stored=stored, energy=energy: energy(q, stored, BETA)))(x),
             )
     mesh = meshes()["8"][0]
     # arrays committed to one device move onto the mesh (jit would refuse them beside arrays on 8 devices)
@@ -217,7 +249,7 @@ def model_cases():
     put("update/committed_inputs",
         sh.sharded_update(jax.device_put(x, first), sh.distribute(memories, mesh, "memory"), BETA, mesh=mesh,
                           axis="memory"),
-        jax.vmap(lambda q: sparse_hopfield_update(q, memories, BETA, 1.0))(x))  # fmt: skip
+        jax.jit(jax.vmap(lambda q: sparse_hopfield_update(q, memories, BETA, 1.0)))(x))  # fmt: skip
     # a traced alpha (alpha = 1 exactly takes the softmax branch) and a traced beta
     traced = jax.jit(
         lambda alpha, beta: sh.sharded_update(
@@ -226,14 +258,14 @@ def model_cases():
     )
     for alpha in (1.0, 1.3, 2.0):
         put(f"update/traced_alpha_{alpha}", traced(alpha, BETA),
-            jax.vmap(lambda q, alpha=alpha: sparse_hopfield_update(q, memories, BETA, alpha))(x))  # fmt: skip
+            jax.jit(jax.vmap(lambda q, alpha=alpha: sparse_hopfield_update(q, memories, BETA, alpha)))(x))  # fmt: skip
     OUT["update/traced_negative_beta"] = np.asarray(traced(1.3, -1.0)).tolist()
     for case in ("entmax13",):  # the energy's gradient in x is the single-device one (under jit: see sharding)
         kwargs, energy, _ = MODEL_CASES[case]
         grad = jax.jit(
             jax.grad(lambda q, kw=kwargs: sh.sharded_energy(q, memories, BETA, mesh=mesh, axis="memory", **kw))
         )
-        put(f"energy_grad/{case}", grad(x[1]), jax.grad(energy)(x[1], memories, BETA))
+        put(f"energy_grad/{case}", grad(x[1]), jax.jit(jax.grad(energy))(x[1], memories, BETA))
 
 
 RETRIEVE_CASES = {  # name: (model case, mask, clamp, tol, max_steps); each compares x, energy, steps, converged
@@ -248,18 +280,20 @@ RETRIEVE_CASES = {  # name: (model case, mask, clamp, tol, max_steps); each comp
 }
 
 
-def retrieve_cases():
+def retrieve_cases(full: bool):
     memories, x, mask = data()
     clamp = jnp.arange(D) < 2
     for mesh_name, (mesh, batch_axis) in meshes().items():
         for case, (model, masked, clamped, tol, steps) in RETRIEVE_CASES[mesh_name].items():
+            if not selected(f"retrieve/{mesh_name}/{case}", full):
+                continue
             kwargs, energy, update = MODEL_CASES[model]
             stored = memories[np.asarray(mask)] if masked else memories
             got = sh.sharded_retrieve(
                 x, memories, BETA, mesh=mesh, axis="memory", mask=mask if masked else None,
                 clamp=clamp if clamped else None, tol=tol, max_steps=steps, batch_axis=batch_axis, **kwargs,
             )  # fmt: skip
-            ref = jax.vmap(
+            ref = jax.jit(jax.vmap(
                 lambda q, stored=stored, energy=energy, update=update, clamped=clamped, tol=tol, steps=steps: (
                     dammem.retrieve(
                         lambda y, m: energy(y, m, BETA),
@@ -271,9 +305,11 @@ def retrieve_cases():
                         max_steps=steps,
                     )
                 )  # fmt: skip
-            )(x)
+            ))(x)
             for field in ("x", "energy", "steps", "converged"):
                 put(f"retrieve/{mesh_name}/{case}/{field}", getattr(got, field), getattr(ref, field))
+    if not selected("retrieve/one_query", full):
+        return
     one = sh.sharded_retrieve(x[2], memories, BETA, mesh=meshes()["8"][0], axis="memory", model="rbf")
     ref = dammem.retrieve(rbf_energy, x[2], (memories, BETA), update=rbf_update)
     for field in ("x", "energy", "steps", "converged"):
@@ -284,7 +320,10 @@ def retrieve_cases():
 # Attention, DrDAM encode, batch parallel
 
 
-def attention_cases():
+ATTENTION_CASES = {"8": ("sparsemax_steps", "entmax_heads_mask"), "2x4": ("softmax_weights",)}
+
+
+def attention_cases(full: bool):
     ks = jax.random.split(jax.random.key(5), 4)
     q = jax.random.normal(ks[0], (2, 3, 2, 4))  # (batch, Q, H, D)
     k = jax.random.normal(ks[1], (2, 16, 2, 4))  # S = 16
@@ -300,8 +339,10 @@ def attention_cases():
     }  # fmt: skip
     for mesh_name, (mesh, _) in meshes().items():
         for case, kwargs in cases[mesh_name].items():
+            if not selected(f"attention/{mesh_name}/{case}", full):
+                continue
             got = sh.sharded_hopfield_attention(q, k, v, mesh=mesh, axis="memory", **kwargs)
-            ref = hopfield_attention(q, k, v, **kwargs)
+            ref = jax.jit(partial(hopfield_attention, **kwargs))(q, k, v)
             if kwargs.get("return_weights"):
                 put(f"attention/{mesh_name}/{case}/weights", got[1], ref[1])
                 OUT[f"attention/{mesh_name}/{case}/weights_spec"] = str(got[1].sharding.spec)
@@ -309,13 +350,18 @@ def attention_cases():
             put(f"attention/{mesh_name}/{case}", got, ref)
 
 
-def encode_cases():
+ENCODE_CASES = {"8": ("sincos", "expexp"), "2x4": ("exp",), "masked": ("sincos", "expexp")}
+
+
+def encode_cases(full: bool):
     memories = jax.random.uniform(jax.random.key(6), (K, 8)) / 4
     for mesh_name, (mesh, _) in meshes().items():
-        for kind in ("sincos", "expexp") if mesh_name == "8" else ("exp",):
+        for kind in ENCODE_CASES[mesh_name]:
+            if not selected(f"encode/{mesh_name}/{kind}", full):
+                continue
             features = drdam.make_features(kind, 8, 64, key=jax.random.key(7))
             got = sh.sharded_encode(features, memories, 3.0, mesh=mesh, axis="memory", batch_size=2)
-            ref = drdam.encode(features, memories, 3.0)
+            ref = jax.jit(lambda m, features=features: drdam.encode(features, m, 3.0))(memories)
             put(f"encode/{mesh_name}/{kind}", got.t, ref.t)
             OUT[f"encode/{mesh_name}/{kind}/count"] = int(got.count)
     # K = 29 patterns padded to 32 (a NaN row and two zero rows), and one stored pattern left out by the mask too
@@ -323,10 +369,12 @@ def encode_cases():
     padded = jnp.concatenate([memories[:29], jnp.full((1, 8), jnp.nan), jnp.zeros((2, 8))])
     mask = (jnp.arange(K) < 29).at[5].set(False)
     kept = np.asarray(mask).nonzero()[0][np.asarray(mask).nonzero()[0] < 29]
-    for kind in ("sincos", "expexp"):
+    for kind in ENCODE_CASES["masked"]:
+        if not selected(f"encode/masked/{kind}", full):
+            continue
         features = drdam.make_features(kind, 8, 64, key=jax.random.key(7))
         got = sh.sharded_encode(features, padded, 3.0, mesh=mesh, axis="memory", mask=mask, batch_size=2)
-        ref = drdam.encode(features, memories[kept], 3.0)
+        ref = jax.jit(lambda m, features=features: drdam.encode(features, m, 3.0))(memories[kept])
         put(f"encode/masked/{kind}", got.t, ref.t)
         OUT[f"encode/masked/{kind}/count"] = [int(got.count), len(kept)]
         # the same call with every row stored: what an ignored mask would give (NaN from the padding row)
@@ -335,25 +383,25 @@ def encode_cases():
 
 
 def trial(key):
-    """One experiment trial: draw 16 patterns, flip a quarter of the first one's signs, one sparsemax update; the
-    recall error and the retrieved state."""
+    """One experiment trial: draw 16 patterns, flip a quarter of the first one's signs, one update; the
+    recall error and the retrieved state (alpha = 1: the modern Hopfield update, the cheapest to compile)."""
     k1, k2 = jax.random.split(key)
     patterns = jnp.sign(jax.random.normal(k1, (16, 12)))
     query = patterns[0] * jnp.where(jax.random.uniform(k2, (12,)) < 0.25, -1.0, 1.0)
-    out = sparse_hopfield_update(query, patterns, 0.5, 2.0)
+    out = sparse_hopfield_update(query, patterns, 0.5, 1.0)
     return jnp.mean(jnp.abs(out - patterns[0])), out
 
 
-def batch_cases():
+def batch_cases(full: bool):
     theta = uniform_angles(jax.random.key(8), 8)
     noisy = krop_row(theta, jnp.arange(16) * 13) + 0.02 * jax.random.normal(jax.random.key(9), (16, 256))
     keys = jax.random.split(jax.random.key(10), 16)
     mesh, batch_axis = meshes()["2x4"]
     cleaned = sh.shard_batch(krop_cleanup, mesh, batch_axis, in_axes=(None, 0))(theta, noisy)
-    put("batch/2x4/krop_cleanup", cleaned, krop_cleanup(theta, noisy))
+    put("batch/2x4/krop_cleanup", cleaned, jax.jit(krop_cleanup)(theta, noisy))
     OUT["batch/2x4/krop_cleanup/spec"] = str(cleaned.sharding.spec)
     errors, states = sh.shard_batch(trial, meshes()["8"][0], "memory")(keys)
-    ref_errors, ref_states = jax.vmap(trial)(keys)
+    ref_errors, ref_states = jax.jit(jax.vmap(trial))(keys)
     put("batch/8/trials/errors", errors, ref_errors)
     put("batch/8/trials/states", states, ref_states)
 
@@ -362,7 +410,7 @@ def batch_cases():
 # Compiled programs: no all-gather of the memory set
 
 
-def gather_cases():
+def gather_cases(full: bool):
     memories, x, mask = data()
     mesh = meshes()["8"][0]
     placed = sh.distribute(memories, mesh, "memory")
@@ -377,6 +425,8 @@ def gather_cases():
         ),
     }
     for name, fn in programs.items():
+        if not selected(f"gather/{name}", full):
+            continue
         text = jax.jit(fn).lower(x, placed, placed_mask).compile().as_text()
         OUT[f"gather/{name}"] = {"shapes": sh.all_gather_shapes(text), "all_reduces": text.count("all-reduce(")}
     # the same retrieval with a read-out that gathers the memory set first: the check must see it
@@ -390,7 +440,7 @@ def gather_cases():
     LocalModel.read = gathering_read
     jax.clear_caches()
     try:
-        text = jax.jit(programs["retrieve_modern"]).lower(x, placed, placed_mask).compile().as_text()
+        text = jax.jit(programs["retrieve_entmax15_mask"]).lower(x, placed, placed_mask).compile().as_text()
         OUT["gather/gathering_variant"] = {
             "shapes": sh.all_gather_shapes(text),
             "all_reduces": text.count("all-reduce("),
@@ -405,7 +455,7 @@ def gather_cases():
 # Bad inputs
 
 
-def error_cases():
+def error_cases(full: bool):
     memories, x, mask = data()
     mesh8, _ = meshes()["8"]
     mesh24, _ = meshes()["2x4"]
@@ -492,13 +542,18 @@ def error_cases():
             OUT[f"error/{name}"] = {"type": None, "message": "no error"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--all"]):
+        raise SystemExit(f"usage: python -m tests._shard_worker [--all], got {args}")
+    full = args == ["--all"]
     OUT["device_count"] = jax.device_count()
+    OUT["full"] = full
     for section in (separation_cases, model_cases, retrieve_cases, attention_cases, encode_cases, batch_cases,
                     gather_cases, error_cases):  # fmt: skip
         start = time.process_time()
         try:
-            section()
+            section(full)
         except Exception:  # noqa: BLE001 - a failing section is reported, the others still run
             OUT[f"crash/{section.__name__}"] = traceback.format_exc()
         OUT[f"time/{section.__name__}"] = time.process_time() - start
