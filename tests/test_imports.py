@@ -190,30 +190,20 @@ def test_the_checker_allows_private_modules_public_names_and_own_attributes(tmp_
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _is_module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
-    """True unless ``node`` sits inside a function body (a deferred import runs on call, not on load)."""
-    while node in parents:
-        node = parents[node]
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            return False
-    return True
-
-
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
     """The dammem modules that ``path`` imports when it is loaded or type-checked.
 
-    Every import statement outside a function body counts, ``if TYPE_CHECKING:`` blocks included (a type-only
-    import back is still a circle between two modules). ``from pkg import name`` is an edge to the submodule
+    Every import statement counts: deferred ones inside a function body and ``if TYPE_CHECKING:`` blocks
+    included (a deferred or type-only import back is still a circle between two modules). ``from pkg import name`` is an edge to the submodule
     ``pkg.name`` when that is a module, else to ``pkg``; the parent packages that Python initialises on the way are
     not edges (every submodule would otherwise form a circle with its package's ``__init__``).
     """
     module = _module_name(path, root)
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(), filename=str(path))
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found: set[str] = set()
     for node in ast.walk(tree):
-        if not isinstance(node, (ast.Import, ast.ImportFrom)) or not _is_module_level(node, parents):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if _is_dammem_module(alias.name, root))
@@ -301,8 +291,8 @@ def test_the_cycle_finder_sees_type_only_and_indirect_circles(tmp_path):
         "dammem/a.py": "from dammem.b import f\n",
         "dammem/b.py": "from . import c\n",
         "dammem/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from dammem.a import A\n",
-        "dammem/d.py": "def later():\n    from dammem import e\n",  # deferred: no edge
-        "dammem/e.py": "import dammem.d\n",
+        "dammem/d.py": "def later():\n    from dammem import e\n",  # deferred: still an edge
+        "dammem/e.py": "X = 1\n",
         "dammem/sub/__init__.py": "from .x import y\n",  # a package importing its submodule: no circle
         "dammem/sub/x.py": "from dammem.sub.z import w\n",
         "dammem/sub/z.py": "import numpy\n",
@@ -311,7 +301,7 @@ def test_the_cycle_finder_sees_type_only_and_indirect_circles(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(source)
     graph = import_graph(tmp_path)
-    assert graph["dammem.b"] == {"dammem.c"} and graph["dammem.d"] == set() and graph["dammem.e"] == {"dammem.d"}
+    assert graph["dammem.b"] == {"dammem.c"} and graph["dammem.d"] == {"dammem.e"} and graph["dammem.e"] == set()
     assert graph["dammem.sub"] == {"dammem.sub.x"} and graph["dammem.sub.x"] == {"dammem.sub.z"}
     assert import_cycles(graph) == [["dammem.a", "dammem.b", "dammem.c", "dammem.a"]]
     (tmp_path / "dammem/c.py").write_text("X = 1\n")

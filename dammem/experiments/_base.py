@@ -1,7 +1,8 @@
 """Experiment plumbing: strict configs from YAML, dotted overrides, progress, JSON/markdown output, provenance.
 
-An experiment module defines a frozen dataclass ``Config``, ``run(config, key, progress) -> dict`` and
-``report(config, results, out_dir) -> str`` (see ``CONTRACT.md``); :func:`run_experiment` ties them together.
+An experiment module defines a frozen dataclass ``Config`` and ``run(config, key, progress) -> dict``; its report
+module beside it, ``<experiment>_report``, defines ``report(config, results, out_dir) -> str`` (see ``CONTRACT.md``);
+:func:`run_experiment` ties them together.
 The configs shipped with the package live in ``dammem/configs`` (:func:`packaged_configs`, :func:`find_config`).
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 import yaml
 
 from dammem._timing import cpu_model
+from dammem.experiments._registry import ConfigError, get_experiment
 
 try:
     from importlib.resources.abc import Traversable
@@ -50,6 +52,7 @@ __all__ = [
     "load_document",
     "markdown_table",
     "packaged_configs",
+    "report_module",
     "pyplot",
     "save_figure",
     "run_experiment",
@@ -62,10 +65,6 @@ ARRAYS_KEY = "arrays"
 ARRAYS_FILE = "results.npz"
 PARTIAL_PREFIX = ".dammem-partial-"
 """Name prefix of the scratch folder a run writes into; one left behind by a killed run is removed by the next."""
-
-
-class ConfigError(ValueError):
-    """A configuration problem: the message names the key, the value and what is allowed."""
 
 
 ProgressMode = Literal["bar", "lines", "off"]
@@ -445,8 +444,6 @@ def environment() -> dict:
 
 
 def _resolve(doc: dict):
-    from dammem.experiments import get_experiment
-
     unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; allowed keys are {list(TOP_LEVEL_KEYS)}")
@@ -488,6 +485,13 @@ def _missing_parents(path: Path) -> list[Path]:
         missing.append(path)
         path = path.parent
     return missing[::-1]
+
+
+def report_module(module: types.ModuleType) -> types.ModuleType:
+    """The report of an experiment: the module ``<experiment>_report`` beside it, loaded when a report is written
+    (so plotting libraries load only then). It may import ``Config`` and constants from the experiment; the
+    experiment never imports it back."""
+    return importlib.import_module(f"{module.__name__}_report")
 
 
 def run_experiment(
@@ -557,7 +561,7 @@ def run_experiment(
             np.savez_compressed(stage / ARRAYS_FILE, **arrays)
         (stage / "results.json").write_text(json.dumps(record, indent=2) + "\n")
         results = dict(record["metrics"], **({ARRAYS_KEY: arrays} if arrays else {}))
-        body = module.report(config, results, stage)
+        body = report_module(module).report(config, results, stage)
         title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
         header = (
             f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on "

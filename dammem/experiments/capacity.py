@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +44,6 @@ from dammem.experiments._base import Progress, geometric_grid
 __all__ = [
     "Config",
     "run",
-    "report",
     "classical_theory_capacity",
     "mean_field_rate",
     "grid_capacity",
@@ -345,10 +343,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "modern_fit": _modern_fit(config.dims, memories["modern"]),
         "mean_field_rate": mean_field_rate(config.beta),
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.capacity_report`)."""
-    from dammem.experiments.capacity_report import report as write_report
-
-    return write_report(config, results, out_dir)

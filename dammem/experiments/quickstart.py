@@ -43,7 +43,7 @@ from dammem.dynamics import retrieve
 from dammem.energies import rbf_energy, sparse_hopfield_energy, sparse_hopfield_update
 from dammem.experiments._base import ConfigError, Progress
 
-__all__ = ["Config", "run", "report", "occlusion_masks", "DEFAULT_VISIBLE_FRACTION"]
+__all__ = ["Config", "run", "occlusion_masks", "DEFAULT_VISIBLE_FRACTION"]
 
 Occlusion = Literal["random", "bottom", "top", "left", "right"]
 METHODS = {"mrdam": "MrDAM", "sparse_hopfield": "sparse Hopfield"}  # result keys -> names in the report
@@ -281,10 +281,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
             "truth": out["truth"][0, :show],
         },
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.quickstart_report`)."""
-    from dammem.experiments.quickstart_report import report as write_report
-
-    return write_report(config, results, out_dir)

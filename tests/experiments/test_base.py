@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dammem.experiments import EXPERIMENTS, get_experiment
 from dammem import _timing
-from dammem.experiments import _base
+from dammem.experiments import EXPERIMENTS, _base, get_experiment
 from dammem.experiments._base import (
     ConfigError,
     Progress,
@@ -26,6 +25,7 @@ from dammem.experiments._base import (
     geometric_grid,
     git_commit,
     markdown_table,
+    report_module,
     run_experiment,
     to_jsonable,
 )
@@ -245,14 +245,17 @@ def _toy_module():
         return f"total {results['total']}, ramp sum {ramp.sum():g}, grid {results['arrays']['grid'].sum()}"
 
     module = types.ModuleType("dammem_toy_experiment", "A toy experiment.")
-    module.Config, module.run, module.report = ToyConfig, run, report
-    return module
+    module.Config, module.run = ToyConfig, run
+    report_mod = types.ModuleType("dammem_toy_experiment_report", "The toy experiment's report.")
+    report_mod.report = report
+    return module, report_mod
 
 
 @pytest.fixture
 def toy(monkeypatch):
-    module = _toy_module()
+    module, report_mod = _toy_module()
     monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(sys.modules, report_mod.__name__, report_mod)
     monkeypatch.setitem(EXPERIMENTS, "toy", module.__name__)
     return module
 
@@ -307,7 +310,8 @@ def test_run_experiment_refuses_bad_arrays(toy, tmp_path, monkeypatch):
 def test_registry_and_unknown_experiment():
     for name in EXPERIMENTS:
         module = get_experiment(name)
-        assert callable(module.run) and callable(module.report) and dataclasses.is_dataclass(module.Config)
+        assert callable(module.run) and dataclasses.is_dataclass(module.Config) and not hasattr(module, "report")
+        assert callable(report_module(module).report)  # the report lives beside the experiment, never inside it
     with pytest.raises(ConfigError, match="unknown experiment 'nope'"):
         get_experiment("nope")
     with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) \['seeds'\]"):

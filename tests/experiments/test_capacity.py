@@ -14,6 +14,7 @@ from dammem.experiments._base import (
     config_from_mapping,
     load_document,
     packaged_configs,
+    report_module,
     to_jsonable,
 )
 from dammem.experiments.capacity import (
@@ -26,7 +27,6 @@ from dammem.experiments.capacity import (
     mean_field_rate,
     pair_grid,
 )
-
 
 # A sweep where the modern capacity lies inside the grid at three dimensions (about 5 s on 2 cores).
 SMALL = {
@@ -45,7 +45,7 @@ def _run(mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(Config, mapping)
     progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
     results = to_jsonable(capacity.run(config, jax.random.key(seed), progress))
-    return config, results, capacity.report(config, results, tmp_path)
+    return config, results, report_module(capacity).report(config, results, tmp_path)
 
 
 def _sentences(body: str) -> list[str]:

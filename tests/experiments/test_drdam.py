@@ -19,6 +19,7 @@ from dammem.experiments._base import (
     config_from_mapping,
     load_document,
     packaged_configs,
+    report_module,
     to_jsonable,
 )
 from dammem.experiments.drdam import approx as drdam_approx
@@ -33,7 +34,7 @@ NAMES = ["drdam_approx", "drdam_retrieval", "drdam_images", "drdam_basis"]
 def _run(module, mapping, tmp_path, seed=0):
     config = config_from_mapping(module.Config, mapping)
     results = to_jsonable(module.run(config, jax.random.key(seed), Progress(False)))
-    body = module.report(config, results, tmp_path)
+    body = report_module(module).report(config, results, tmp_path)
     return config, results, body
 
 

@@ -16,18 +16,18 @@ from dammem.experiments._base import (
     config_from_mapping,
     load_document,
     packaged_configs,
+    report_module,
     to_jsonable,
 )
 from dammem.experiments.krop import capacity as krop_capacity
 from dammem.experiments.krop import mutable as krop_mutable
 
 
-
 def _run(module, mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(module.Config, mapping)
     progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
     results = to_jsonable(module.run(config, jax.random.key(seed), progress))
-    body = module.report(config, results, tmp_path)
+    body = report_module(module).report(config, results, tmp_path)
     return config, results, body
 
 

@@ -14,23 +14,23 @@ import numpy as np
 import pytest
 
 from dammem import _timing
-from dammem.experiments.krop import timing as krop_timing
 from dammem.experiments._base import (
     ConfigError,
     Progress,
     config_from_mapping,
     load_document,
     packaged_configs,
+    report_module,
     to_jsonable,
 )
-
+from dammem.experiments.krop import timing as krop_timing
 
 
 def _run(mapping, tmp_path, seed=0, stream=None):
     config = config_from_mapping(krop_timing.Config, mapping)
     progress = Progress("lines", stream=stream) if stream is not None else Progress(False)
     results = to_jsonable(krop_timing.run(config, jax.random.key(seed), progress))
-    body = krop_timing.report(config, results, tmp_path)
+    body = report_module(krop_timing).report(config, results, tmp_path)
     return config, results, body
 
 

@@ -14,8 +14,9 @@ from flax import nnx
 
 from dammem import datasets
 from dammem.experiments import EXPERIMENTS
-from dammem.experiments.uhop import classification as uc
 from dammem.experiments._base import ConfigError, config_from_mapping, load_document, run_experiment
+from dammem.experiments.uhop import classification as uc
+from dammem.experiments.uhop import classification_report as uc_report
 from dammem.nn.training import MODEL_PARAMS, KernelParam
 
 CONFIGS = Path(uc.__file__).resolve().parents[2] / "configs"
@@ -173,7 +174,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
                  "sparse_hopfield+uhop": 0.55}  # fmt: skip
     final_test = {"modern_hopfield": 0.4, "modern_hopfield+uhop": 0.45, "sparse_hopfield": 0.42,
                   "sparse_hopfield+uhop": 0.41}  # fmt: skip
-    text = uc.report(uc.Config(), _synthetic(max_train, final_test), tmp_path)
+    text = uc_report.report(uc.Config(), _synthetic(max_train, final_test), tmp_path)
     for sentence in [
         "U-Hop's mean max train accuracy is at least the plain model's in 1 of 2 pair(s).",
         "modern_hopfield+uhop reaches a max train accuracy of 63.5% against 51.0% for modern_hopfield (means over 2 "
@@ -193,7 +194,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
     assert (tmp_path / "curves.png").exists() and (tmp_path / "separation_loss.png").exists()
     # a tie counts as "at least"
     max_train["sparse_hopfield+uhop"] = 0.7
-    text = uc.report(uc.Config(), _synthetic(max_train, final_test), tmp_path)
+    text = uc_report.report(uc.Config(), _synthetic(max_train, final_test), tmp_path)
     assert "at least the plain model's in 2 of 2 pair(s)" in text
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from dammem.energies import sparse_hopfield_update
-from dammem.experiments.uhop import retrieval as ur
 from dammem.experiments._base import ConfigError, config_from_mapping, load_document, run_experiment
+from dammem.experiments.uhop import retrieval as ur
+from dammem.experiments.uhop import retrieval_report as ur_report
 from dammem.similarities import kernelize
 from tests.uhop import reference as ref
 
@@ -283,7 +284,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
         ("modern_hopfield", 50, 1.0): 5.0, ("modern_hopfield+uhop", 50, 1.0): 2.0,
         ("cosine_hopfield", 50, 0.5): 0.5,  # the tuned cosine baseline wins at K = 50
     }  # fmt: skip
-    text = ur.report(config, _synthetic(errors), tmp_path)
+    text = ur_report.report(config, _synthetic(errors), tmp_path)
     expected = [
         "At beta = 1, modern_hopfield+uhop has a lower mean error than modern_hopfield at 2 of 3 memory sizes (2 of "
         "the 2 sizes >= 20); with each side at its best beta it is lower at 2 and higher at 1 of 3.",
@@ -306,7 +307,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
     # a difference below one grey level squared is a tie, not a win; the public code's protocol is named
     errors[("modern_hopfield+uhop", 20, 1.0)] = 5.0 - 1e-6
     config = dataclasses.replace(config, masking="inverted_dropout", fit_fraction=0.5)
-    text = ur.report(config, _synthetic(errors), tmp_path)
+    text = ur_report.report(config, _synthetic(errors), tmp_path)
     assert "modern_hopfield at 1 of 3 memory sizes (1 of the 2 sizes >= 20; not at K = 20)" in text
     assert "inverted-dropout masking (entries dropped with probability 0.5, survivors x 2; the public code's" in text
     assert "kernel fitted on the first 50% of the memories" in text

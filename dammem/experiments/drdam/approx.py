@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +42,7 @@ from dammem.experiments.drdam.common import (
     trial_data,
 )
 
-__all__ = ["Config", "run", "report"]
+__all__ = ["Config", "run"]
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -185,10 +184,3 @@ def trends(out: dict, dims) -> dict:
             "lowest_at_stored": float(np.mean(lowest)),
         }
     return result
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.drdam.approx_report`)."""
-    from dammem.experiments.drdam.approx_report import report as write_report
-
-    return write_report(config, results, out_dir)

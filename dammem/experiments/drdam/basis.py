@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,7 @@ from dammem.datasets import load_mnist
 from dammem.experiments._base import Progress
 from dammem.experiments.drdam.common import check_sweep, drdam_values, loglog_slope, mrdam_values
 
-__all__ = ["Config", "run", "report", "pooled_mnist"]
+__all__ = ["Config", "run", "pooled_mnist"]
 
 QUERY_SETS = ("stored", "new")
 _POOL = 7  # 28 / 7 = 4: 16 dimensions
@@ -160,10 +159,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "best_gradient_new": best,
         "gradient_slopes_new": slopes,
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.drdam.basis_report`)."""
-    from dammem.experiments.drdam.basis_report import report as write_report
-
-    return write_report(config, results, out_dir)

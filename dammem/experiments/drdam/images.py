@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,7 @@ from dammem.energies import rbf_energy
 from dammem.experiments._base import Progress
 from dammem.experiments.drdam.common import FeatureKind, Projection, check_sweep, descend
 
-__all__ = ["Config", "run", "report", "bottom_rows_mask"]
+__all__ = ["Config", "run", "bottom_rows_mask"]
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -185,10 +184,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
             "drdam": shown,
         },
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.drdam.images_report`)."""
-    from dammem.experiments.drdam.images_report import report as write_report
-
-    return write_report(config, results, out_dir)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +40,7 @@ from dammem.experiments.drdam.common import (
     trial_data,
 )
 
-__all__ = ["Config", "run", "report", "binarize", "hamming_error"]
+__all__ = ["Config", "run", "binarize", "hamming_error"]
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -184,10 +183,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "drdam_converged": converged,
         "mrdam_recall": recall,
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.drdam.retrieval_report`)."""
-    from dammem.experiments.drdam.retrieval_report import report as write_report
-
-    return write_report(config, results, out_dir)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,7 @@ from dammem.experiments._base import Progress, geometric_grid
 from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, make_codebook, random_addresses
 from dammem.vsa._kernels import bind_kernel, unbind_kernel
 
-__all__ = ["Config", "run", "report", "item_grid", "interpolated_capacity", "bootstrap_interval", "fit_n_over_log_n"]
+__all__ = ["Config", "run", "item_grid", "interpolated_capacity", "bootstrap_interval", "fit_n_over_log_n"]
 
 BOOTSTRAP_RESAMPLES = 200
 """Resamples of the trials behind each capacity's 68% interval."""
@@ -193,10 +192,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "reference": {"kind": ref, "constant": fit_n_over_log_n(config.dims, capacity[ref])} if ref else None,
         "threshold": config.threshold,
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.krop.capacity_report`)."""
-    from dammem.experiments.krop.capacity_report import report as write_report
-
-    return write_report(config, results, out_dir)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +46,7 @@ from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, ERASE_MODES, make_codebook
 from dammem.vsa._kernels import bind_kernel, unbind_kernel
 from dammem.vsa._memory_kernels import overwrite_kernel
 
-__all__ = ["Config", "run", "report"]
+__all__ = ["Config", "run"]
 
 ERASE_DEFINITIONS = {
     "cleanup": "subtracts a (*) clean(a # M), the cleaned-up read (Liu et al. 2025)",
@@ -206,10 +205,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
             if "cleanup" in modes
         },
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.krop.mutable_report`)."""
-    from dammem.experiments.krop.mutable_report import report as write_report
-
-    return write_report(config, results, out_dir)

@@ -30,7 +30,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,7 @@ from dammem._timing import load_average, machine_state, summarize, time_interlea
 from dammem.experiments._base import Progress
 from dammem.vsa import Codebook, make_codebook
 
-__all__ = ["Config", "run", "report", "METHODS", "build_codebooks", "cleanup_calls", "matches_dense_argmax"]
+__all__ = ["Config", "run", "METHODS", "build_codebooks", "cleanup_calls", "matches_dense_argmax"]
 
 METHODS = ("krop", "krop_signed", "unitary_shift", "dense")
 CHECK_MAX_SIZE = 4096
@@ -179,10 +178,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "backend": jax.default_backend(),
         "machine": dict(machine, load_average_after=load_average()),
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.krop.timing_report`)."""
-    from dammem.experiments.krop.timing_report import report as write_report
-
-    return write_report(config, results, out_dir)

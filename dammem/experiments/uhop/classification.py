@@ -71,7 +71,7 @@ from dammem.nn.attention import Hopfield
 from dammem.nn.training import MODEL_PARAMS, KernelParam, alternating_step, supervised_step
 from dammem.nn.uhop import UHopHopfield
 
-__all__ = ["Config", "run", "report", "MODELS", "SIZES", "ViTClassifier", "build_model", "patchify"]
+__all__ = ["Config", "run", "MODELS", "SIZES", "ViTClassifier", "build_model", "patchify"]
 
 MODELS: tuple[str, ...] = ("modern_hopfield", "modern_hopfield+uhop", "sparse_hopfield", "sparse_hopfield+uhop")
 _SEPARATION = {"modern_hopfield": "softmax", "sparse_hopfield": "sparsemax"}
@@ -483,11 +483,3 @@ def _summary(curve: dict) -> dict:
             final = np.asarray(curve[field])[:, -1]
             out[f"final_{field}_mean"], out[f"final_{field}_std"] = float(final.mean()), float(final.std())
     return out
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary
-    (:mod:`dammem.experiments.uhop.classification_report`)."""
-    from dammem.experiments.uhop.classification_report import report as write_report
-
-    return write_report(config, results, out_dir)

@@ -72,7 +72,7 @@ from dammem import corruptions, datasets, uhop
 from dammem.experiments._base import ConfigError, Progress
 from dammem.experiments.uhop.common import BASE_METHODS, METHODS, method_update
 
-__all__ = ["Config", "run", "report", "BASE_METHODS", "METHODS", "method_update", "corrupt_masked"]
+__all__ = ["Config", "run", "BASE_METHODS", "METHODS", "method_update", "corrupt_masked"]
 
 _HIGHEST = lax.Precision.HIGHEST  # kernel features at full float32 precision (no TF32 on GPUs)
 _BLOCK_ELEMENTS = 1 << 23  # queries x memories x D entries handled at once (bounds the distance computations)
@@ -482,10 +482,3 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "loss_vs_error": loss_vs_error,
         "seconds_per_memory_size": timings,
     }
-
-
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    """Write the figures into ``out_dir`` and return the summary (:mod:`dammem.experiments.uhop.retrieval_report`)."""
-    from dammem.experiments.uhop.retrieval_report import report as write_report
-
-    return write_report(config, results, out_dir)
