@@ -160,7 +160,7 @@ def neg_l1(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Floa
 def _norm_and_nonzero(v: Array) -> tuple[Array, Array]:
     """Euclidean norm along the last axis whose gradient is finite at 0 (0 there: the double-``where`` trick)."""
     sq = jnp.sum(jnp.square(v), axis=-1)
-    nonzero = sq > 0
+    nonzero = sq != 0  # NaN stays on the computed side, so NaN in gives NaN out
     return jnp.sqrt(jnp.where(nonzero, sq, 1.0)), nonzero
 
 
@@ -186,7 +186,9 @@ def cosine(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Floa
     norm_m, ok_m = _norm_and_nonzero(memories)
     norm_x, ok_x = _norm_and_nonzero(x)
     ok = ok_m & ok_x
-    return jnp.where(ok, (memories @ x) / jnp.where(ok, norm_m * norm_x, 1.0), 0.0)
+    dots = memories @ x
+    # 0 * dots: 0 at a zero vector, NaN when the other side holds a NaN or inf (NaN in, NaN out)
+    return jnp.where(ok, dots / jnp.where(ok, norm_m * norm_x, 1.0), 0.0 * dots)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,8 +71,9 @@ def test_kernel_weight_is_traced_under_jit_and_vmap_and_gets_gradients(x64):
     ws = jnp.stack([jnp.asarray(W), 2 * jnp.asarray(W)])
     batched = jax.vmap(lambda w: S.kernelize("dot", w)(jnp.asarray(MEM), jnp.asarray(X)))(ws)
     np.testing.assert_allclose(np.asarray(batched[1]), 4 * np.asarray(batched[0]), rtol=1e-12)
-    loss = lambda w: jnp.sum(S.kernelize("neg_sq_l2", w)(jnp.asarray(MEM), jnp.asarray(X)) ** 2)  # noqa: E731
-    grad = jax.grad(loss)(jnp.asarray(W))
+    # jitted: one compiled program each instead of many op-by-op ones
+    loss = jax.jit(lambda w: jnp.sum(S.kernelize("neg_sq_l2", w)(jnp.asarray(MEM), jnp.asarray(X)) ** 2))
+    grad = jax.jit(jax.grad(loss))(jnp.asarray(W))
     direction = RNG.standard_normal(W.shape)
     eps = 1e-6
     fd = (loss(jnp.asarray(W + eps * direction)) - loss(jnp.asarray(W - eps * direction))) / (2 * eps)
@@ -90,10 +91,10 @@ def test_distances_are_negated_so_the_nearest_pattern_scores_highest():
 def test_cosine_at_a_zero_vector_is_zero_with_a_finite_gradient(x64):
     mem = jnp.asarray(MEM).at[2].set(0.0)  # one zero memory as well
     np.testing.assert_array_equal(np.asarray(S.cosine(mem, jnp.zeros(5))), np.zeros(7))
-    jac0 = jax.jacobian(S.cosine, argnums=(0, 1))(mem, jnp.zeros(5))
+    jac0 = jax.jit(jax.jacobian(S.cosine, argnums=(0, 1)))(mem, jnp.zeros(5))  # jitted: one program
     assert all(np.all(np.asarray(j) == 0.0) for j in jac0)
     # away from zero the gradient is the analytic one: (xi/|xi| - cos x/|x|) / |x|
-    jac = np.asarray(jax.jacobian(S.cosine, argnums=1)(mem, jnp.asarray(X)))
+    jac = np.asarray(jax.jit(jax.jacobian(S.cosine, argnums=1))(mem, jnp.asarray(X)))
     nx = np.linalg.norm(X)
     for k in (0, 1, 3):
         nm = np.linalg.norm(MEM[k])
@@ -157,3 +158,15 @@ def test_neg_l2_gradient_matches_finite_differences_and_is_zero_at_zero_distance
     np.testing.assert_array_equal(np.asarray(at_memory[1])[2], np.zeros(5))
     assert float(S.neg_l2(mem, mem[2])[2]) == 0.0
     assert np.isnan(np.asarray(S.neg_l2(mem, x.at[0].set(jnp.nan)))).all()  # NaN in, NaN out
+
+
+def test_nan_or_inf_in_gives_nan_out_for_every_similarity():
+    """A NaN (or an inf that makes a norm inf/inf) never reads as a zero vector: cosine's zero-vector rule applies only
+    to an exact zero."""
+    mem = jnp.array([[1.0, jnp.nan], [0.5, 0.2], [0.0, 0.0]])
+    x = jnp.array([1.0, 2.0])
+    for name in ("dot", "neg_sq_l2", "neg_l2", "neg_l1", "cosine"):
+        got = np.asarray(S.get_similarity(name).scores(mem, x))
+        assert np.isnan(got[0]) and np.isfinite(got[1:]).all(), name
+        assert np.isnan(np.asarray(S.get_similarity(name).scores(mem[1:], x.at[1].set(jnp.nan)))).all(), name
+    assert float(S.cosine(mem[2:], x)[0]) == 0.0  # an exact zero vector keeps similarity 0
