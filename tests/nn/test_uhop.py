@@ -52,12 +52,17 @@ def test_layer_is_hopfield_on_kernel_features_with_unmapped_values():
     for (pa, a), (pb, b) in zip(nnx.to_flat_state(nnx.state(layer.hopfield)), nnx.to_flat_state(nnx.state(plain))):
         assert pa == pb and np.array_equal(np.asarray(a[...]), np.asarray(b[...]))
     xq, xk, xv = (jnp.asarray(RNG.standard_normal((2, n, F)), jnp.float32) for n in (3, S, S))
-    w = layer.kernel[...]
-    got = layer(xq, xk, xv)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(plain(xq @ w.T, xk @ w.T, xv)), rtol=1e-5, atol=1e-6)
+
+    def run(layer, plain, xq, xk, xv):  # one compiled program instead of each primitive compiled on its own
+        w = layer.kernel[...]
+        return (layer(xq, xk, xv), plain(xq @ w.T, xk @ w.T, xv), plain(xq, xk, xv), layer(xk),
+                plain(xk @ w.T, xk @ w.T, xk))  # fmt: skip
+
+    got, want, unmapped, self_got, self_want = nnx.jit(run)(layer, plain, xq, xk, xv)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
     # a different kernel changes the output (it enters the scores), and self-attention defaults apply
-    assert np.abs(np.asarray(got - plain(xq, xk, xv))).max() > 1e-3
-    np.testing.assert_allclose(np.asarray(layer(xk)), np.asarray(plain(xk @ w.T, xk @ w.T, xk)), rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(got - unmapped)).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(self_got), np.asarray(self_want), rtol=1e-5, atol=1e-6)
 
 
 def test_identity_kernel_starts_as_the_plain_layer():
@@ -93,8 +98,8 @@ def test_kernel_is_the_only_kernel_param_and_gets_both_gradients():
     assert [p for p, _ in nnx.to_flat_state(nnx.state(layer, KernelParam))] == [("kernel",)]
     assert ("kernel",) not in {p for p, _ in nnx.to_flat_state(nnx.state(layer, MODEL_PARAMS))}
     x = jnp.asarray(RNG.standard_normal((2, S, F)), jnp.float32)
-    task = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(layer)
-    sep = nnx.grad(lambda m: m.separation_loss(x))(layer)
+    task, sep = nnx.jit(lambda m: (nnx.grad(lambda m: jnp.sum(m(x) ** 2))(m),
+                                   nnx.grad(lambda m: m.separation_loss(x))(m)))(layer)  # fmt: skip
     assert np.abs(np.asarray(task["kernel"][...])).max() > 1e-4  # the forward pass depends on W
     assert np.abs(np.asarray(sep["kernel"][...])).max() > 1e-4
     # a separation step lowers the loss and moves W only
