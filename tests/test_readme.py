@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -33,6 +35,7 @@ def _blocks_under(heading: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
 
 
+@pytest.mark.slow  # the layers' training and checkpoint round trip are pinned in tests/nn by default
 def test_readme_flax_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train, checkpoint = _blocks_under("### Flax NNX layers")
@@ -45,6 +48,7 @@ def test_readme_flax_examples_run(tmp_path, monkeypatch):
     exec(compile(checkpoint, str(README), "exec"), {})  # asserts bit-identical outputs after the restore
 
 
+@pytest.mark.slow  # the batch-split sparse retrieval on a 2x4 mesh is pinned by tests/test_sharding.py by default
 def test_readme_shard_example_runs():
     """The single-host sharding example, in a fresh process (it sets XLA_FLAGS before JAX starts)."""
     import subprocess

@@ -49,12 +49,14 @@ def test_a_wrong_cleanup_is_recorded(tmp_path, capsys, monkeypatch):
     assert "(N <= 4096): NO" in printed
 
 
+@pytest.mark.slow  # a second end-to-end run of the script; the default suite runs the quick one
 def test_beyond_dense_max_there_is_no_dense_column(tmp_path, capsys):
     record, _ = _run(tmp_path, capsys, "--sizes", "128", *TINY, "--dense-max", "64", "--no-torch", "--no-rss")
     r = record["rows"][0]
     assert "dense" not in r["timings"] and "dense_ms" not in r and r["krop_matches_dense_argmax"] is True
 
 
+@pytest.mark.slow  # two 4096-wide processes; the harness's own peak-memory measure is pinned by default
 def test_peak_memory_runs(tmp_path, capsys):
     record, printed = _run(tmp_path, capsys, "--sizes", "4096", *TINY, "--no-torch")
     rss = record["rows"][0]["rss"]

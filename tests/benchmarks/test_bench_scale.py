@@ -54,6 +54,7 @@ def test_script_with_8_devices(tmp_path, capsys):
     assert "search" not in record
 
 
+@pytest.mark.slow  # two 8-device processes; the search's stops are pinned by default (monkeypatched, watchdog)
 def test_search_doubles_until_the_cap():
     """Two subprocesses with 8 host devices (K = 1024, 2048), then the cap."""
     result = bench.search_largest(_args(memories=1024, max_memories=2048))

@@ -85,6 +85,7 @@ def test_quick_run_without_peers(tmp_path, capsys, monkeypatch):
     assert all(t["pass"] in (True, False) for t in record["targets"] if "jax.nn.softmax" in t["target"])
 
 
+@pytest.mark.slow  # the harness's peak-memory measure in its own process is pinned by tests/benchmarks/test_harness.py
 def test_peak_memory_case_in_its_own_process():
     out = H.run_case("separations:rss_case", {"method": "dammem.sparsemax", "n": 256, "total": 2**16, "seed": 0})
     assert out["result"] is None and 2**20 < out["peak_rss_bytes"] < 8 * 2**30

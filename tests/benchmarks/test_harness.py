@@ -69,6 +69,7 @@ def test_run_case_measures_the_peak_of_the_call_in_its_own_process():
     assert out["peak_rss_bytes"] < 8 * 2**30  # plausible for a small Python process
 
 
+@pytest.mark.slow  # the scale script's 8-device run (tests/benchmarks/test_bench_scale.py) checks its device count
 def test_run_case_sees_eight_host_devices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # replaced, not duplicated
     out = H.run_case("_harness:device_count_case", host_devices=8)
