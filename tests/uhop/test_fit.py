@@ -59,6 +59,7 @@ def test_any_optax_optimizer_with_state_matches_a_manual_loop(x64):
     np.testing.assert_allclose(float(fit.losses[-1]), float(uhop.separation_loss(w, mem, loss="deep", temperature=1.5)))
 
 
+@pytest.mark.slow  # 30 steps on MNIST; the default suite pins each step against a float64 reference
 def test_average_loss_decreases_steadily_on_mnist_at_the_default_settings():
     x, _ = load_mnist(limit=40)
     fit = uhop.fit_kernel(to_patterns(x), steps=30, key=jax.random.key(0))

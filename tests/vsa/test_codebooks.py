@@ -262,7 +262,9 @@ def test_kind_classes_built_directly_equal_the_factory():
         OneHotCodebook(0)
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "krop", "krop_signed", "unitary_shift"])
+@pytest.mark.parametrize(
+    "kind", ["gaussian", pytest.param("krop", marks=pytest.mark.slow), "krop_signed", "unitary_shift"]
+)  # krop_signed runs the krop path and its signs
 def test_soft_cleanup_differentiable_in_the_codebook_arrays(kind):
     with jax.enable_x64(True):
         book = make_codebook(kind, 16, key=jax.random.key(0))

@@ -90,6 +90,7 @@ def test_overwrite_scan_equals_python_loop_and_batches_memories():
         np.testing.assert_allclose(np.asarray(final), np.asarray(hist[-1]), atol=0)  # one value, returned twice
 
 
+@pytest.mark.slow  # retrieval rates over 30 overwrites; the default suite pins overwrite and its erase modes by value
 def test_mutable_memory_cleanup_erase_keeps_retrieval_while_baselines_degrade():
     n, m, steps = 512, 8, 30
     cb, addresses, idx = _setup(n=n, m=m, seed=3)
