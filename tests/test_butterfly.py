@@ -48,7 +48,12 @@ def _factors(k, seed=0):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k,group", [(1, 4), (3, 1), (6, 1), (6, 3), (6, 4), (7, 2), (10, 4), (11, 6), (12, 5)])
+# slow: more sizes of groups already covered (1; even; uneven) by the default cases
+@pytest.mark.parametrize(
+    "k,group",
+    [(1, 4), (3, 1), (6, 4), (7, 2), (11, 6)]
+    + [pytest.param(k, g, marks=pytest.mark.slow) for k, g in [(6, 1), (6, 3), (10, 4), (12, 5)]],
+)
 def test_butterfly_apply_matches_np_kron(k, group):
     f = _factors(k, seed=k)
     x = np.random.default_rng(1).normal(size=(2, 3, 2**k))
@@ -118,8 +123,13 @@ def test_new_factor_values_do_not_retrace():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 32, 256, 2048])
-@pytest.mark.parametrize("group", [1, 4, None])
+# 32 and 256 with group 1 / None (slow): those groupings run at the other sizes
+@pytest.mark.parametrize(
+    "n, group",
+    [(n, g) for n in (1, 2, 4, 2048) for g in (1, 4, None)]
+    + [(32, 4), (256, 4)]
+    + [pytest.param(n, g, marks=pytest.mark.slow) for n in (32, 256) for g in (1, None)],
+)
 def test_fwht_equals_scipy_hadamard_over_sqrt_n(n, group):
     x = np.random.default_rng(n).normal(size=(4, 3, n))
     h = scipy.linalg.hadamard(n).astype(np.float64) / np.sqrt(n)
@@ -205,7 +215,7 @@ def test_row_chunk_policy():
     assert row_chunk(100, 2**20, backend="cpu") == 1
 
 
-@pytest.mark.parametrize("b", [8, 9, 11])
+@pytest.mark.parametrize("b", [8, 9, pytest.param(11, marks=pytest.mark.slow)])  # 11: a second remainder, as 9
 def test_map_row_chunks_equals_one_call_with_remainders_and_gradients(b):
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(b).normal(size=(b, 4)))
@@ -216,7 +226,8 @@ def test_map_row_chunks_equals_one_call_with_remainders_and_gradients(b):
 
         np.testing.assert_allclose(np.asarray(map_row_chunks(fn, (x, w), 4)), np.asarray(fn(x, w)), atol=1e-14)
         np.testing.assert_allclose(np.asarray(map_row_chunks(fn, (x, w), None)), np.asarray(fn(x, w)), atol=0)
-        check_grads(lambda x, w: jnp.sum(map_row_chunks(fn, (x, w), 4) ** 2), (x, w), order=1, modes=("rev",))
+        # jitted: one compiled program per derivative instead of many op-by-op ones
+        check_grads(jax.jit(lambda x, w: jnp.sum(map_row_chunks(fn, (x, w), 4) ** 2)), (x, w), order=1, modes=("rev",))
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="row chunks are a CPU policy")
