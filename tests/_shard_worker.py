@@ -46,13 +46,14 @@ K, D, B = 32, 6, 4  # K and B divisible by 8 and 4, and by 2
 OUT: dict = {}
 
 # The cases the default suite runs; ``--all`` adds the others, each a path that a quick case already takes (the
-# 2x4 mesh: the batch-split retrieval and attention; entmax15: its retrieval; the exponential encode: the
-# masked one; the derivatives of general entmax: those of sparsemax) or a second size, alpha, kind, dtype. Each
+# 2x4 mesh: the batch-split retrieval and attention; entmax15: its retrieval; softmax: the modern Hopfield update
+# and energy; the exponential encode: the masked one; the derivatives of general entmax: those of sparsemax; one
+# query: the batched queries through the same program) or a second size, alpha, kind, dtype. Each
 # program compiled for 8 devices costs about a second of CPU, so the quick set is small.
 QUICK = {
-    "sep/8/softmax", "sep/8/sparsemax", "sep/8/entmax_rows", "grad_z/entmax_rows",
+    "sep/8/sparsemax", "sep/8/entmax_rows", "grad_z/entmax_rows",
     "update/8/modern", "update/8/l2_13",
-    "retrieve/8/rbf_clamp", "retrieve/8/entmax15_no_tol", "retrieve/2x4/entmax13_mask", "retrieve/one_query",
+    "retrieve/8/rbf_clamp", "retrieve/8/entmax15_no_tol", "retrieve/2x4/entmax13_mask",
     "attention/8/entmax_heads_mask", "attention/2x4/softmax_weights",
     "encode/8/sincos", "encode/masked/expexp",
     "gather/retrieve_entmax15_mask", "gather/attention_sparsemax",

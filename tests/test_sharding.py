@@ -185,6 +185,7 @@ def test_shard_retrieve_equals_single_device_loop(results, mesh, case):
     assert np.all(steps >= 1) and (np.any(steps < max_steps) or max_steps == 3)
 
 
+@pytest.mark.slow  # batched queries run the same program by default
 def test_shard_retrieve_one_query(results):
     for field in ("x", "energy"):
         compare(results, f"retrieve/one_query/{field}", atol=1e-5, rtol=1e-6)
