@@ -343,7 +343,8 @@ def test_where_mask_moves_with_the_scores_along_axis_0(name):
     assert np.all(got0[~mask] == 0.0)
 
 
-@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax_traced_1.5"])
+# sparsemax (slow): the mask is broadcast by code shared with the general kernel
+@pytest.mark.parametrize("name", ["softmax", "entmax_traced_1.5", pytest.param("sparsemax", marks=pytest.mark.slow)])
 def test_where_mask_broadcasts(name):
     rng = np.random.default_rng(4)
     z = rng.standard_normal((4, 6, 9)).astype(np.float32)
@@ -478,7 +479,10 @@ def test_alpha_derivative_matches_reference_finite_difference(x64):
 
 
 @pytest.mark.parametrize("n", [2048, pytest.param(7, marks=pytest.mark.slow)])  # short rows: check_grads below
-@pytest.mark.parametrize("name", ["sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.5"])
+# entmax_1.25 (slow): the derivative rule of entmax_traced_1.5's kernel at a constant alpha
+@pytest.mark.parametrize(
+    "name", ["sparsemax", "entmax15", "entmax_traced_1.5", pytest.param("entmax_1.25", marks=pytest.mark.slow)]
+)
 def test_jvp_and_vjp_match_closed_form_jacobian(name, n):
     """Float32 JVP/VJP on short and blocked rows against J = diag(s) - s s^T / sum s from the reference p."""
     fn, alpha = sep(name), SEP_ALPHA[name]
@@ -575,15 +579,17 @@ def _second_order_cases():
     """(name, modes): the general kernel (traced tsallis_separation) in all three modes; sparsemax and entmax15 in
     forward-over-reverse, their other two modes in the slow suite (the modes differ in how JAX transposes the one
     derivative rule, which the general kernel pins)."""
+    slow = pytest.mark.slow
     cases = []
     for name in SECOND_ORDER:
-        if name in SECOND_ORDER_SLOW:
-            cases.append(pytest.param(name, tuple(MODES), marks=pytest.mark.slow))
-        elif name in ("sparsemax", "entmax15"):
-            cases.append((name, ("jacfwd(jacrev)",)))
-            cases.append(pytest.param(name, ("jacfwd(jacfwd)", "jacrev(jacrev)"), marks=pytest.mark.slow))
+        if name in ("sparsemax", "entmax15"):
+            cases.append(pytest.param(name, ("jacfwd(jacrev)",), id=f"{name}-fwd_rev"))
+            cases.append(
+                pytest.param(name, ("jacfwd(jacfwd)", "jacrev(jacrev)"), marks=slow, id=f"{name}-fwd_fwd-rev_rev")
+            )
         else:
-            cases.append((name, tuple(MODES)))
+            marks = slow if name in SECOND_ORDER_SLOW else ()
+            cases.append(pytest.param(name, tuple(MODES), marks=marks, id=f"{name}-all"))
     return cases
 
 
@@ -758,7 +764,8 @@ def test_grad_through_scan_descent_matches_differences(x64, alpha):
 # Properties (hypothesis)
 # ----------------------------------------------------------------------------------------------------------------
 
-PROP_SEPS = ["softmax", "sparsemax", "entmax15", "entmax_1.25", "entmax_traced_1.5", "tsallis_traced_1.3"]
+# one name per kernel and alpha mode: the traced general kernel is tsallis_traced_1.3 (entmax_traced_* is the same)
+PROP_SEPS = ["softmax", "sparsemax", "entmax15", "entmax_1.25", "tsallis_traced_1.3"]
 
 
 @st.composite
