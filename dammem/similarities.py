@@ -132,9 +132,8 @@ def neg_l2(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Floa
       [-2.0, -5.0]
     """
     memories, x = check_memories_query(memories, x, "neg_l2")
-    sq = jnp.sum(jnp.square(memories - x), axis=-1)
-    zero = sq == 0  # not `sq > 0`: a NaN distance must stay NaN
-    return -jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, sq)))
+    distance, nonzero = _norm_and_nonzero(memories - x)
+    return -jnp.where(nonzero, distance, 0.0)
 
 
 def neg_l1(memories: Float[ArrayLike, "K D"], x: Float[ArrayLike, " D"]) -> Float[Array, " K"]:
