@@ -5,8 +5,11 @@ path to a YAML file. The run writes ``results.json``, ``summary.md`` and its fig
 ``runs/<config name>``), which must be empty or new unless ``--overwrite`` is given; a run that fails leaves no
 output behind.
 
-Ctrl-C (SIGINT) stops a run with exit status 130 and the one line ``dammem: interrupted``; the run's output
-directory is left as it was, as after a failure. Scratch folders that a killed run (SIGKILL) left in ``--out`` do
+Overrides may stand before or after the options (``dammem run capacity --out DIR config.num_trials=2``).
+
+Ctrl-C (SIGINT) stops a run with exit status 130 and the one line ``dammem: interrupted``; SIGTERM (``kill``, a
+job scheduler's time limit) does the same with exit status 143 (128 + 15) and the line ``dammem: terminated``. Either
+way the run's output directory is left as it was, as after a failure (one the run created is removed). Scratch folders that a killed run (SIGKILL) left in ``--out`` do
 not make it non-empty; the next run removes them.
 
 Problems with the config or its data (unknown keys, bad values, a missing or malformed data file, more memories than
@@ -28,6 +31,8 @@ import threading
 from pathlib import Path
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
+TERMINATED = 143  # the shell's status for a process stopped by SIGTERM (128 + 15)
+_STOPS = {"SIGINT": (INTERRUPTED, "interrupted"), "SIGTERM": (TERMINATED, "terminated")}
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -112,32 +117,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupted(exit_process: bool) -> int:
-    """Report a Ctrl-C in one line; as the ``dammem`` process, leave at once (no interpreter teardown)."""
-    print("dammem: interrupted", file=sys.stderr)
+def _interrupted(exit_process: bool, signame: str = "SIGINT") -> int:
+    """Report a Ctrl-C or SIGTERM in one line; as the ``dammem`` process, leave at once (no interpreter teardown)."""
+    status, word = _STOPS[signame]
+    print(f"dammem: {word}", file=sys.stderr)
     if exit_process:
         # tearing JAX down while a compilation or computation thread is still running can crash the interpreter
         # (SIGSEGV): the run has already cleaned up its output, so nothing is lost by skipping the teardown
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(INTERRUPTED)
-    return INTERRUPTED
+        os._exit(status)
+    return status
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``run``'s ``key=value`` overrides may also stand after its options (``--out DIR k=v``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "run" or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; ``argv`` None means the process's own arguments (the ``dammem`` executable)."""
     exit_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    seen = threading.Event()
-    previous = None
+    args = _parse(argv)
+    seen: list[str] = []  # the signal that stopped the run, remembered even where a library swallows the exception
+    previous = {}
     if threading.current_thread() is threading.main_thread():
 
-        def on_sigint(signum, frame):
-            seen.set()  # remembered even where a library swallows the KeyboardInterrupt
+        def on_stop(signum, frame):
+            seen.append(signal.Signals(signum).name)
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        for signame in _STOPS:
+            previous[signame] = signal.signal(getattr(signal, signame), on_stop)
     unraisable = sys.unraisablehook
 
     def quiet_interrupts(info):  # a KeyboardInterrupt that a callback swallowed is reported once, below
@@ -153,17 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as err:
             print("dammem: error: " + " ".join(str(err).split()), file=sys.stderr)  # one line, even for YAML errors
             status = 2
-        return _interrupted(exit_process) if seen.is_set() else status
+        return _interrupted(exit_process, seen[0]) if seen else status
     except BaseException:
         # a Ctrl-C can surface as another error (an extension module that fails to import) or be swallowed (a
         # callback that ignores exceptions): the flag, not the exception, says whether the run was interrupted
-        if not seen.is_set():
+        if not seen:
             raise
-        return _interrupted(exit_process)
+        return _interrupted(exit_process, seen[0])
     finally:
         sys.unraisablehook = unraisable
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signame, handler in previous.items():
+            signal.signal(getattr(signal, signame), handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -254,7 +254,8 @@ def test_leftovers_of_a_killed_run_are_ignored_and_removed(tmp_path, capsys):
         assert {p.name for p in out.iterdir()} == {"results.json", "results.npz", "summary.md", "completions.png"}
 
 
-def test_ctrl_c_stops_a_run_with_status_130_and_one_line(tmp_path):
+@pytest.mark.parametrize("signame, status, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_stops_a_run_with_its_status_and_one_line(tmp_path, signame, status, word):
     import signal
     import sys
 
@@ -265,10 +266,28 @@ def test_ctrl_c_stops_a_run_with_status_130_and_one_line(tmp_path):
         [*command, "run", "quickstart", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     first = proc.stderr.read(1)  # the progress bar appears once the run has started (then it compiles and runs)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     stdout, stderr = proc.communicate(timeout=120)
     lines = (first + stderr).replace("\r", "\n").strip().splitlines()
-    assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
-    assert lines[-1] == "dammem: interrupted", stderr[-2000:]
+    assert proc.returncode == status, (proc.returncode, stderr[-2000:])
+    assert lines[-1] == f"dammem: {word}", stderr[-2000:]
     assert "Traceback" not in stderr and "Exception ignored" not in stderr and stdout == ""
-    assert not out.exists()  # a run that did not finish leaves nothing behind
+    assert not out.exists()  # a run that did not finish leaves nothing behind: no empty --out, no scratch folder
+
+
+def test_overrides_after_the_options_are_kept_in_order(capsys):
+    from dammem.cli import _parse
+
+    argv = ["run", "quickstart", "config.num_memories=20", "--out", "q", *TINY, "seed=4", "--no-progress"]
+    args = _parse(argv)
+    assert args.out == "q" and args.no_progress
+    assert args.overrides == ["config.num_memories=20", *TINY, "seed=4"]  # applied in this order: the later wins
+    assert _parse(["run", "quickstart", "--out", "q"]).overrides == []
+    for stray in ("--bogus", "oops"):  # an unknown option, or a word that is no key=value, is still refused
+        with pytest.raises(SystemExit) as exit_info:
+            _parse(["run", "quickstart", "--out", "q", stray])
+        assert exit_info.value.code == 2
+        assert f"unrecognized arguments: {stray}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # `list` takes no overrides
+        _parse(["list", "seed=3"])
+    assert "unrecognized arguments: seed=3" in capsys.readouterr().err
