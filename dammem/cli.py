@@ -9,8 +9,8 @@ Overrides may stand before or after the options (``dammem run capacity --out DIR
 
 Ctrl-C (SIGINT) stops a run with exit status 130 and the one line ``dammem: interrupted``; SIGTERM (``kill``, a
 job scheduler's time limit) does the same with exit status 143 (128 + 15) and the line ``dammem: terminated``. Either
-way the run's output directory is left as it was, as after a failure (one the run created is removed). Scratch folders that a killed run (SIGKILL) left in ``--out`` do
-not make it non-empty; the next run removes them.
+way the run's output directory is left as it was, as after a failure (one the run created is removed). Scratch
+folders that a killed run (SIGKILL) left in ``--out`` do not make it non-empty; the next run removes them.
 
 Problems with the config or its data (unknown keys, bad values, a missing or malformed data file, more memories than
 the data holds) and a non-empty or unwritable ``--out`` are reported as one line ``dammem: error: ...`` with exit
