@@ -21,6 +21,23 @@ or any callable ``sep(scores, axis=-1, where=mask)``. ``beta`` multiplies the sc
 (default ``1 / sqrt(D)``); alpha of entmax may also be per head. With softmax and one step this is scaled dot-product
 attention and equals ``jax.nn.dot_product_attention(query, key, value, mask=mask, scale=beta)``.
 
+Grouped-query attention (as ``jax.nn.dot_product_attention`` and ``flax.nnx``): key and value may have
+``H_kv`` heads with ``H_kv`` dividing ``H``; query head ``h`` uses key/value head ``h // (H / H_kv)``. An update step
+then reads as before with that head's keys: every query head keeps its own state ``xi`` (and its own beta and
+alpha) and moves it by ``xi <- K_g^T Sep(beta_h K_g xi)`` with the stored patterns ``K_g`` its group shares.
+
+Masks hold whatever the separation: a callable separation gets ``where=mask``, and its weights on hidden keys are
+then set to zero and the visible ones renormalised to sum to one (a callable that honours ``where`` is unchanged
+up to rounding; one that ignores it cannot attend to a hidden key).
+
+Until convergence: ``update_steps=None`` runs state updates until every query (per head) moved by at most ``tol``
+in a step, at most ``max_steps`` of them, then reads out. ``loop="while"`` stops as soon as all have converged
+(``lax.while_loop``: forward mode only); ``loop="scan"`` runs ``max_steps`` steps in which converged queries keep
+their state, so it computes the same output and is reverse-differentiable (use it for training).
+
+A beta traced by the caller's ``jit`` (it cannot be checked there) that is not positive gives NaN outputs and
+weights, as ``jnp.log(-1.0)`` does, never attention that favours the least similar key.
+
 Edge cases (documented, tested): a query whose mask hides every key gets zero weights and a zero output (never
 NaN, unlike a plain softmax over ``-inf``); its state in an update step becomes zero too. bfloat16 / float16 inputs
 are computed in float32 and the output is cast back to the query's dtype. With ``tol``, a query (per head) whose
@@ -67,11 +84,14 @@ from dammem._validate import (
     check_mask,
     check_positive,
     check_scalar,
+    is_concrete,
+    nan_unless_positive,
 )
 
 __all__ = ["hopfield_attention"]
 
 Separation = Union[str, Callable[..., Array]]
+PrecisionLike = Union[None, str, lax.Precision, tuple, list]
 
 _NAME = "hopfield_attention"
 
@@ -89,14 +109,16 @@ def _check_qkv(query, key, value) -> tuple[Array, Array, Array, tuple]:
         if arr.ndim < 3:
             raise ValueError(f"{_NAME}: {name} must have shape (..., {form}), got {tuple(arr.shape)}")
     q_heads, width = query.shape[-2:]
-    if key.shape[-2:] != (q_heads, width):
+    kv_heads = key.shape[-2]
+    if key.shape[-1] != width or kv_heads == 0 or q_heads % kv_heads != 0:
         raise ValueError(
-            f"{_NAME}: key of shape {tuple(key.shape)} must have (H, D) = {(q_heads, width)} in its last two axes"
-            f" like query of shape {tuple(query.shape)}"
+            f"{_NAME}: key of shape {tuple(key.shape)} must have (H_kv, D) in its last two axes with D = {width} and"
+            f" H_kv dividing the query's H = {q_heads} (grouped-query attention), like query of shape"
+            f" {tuple(query.shape)}"
         )
-    if value.shape[-3] != key.shape[-3] or value.shape[-2] != q_heads:
+    if value.shape[-3] != key.shape[-3] or value.shape[-2] != kv_heads:
         raise ValueError(
-            f"{_NAME}: value of shape {tuple(value.shape)} must have (S, H) = {(key.shape[-3], q_heads)} in"
+            f"{_NAME}: value of shape {tuple(value.shape)} must have (S, H_kv) = {(key.shape[-3], kv_heads)} in"
             f" axes -3 and -2 like key of shape {tuple(key.shape)}"
         )
     if key.shape[-3] == 0:
@@ -119,6 +141,22 @@ def _check_separation(separation, alpha, heads: int) -> Array | None:
     return check_alpha(alpha, _NAME, heads=heads)
 
 
+def _check_steps(update_steps, tol, max_steps, loop) -> tuple[int, ArrayLike | None, str]:
+    """The number of separations to run (static), the traced tol and the loop ("scan" or "while")."""
+    if loop not in ("scan", "while"):
+        raise ValueError(f"{_NAME}: loop must be 'scan' or 'while', got {loop!r}")
+    if update_steps is None:
+        if tol is None:
+            raise ValueError(f"{_NAME}: update_steps=None (until convergence) needs tol (the largest change allowed)")
+        steps = check_int(max_steps, "max_steps", _NAME, minimum=1) + 1
+        return steps, _check_tol(tol), loop
+    if loop == "while":
+        raise ValueError(
+            f"{_NAME}: loop='while' is for update_steps=None (until convergence), got update_steps={update_steps!r}"
+        )
+    return check_int(update_steps, "update_steps", _NAME, minimum=1), _check_tol(tol), "scan"
+
+
 def _check_tol(tol) -> ArrayLike | None:
     if tol is None:
         return None
@@ -135,7 +173,14 @@ def _check_tol(tol) -> ArrayLike | None:
 def _separate(separation: Separation, scores: Array, mask: Array | None, alpha: Array | None) -> Array:
     """The association weights over the last axis of ``scores`` (..., H, Q, S)."""
     if callable(separation):
-        return separation(scores, axis=-1, where=mask)
+        p = separation(scores, axis=-1, where=mask)
+        if mask is None:
+            return p
+        # a callable may ignore ``where``: its weights on hidden keys are dropped and the rest renormalised (a
+        # callable that honours the mask is unchanged up to rounding; a row with nothing visible gets zeros)
+        p = jnp.where(mask, p, 0.0)
+        total = jnp.sum(p, axis=-1, keepdims=True)
+        return p / jnp.where(total > 0, total, 1.0)
     spec = separations.SEPARATIONS[separation]
     if not spec.takes_alpha:
         return spec.fn(scores, -1, where=mask)
@@ -196,41 +241,67 @@ def _softmax_read_jvp(primals, tangents):
 
 @partial(
     jax.jit,
-    static_argnames=("separation", "update_steps", "return_weights", "dropout_rate", "broadcast_dropout", "batch"),
+    static_argnames=(
+        "separation",
+        "update_steps",
+        "return_weights",
+        "dropout_rate",
+        "broadcast_dropout",
+        "batch",
+        "loop",
+        "precision",
+    ),
 )
 def _hopfield_kernel(
     query, key, value, beta, alpha, mask, tol, dropout_key, *,
-    separation, update_steps, return_weights, dropout_rate, broadcast_dropout, batch,
+    separation, update_steps, return_weights, dropout_rate, broadcast_dropout, batch, loop, precision,
 ):  # fmt: skip
     out_dtype = query.dtype
     ct = jnp.promote_types(jnp.result_type(query, key, value), jnp.float32)
     # head-major layout (..., H, Q, D): every product below is a plain batched matrix product
     q, k, v = (jnp.swapaxes(x.astype(ct), -3, -2) for x in (query, key, value))
+    group = q.shape[-3] // k.shape[-3]
+    if group > 1:  # grouped-query attention: query head h reads key/value head h // group (as flax.nnx)
+        k, v = jnp.repeat(k, group, axis=-3), jnp.repeat(v, group, axis=-3)
+    einsum = partial(jnp.einsum, precision=precision)
     b = beta.astype(ct)
     b = b[:, None, None] if b.ndim == 1 else b  # (H, 1, 1) scales the query's heads: beta <K, xi> = <K, beta xi>
     a = None if alpha is None else alpha.astype(ct)
 
-    if separation == "softmax" and update_steps == 1 and dropout_rate == 0.0 and not return_weights:
+    fused = precision is None and dropout_rate == 0.0 and not return_weights
+    if separation == "softmax" and update_steps == 1 and fused:
         out = _softmax_read(q, k, v, b, mask)
         return jnp.swapaxes(out, -3, -2).astype(out_dtype)
 
     def weights(xi):
-        scores = jnp.einsum("...hqd,...hsd->...hqs", xi * b, k)  # beta K xi for every query and head
+        scores = einsum("...hqd,...hsd->...hqs", xi * b, k)  # beta K xi for every query and head
         return _separate(separation, scores, mask, a)
 
     if update_steps > 1:
         xi0 = jnp.broadcast_to(q, batch + q.shape[-3:])
 
-        def step(carry, _):
-            xi, active = carry
-            new = jnp.einsum("...hqs,...hsd->...hqd", weights(xi), k)  # xi <- K^T Sep(beta K xi)
+        def step(xi, active):
+            new = einsum("...hqs,...hsd->...hqd", weights(xi), k)  # xi <- K^T Sep(beta K xi)
             if tol is None:
-                return (new, active), None
+                return new, active
             moved = jnp.max(jnp.abs(new - xi), axis=-1)  # (..., H, Q)
-            new = jnp.where(active[..., None], new, xi)
-            return (new, active & (moved > tol)), None
+            new = jnp.where(active[..., None], new, xi)  # a converged query keeps its state
+            return new, active & (moved > tol)
 
-        (q, _), _ = lax.scan(step, (xi0, jnp.ones(xi0.shape[:-1], jnp.bool_)), None, length=update_steps - 1)
+        active0 = jnp.ones(xi0.shape[:-1], jnp.bool_)
+        if loop == "while":  # stops once every query has converged (forward only: not reverse-differentiable)
+
+            def cond(carry):
+                _, active, i = carry
+                return (i < update_steps - 1) & jnp.any(active)
+
+            def body(carry):
+                xi, active, i = carry
+                return (*step(xi, active), i + 1)
+
+            q, _, _ = lax.while_loop(cond, body, (xi0, active0, jnp.zeros((), jnp.int32)))
+        else:
+            (q, _), _ = lax.scan(lambda c, _: (step(*c), None), (xi0, active0), None, length=update_steps - 1)
 
     p = weights(q)
     read = p
@@ -238,7 +309,7 @@ def _hopfield_kernel(
         shape = (1,) * (p.ndim - 2) + p.shape[-2:] if broadcast_dropout else p.shape
         keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, shape)
         read = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
-    out = jnp.swapaxes(jnp.einsum("...hqs,...hsv->...hqv", read, v), -3, -2).astype(out_dtype)
+    out = jnp.swapaxes(einsum("...hqs,...hsv->...hqv", read, v), -3, -2).astype(out_dtype)
     if return_weights:
         return out, p.astype(out_dtype)
     return out
@@ -258,43 +329,51 @@ def hopfield_attention(
     separation: Separation = "softmax",
     alpha: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
     mask: Bool[ArrayLike, "*#mbatch #H #Q #S"] | None = None,
-    update_steps: int = 1,
+    update_steps: int | None = 1,
     tol: float | None = None,
+    max_steps: int = 100,
+    loop: str = "scan",
     dropout_rate: float = 0.0,
     dropout_key: PRNGKey | None = None,
     broadcast_dropout: bool = True,
     return_weights: bool = False,
+    precision: PrecisionLike = None,
 ) -> Float[Array, "*batch Q H D_v"] | tuple[Float[Array, "*batch Q H D_v"], Float[Array, "*batch H Q S"]]:
     """Hopfield retrieval of the values through the keys: ``out = V^T Sep(beta K xi)`` after ``xi <- K^T Sep(beta K
     xi)`` run ``update_steps - 1`` times from ``xi = query`` (Wu et al. (2024), eqs. 2.4 and C.1).
 
     The layout is that of ``jax.nn.dot_product_attention``; with ``separation="softmax"`` and one step the result
-    equals it (``scale=beta``). Jitted: ``separation``, ``update_steps``, ``return_weights``, ``dropout_rate`` and
-    ``broadcast_dropout`` are static; ``beta``, ``alpha`` and ``tol`` are traced (a learnable beta or alpha, or a
-    sweep, never recompiles).
+    equals it (``scale=beta``). Jitted: ``separation``, ``update_steps``, ``return_weights``, ``dropout_rate``,
+    ``broadcast_dropout``, ``max_steps``, ``loop`` and ``precision`` are static; ``beta``, ``alpha`` and ``tol`` are
+    traced (a learnable beta or alpha, or a sweep, never recompiles).
 
     Args:
       query: the queries (initial states), ``(..., Q, H, D)``.
-      key: the stored patterns, ``(..., S, H, D)``; the batch axes of query, key and value broadcast together
-        (stored patterns shared by a batch of queries need none).
-      value: what is read out, ``(..., S, H, D_v)``.
+      key: the stored patterns, ``(..., S, H_kv, D)`` with ``H_kv`` dividing ``H`` (grouped-query attention when
+        smaller); the batch axes of query, key and value broadcast together (stored patterns shared by a batch of
+        queries need none).
+      value: what is read out, ``(..., S, H_kv, D_v)``.
       beta: inverse temperature multiplying the scores: a positive scalar or one per head ``(H,)``; default
         ``1 / sqrt(D)``.
       separation: a name in :data:`dammem.separations.SEPARATIONS` (``"softmax"``, ``"sparsemax"``,
         ``"entmax15"``, ``"entmax"``, which needs ``alpha``) or a callable ``sep(scores, axis=-1, where=mask)``
-        returning weights of the scores' shape.
+        returning weights of the scores' shape (masked and renormalised afterwards: see the module docstring).
       alpha: the alpha of ``separation="entmax"``, in (1, 2]: a scalar or one per head ``(H,)``. Refused with the
         other separations (they fix their own).
       mask: boolean, broadcastable to ``(..., H, Q, S)``; True = attend. A query that attends to no key gets zero
         weights and a zero output.
       update_steps: static int >= 1; the number of separations computed: ``update_steps - 1`` state updates, then
-        the read-out.
+        the read-out. None: until convergence (needs ``tol``; at most ``max_steps`` updates).
       tol: optional; a query (per head) whose state moved by at most ``tol`` (largest absolute change) in an update
         step keeps its state from then on.
+      max_steps: static; the most state updates with ``update_steps=None``.
+      loop: ``"scan"`` (differentiable) or, with ``update_steps=None`` only, ``"while"`` (stops when every query has
+        converged; not reverse-differentiable).
       dropout_rate: dropout on the read-out association weights, in [0, 1) (0: none).
       dropout_key: the ``jax.random`` key of the dropout; required when ``dropout_rate > 0``.
       broadcast_dropout: share one dropout pattern across the batch axes and heads (as ``flax.nnx``'s attention).
       return_weights: also return the read-out association weights (before dropout).
+      precision: the ``lax.Precision`` of every product (as ``jnp.einsum``'s ``precision``); static.
 
     Returns:
       The output ``(..., Q, H, D_v)`` in the query's dtype; with ``return_weights`` the pair (output, weights
@@ -320,15 +399,22 @@ def hopfield_attention(
     a = _check_separation(separation, alpha, heads)
     target = "the association weights' shape (..., H, Q, S) ="
     m = check_mask(mask, batch + (heads, query.shape[-3], key.shape[-3]), _NAME, target=target)
-    steps = check_int(update_steps, "update_steps", _NAME, minimum=1)
-    t = _check_tol(tol)
+    steps, t, loop = _check_steps(update_steps, tol, max_steps, loop)
     rate = check_float(dropout_rate, "dropout_rate", _NAME, allow_zero=True, below=1.0)
     if rate > 0 and dropout_key is None:
         raise ValueError(f"{_NAME}: dropout_rate={rate} > 0 needs a dropout_key (a jax.random key)")
     check_bool(return_weights, "return_weights", _NAME)
     check_bool(broadcast_dropout, "broadcast_dropout", _NAME)
-    return _hopfield_kernel(
+    result = _hopfield_kernel(
         query, key, value, b, a, m, t, dropout_key if rate > 0 else None,
         separation=separation, update_steps=steps, return_weights=return_weights, dropout_rate=rate,
-        broadcast_dropout=broadcast_dropout, batch=batch,
+        broadcast_dropout=broadcast_dropout, batch=batch, loop=loop, precision=_hashable(precision),
     )  # fmt: skip
+    # a beta traced by the caller's jit cannot be checked: one <= 0 gives NaN (as jnp.log(-1.0)), never the
+    # attention to the least similar key that a negative scale would compute
+    return jax.tree.map(partial(nan_unless_positive, jnp.min(b) if not is_concrete(b) else b), result)
+
+
+def _hashable(precision: PrecisionLike) -> PrecisionLike:
+    """A precision as a static (hashable) argument: a list of two becomes a tuple."""
+    return tuple(precision) if isinstance(precision, list) else precision

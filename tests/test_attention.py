@@ -35,7 +35,7 @@ def ref_separation(z, alpha, visible):
 
 
 def ref_hopfield(q, k, v, beta, alpha, mask=None, steps=1, tol=None):
-    """Explicit loops. q (B, Q, H, D), k (B, S, H, D), v (B, S, H, V); beta, alpha (H,); mask (B, H, Q, S)."""
+    """Explicit loops. q (B, Q, H, D), k (B, S, H_kv, D), v (B, S, H_kv, V); beta, alpha (H,); mask (B, H, Q, S)."""
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     nb, nq, nh, _ = q.shape
     ns = k.shape[1]
@@ -44,9 +44,10 @@ def ref_hopfield(q, k, v, beta, alpha, mask=None, steps=1, tol=None):
     mask = np.ones((nb, nh, nq, ns), bool) if mask is None else np.broadcast_to(mask, (nb, nh, nq, ns))
     out = np.zeros((nb, nq, nh, v.shape[-1]))
     weights = np.zeros((nb, nh, nq, ns))
+    group = nh // k.shape[2]  # grouped-query attention: query head h reads key/value head h // group
     for b in range(nb):
         for h in range(nh):
-            keys, vals = k[b, :, h], v[b, :, h]
+            keys, vals = k[b, :, h // group], v[b, :, h // group]
             for t in range(nq):
                 xi, active = q[b, t, h].copy(), True
                 for _ in range(steps - 1):
@@ -343,9 +344,9 @@ def test_shape_annotations():
 
 def test_errors_name_the_argument():
     q, k, v = _inputs(19)
-    with pytest.raises(ValueError, match=r"hopfield_attention: key of shape \(2, 5, 2, 3\) must have \(H, D\)"):
+    with pytest.raises(ValueError, match=r"hopfield_attention: key of shape \(2, 5, 2, 3\) must have \(H_kv, D\)"):
         hopfield_attention(q, k[..., :3], v)
-    with pytest.raises(ValueError, match=r"hopfield_attention: value of shape \(2, 4, 2, 3\) must have \(S, H\)"):
+    with pytest.raises(ValueError, match=r"hopfield_attention: value of shape \(2, 4, 2, 3\) must have \(S, H_kv\)"):
         hopfield_attention(q, k, v[:, :4])
     with pytest.raises(ValueError, match=r"hopfield_attention: query must have shape \(\.\.\., Q, H, D\)"):
         hopfield_attention(q[0, 0], k, v)
@@ -393,3 +394,78 @@ def test_constant_arguments_are_checked_inside_a_callers_jit():
         jax.jit(lambda q: hopfield_attention(q, k, v, beta=-1.0))(q)
     with pytest.raises(ValueError, match="tol must be finite and >= 0"):
         jax.jit(lambda q: hopfield_attention(q, k, v, update_steps=2, tol=-1.0))(q)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Grouped-query attention, masks with any callable, traced beta, convergence, precision
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_grouped_query_attention_matches_the_reference_with_update_steps():
+    """4 query heads share 2 key/value heads (query head h reads key head h // 2); each query head keeps its own
+    state through the update steps."""
+    q, _, _ = _inputs(30, nh=4)
+    _, k, v = _inputs(31, nh=2, dv=4)
+    beta = jnp.array([0.5, 1.0, 1.5, 2.0])
+    out, w = hopfield_attention(q, k, v, beta=beta, separation="sparsemax", update_steps=3, return_weights=True)
+    ref_out, ref_w = ref_hopfield(q, k, v, beta, 2.0, steps=3)
+    # float32, sums over S = 5 keys of unit-scale terms, three chained separations: ~1e-5
+    np.testing.assert_allclose(np.asarray(out), ref_out, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(w), ref_w, atol=1e-4)
+    # one step of softmax: the same as jax.nn.dot_product_attention's grouped-query form
+    expected = jax.nn.dot_product_attention(q, k, v, scale=0.5)
+    np.testing.assert_allclose(hopfield_attention(q, k, v, beta=0.5), expected, atol=1e-5)  # float32, S = 5
+
+
+def test_callable_ignoring_where_never_attends_to_hidden_keys():
+    """A callable separation that ignores ``where`` still gets the mask: its weights on hidden keys are dropped and
+    the rest renormalised, in the read-out and in every update step."""
+    q, k, v = _inputs(32)
+    mask = jnp.asarray(np.random.default_rng(33).random((2, 2, 3, 5)) < 0.6).at[..., 0].set(True)
+
+    def careless(scores, axis=-1, where=None):  # ignores where
+        return jax.nn.softmax(scores, axis=axis)
+
+    out, w = hopfield_attention(q, k, v, beta=1.0, separation=careless, mask=mask, update_steps=2, return_weights=True)
+    ref_out, ref_w = ref_hopfield(q, k, v, 1.0, 1.0, mask=mask, steps=2)
+    assert np.all(np.asarray(w)[~np.asarray(mask)] == 0.0)
+    np.testing.assert_allclose(np.asarray(w), ref_w, atol=1e-5)  # float32 softmax over 5 keys, two steps
+    np.testing.assert_allclose(np.asarray(out), ref_out, atol=1e-5)
+
+
+def test_traced_non_positive_beta_gives_nan():
+    """Inside the caller's jit beta cannot be checked: beta <= 0 gives NaN, not attention to the least similar key."""
+    q, k, v = _inputs(34)
+    run = jax.jit(lambda b: hopfield_attention(q, k, v, beta=b, return_weights=True))
+    out, w = run(-1.0)
+    assert np.all(np.isnan(np.asarray(out))) and np.all(np.isnan(np.asarray(w)))
+    out, _ = run(1.0)
+    np.testing.assert_allclose(out, ref_hopfield(q, k, v, 1.0, 1.0)[0], atol=1e-5)  # float32, S = 5
+
+
+def test_until_convergence_while_and_scan_agree_with_the_reference():
+    """update_steps=None: updates until every query moved by at most tol, at most max_steps of them; loop="while"
+    stops early (forward only), loop="scan" runs max_steps with converged queries frozen (differentiable)."""
+    q, k, v = _inputs(35)
+    kw = dict(beta=2.0, update_steps=None, tol=1e-3, max_steps=6)
+    ref_out, _ = ref_hopfield(q, k, v, 2.0, 1.0, steps=7, tol=1e-3)
+    fast = hopfield_attention(q, k, v, loop="while", **kw)
+    slow = hopfield_attention(q, k, v, loop="scan", **kw)
+    # float32 softmax over 5 keys, up to 7 separations: ~1e-5; a query at the tolerance's edge may
+    # stop one step apart between programs, which moves it by at most tol = 1e-3
+    np.testing.assert_allclose(np.asarray(fast), ref_out, atol=2e-3)
+    np.testing.assert_allclose(np.asarray(slow), np.asarray(fast), atol=2e-3)
+    grad = jax.grad(lambda x: hopfield_attention(x, k, v, loop="scan", **kw).sum())(q)
+    assert np.all(np.isfinite(np.asarray(grad))) and np.any(np.asarray(grad) != 0)
+    with pytest.raises(ValueError, match="hopfield_attention: update_steps=None .* needs tol"):
+        hopfield_attention(q, k, v, update_steps=None)
+    with pytest.raises(ValueError, match="hopfield_attention: loop='while' is for update_steps=None"):
+        hopfield_attention(q, k, v, loop="while")
+    with pytest.raises(ValueError, match="hopfield_attention: loop must be 'scan' or 'while', got 'for'"):
+        hopfield_attention(q, k, v, loop="for")
+
+
+def test_precision_reaches_every_product():
+    q, k, v = _inputs(36)
+    text = str(jax.make_jaxpr(lambda x: hopfield_attention(x, k, v, precision="highest", update_steps=2))(q))
+    assert text.count("Precision.HIGHEST") >= 3  # the update's two products and the read-out's
