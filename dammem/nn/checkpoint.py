@@ -1,12 +1,14 @@
-"""Save and restore any Flax NNX module (the dammem layers and models built from them) with orbax.
+"""Save and restore any Flax NNX module (the dammem layers and models built from them), its ``nnx.Optimizer`` and
+any ``nnx.State`` with orbax.
 
-A checkpoint holds the module's whole state, ``nnx.state(module)``: its ``nnx.Param`` weights and every other
-variable (stored memories, random-feature draws and their PRNG keys, fixed signs, RNG streams), in orbax's
-standard format (``orbax.checkpoint.StandardCheckpointHandler``). The configuration (sizes, kinds, fixed
-hyperparameters) is code, as everywhere in Flax: restore into a module built with the same arguments, either a
-freshly initialised one (any ``rngs``: its values are replaced) or an abstract one from ``nnx.eval_shape``, which
-allocates nothing.
-The restored module computes bit-identical outputs. A checkpoint with a missing or truncated file is reported as
+A checkpoint holds the whole state, ``nnx.state(target)``: a module's ``nnx.Param`` weights and every other variable
+(stored memories, random-feature draws and their PRNG keys, fixed signs, RNG streams), an optimizer's step count and
+optax state, in orbax's standard format (``orbax.checkpoint.StandardCheckpointHandler``). The configuration (sizes,
+kinds, fixed hyperparameters, the optax transformation) is code, as everywhere in Flax: restore into an object built
+with the same arguments, either a freshly initialised one (any ``rngs``: its values are replaced) or an abstract one
+from ``nnx.eval_shape``, which allocates nothing. To resume training, save the model and its optimizer (two
+checkpoints, or ``nnx.state((model, optimizer))`` in one) and restore both; training then continues bit-identically.
+The restored object computes bit-identical outputs. A checkpoint with a missing or truncated file is reported as
 damaged (``ValueError`` naming its path), with the storage error chained.
 
 Example:
@@ -35,7 +37,9 @@ from flax import nnx
 
 __all__ = ["save_checkpoint", "restore_checkpoint"]
 
-M = TypeVar("M", bound=nnx.Module)
+T = TypeVar("T", nnx.Pytree, nnx.State)
+
+_ACCEPTED = "a flax.nnx.Module, an nnx.Optimizer (any nnx.Pytree) or an nnx.State"
 
 
 def _checkpointer() -> ocp.Checkpointer:
@@ -43,9 +47,13 @@ def _checkpointer() -> ocp.Checkpointer:
     return ocp.Checkpointer(ocp.StandardCheckpointHandler())
 
 
-def _check_module(module, name: str, context: str) -> None:
-    if not isinstance(module, nnx.Module):
-        raise TypeError(f"{context}: {name} must be a flax.nnx.Module, got {type(module).__name__}")
+def _check_target(target, name: str, context: str) -> None:
+    if not isinstance(target, (nnx.Pytree, nnx.State)):
+        raise TypeError(f"{context}: {name} must be {_ACCEPTED}, got {type(target).__name__}")
+
+
+def _state(target) -> nnx.State:
+    return target if isinstance(target, nnx.State) else nnx.state(target)
 
 
 def _directory(path, context: str) -> str:
@@ -54,25 +62,26 @@ def _directory(path, context: str) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def save_checkpoint(path: str | os.PathLike, module: nnx.Module, *, overwrite: bool = False) -> None:
-    """Write ``nnx.state(module)`` (every variable type) to the directory ``path`` with orbax.
+def save_checkpoint(path: str | os.PathLike, target: nnx.Pytree | nnx.State, *, overwrite: bool = False) -> None:
+    """Write ``nnx.state(target)`` (every variable type) to the directory ``path`` with orbax.
 
     Blocks until the checkpoint is on disk.
 
     Args:
       path: directory to create (relative paths are taken from the working directory).
-      module: any ``flax.nnx.Module``.
+      target: a ``flax.nnx.Module``, an ``nnx.Optimizer`` (its step and optax state; any ``nnx.Pytree``) or an
+        ``nnx.State`` (saved as it is, e.g. ``nnx.state(model, nnx.Param)`` or ``nnx.state((model, optimizer))``).
       overwrite: replace an existing checkpoint at ``path``; otherwise an existing ``path`` is an error.
     """
     context = "save_checkpoint"
-    _check_module(module, "module", context)
+    _check_target(target, "target", context)
     directory = _directory(path, context)
     if not isinstance(overwrite, bool):
         raise TypeError(f"{context}: overwrite must be a bool, got {overwrite!r}")
     if os.path.exists(directory) and not overwrite:
         raise ValueError(f"{context}: path {directory!r} already exists; pass overwrite=True to replace it")
     with _checkpointer() as checkpointer:
-        checkpointer.save(directory, args=ocp.args.StandardSave(nnx.state(module)), force=overwrite)
+        checkpointer.save(directory, args=ocp.args.StandardSave(_state(target)), force=overwrite)
 
 
 def _abstract(leaf):
@@ -136,17 +145,20 @@ def _damaged(directory: str, detail: str, context: str) -> ValueError:
     )
 
 
-def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
-    """Read a checkpoint written by :func:`save_checkpoint` into a new module shaped like ``target``.
+def restore_checkpoint(path: str | os.PathLike, target: T) -> T:
+    """Read a checkpoint written by :func:`save_checkpoint` into a new object shaped like ``target``.
 
     Args:
       path: the checkpoint directory.
-      target: a module built with the same arguments as the saved one: a concrete one (its values are ignored and
-        left untouched) or an abstract one from ``nnx.eval_shape(lambda: Model(..., rngs=nnx.Rngs(0)))``. Arrays
-        are restored with the target's dtypes and shardings.
+      target: an object of the saved kind built with the same arguments: a module or an ``nnx.Optimizer``, concrete
+        (its values are ignored and left untouched) or abstract (``nnx.eval_shape(lambda: Model(...,
+        rngs=nnx.Rngs(0)))``), or an ``nnx.State`` of the same variables (e.g. ``nnx.state(model)`` of such a
+        module). Arrays are restored with the target's dtypes and shardings.
 
     Returns:
-      A new module of ``target``'s structure holding the saved state.
+      A new object of ``target``'s type and structure holding the saved state: a module, an optimizer (pass the
+      restored model to its ``update``, as flax's ``Optimizer`` holds no model), or an ``nnx.State`` (apply it with
+      ``nnx.update(model, state)``).
 
     Raises:
       FileNotFoundError: no checkpoint at ``path``.
@@ -155,11 +167,11 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
         is chained).
     """
     context = "restore_checkpoint"
-    _check_module(target, "target", context)
+    _check_target(target, "target", context)
     directory = _directory(path, context)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{context}: no checkpoint directory at {directory!r}")
-    graphdef, state = nnx.split(target)
+    graphdef, state = (None, target) if isinstance(target, nnx.State) else nnx.split(target)
     abstract_state = jax.tree.map(_abstract, state)
     with _checkpointer() as checkpointer:
         item = checkpointer.metadata(directory).item_metadata  # None when orbax cannot read it
@@ -174,4 +186,6 @@ def restore_checkpoint(path: str | os.PathLike, target: M) -> M:
             if detail is None:
                 raise
             raise _damaged(directory, detail, context) from err
+    if graphdef is None:
+        return restored if isinstance(restored, nnx.State) else nnx.State(restored)
     return nnx.merge(graphdef, restored)
