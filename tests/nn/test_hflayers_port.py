@@ -1,0 +1,137 @@
+"""Porting hopfield-layers (``hflayers``, Ramsauer et al. 2021) configurations to dammem's layers, checked against
+an independent float64 NumPy forward pass of hflayers' ``Hopfield`` (``tests/nn/hflayers_reference.py``).
+
+The spelling differences these tests pin down: hflayers' masks are True = ignore, dammem's True = attend;
+hflayers' ``update_steps_max=n`` computes up to ``n + 1`` associations, dammem's ``update_steps=n + 1``;
+``scaling`` is ``beta``; ``stored_pattern``, ``state_pattern``, ``pattern_projection`` are ``inputs_k``,
+``inputs_q``, ``inputs_v``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from dammem.nn.attention import Hopfield, HopfieldLayer, HopfieldPooling
+from tests.nn.hflayers_reference import HflayersParams, hopfield_forward, layer_norm
+
+RNG = np.random.default_rng(20)
+N, L, S, E = 2, 3, 5, 6
+STATE = RNG.standard_normal((N, L, E))
+STORED = RNG.standard_normal((N, S, E))
+PROJECTION = RNG.standard_normal((N, S, E))
+PADDING = np.array([[False, False, True, False, False], [False, False, False, False, True]])  # hflayers: True = ignore
+ASSOCIATION = np.zeros((L, S), bool)
+ASSOCIATION[0, 1] = True  # the first query may not see the second stored pattern
+
+
+def _f32(x):
+    return jnp.asarray(x, jnp.float32)
+
+
+def _params(layer: Hopfield) -> HflayersParams:
+    """The reference's parameters read from a dammem ``Hopfield`` with projections: kernels (in, H, D) -> (in, H*D),
+    the output kernel (H, D, out) -> (H*D, out)."""
+
+    def flat(linear, out):
+        kernel = np.asarray(linear.kernel[...], np.float64)
+        bias = None if linear.bias is None else np.asarray(linear.bias[...], np.float64)
+        if out:
+            return kernel.reshape(-1, kernel.shape[-1]), bias
+        return kernel.reshape(kernel.shape[0], -1), None if bias is None else bias.reshape(-1)
+
+    (w_q, b_q), (w_k, b_k), (w_v, b_v) = (flat(m, False) for m in (layer.query, layer.key, layer.value))
+    w_o, b_o = flat(layer.out, True)
+    return HflayersParams(layer.num_heads, w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o)
+
+
+def _attend(padding=None, association=None):
+    """hflayers' masks (True = ignore) as one dammem mask (True = attend), broadcastable to (N, H, L, S)."""
+    ignore = np.zeros((1, 1, 1, 1), bool)
+    if padding is not None:
+        ignore = ignore | padding[:, None, None, :]
+    if association is not None:
+        ignore = ignore | association[None, None]
+    return jnp.asarray(~ignore)
+
+
+@nnx.jit
+def _run(layer, q, k, v, mask):
+    @nnx.capture(nnx.Intermediate)
+    def call(m):
+        return m(q, k, v, mask=mask, sow_weights=True)
+
+    out, found = call(layer)
+    return out, found["attention_weights"][0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What dammem spells today: projections, beta, a fixed number of update steps, masks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_plain_hopfield_with_update_steps_and_masks_matches_hflayers():
+    """hflayers ``Hopfield(input_size=6, hidden_size=4, output_size=5, num_heads=2, scaling=0.7,
+    update_steps_max=2, normalize_*=False)`` with a padding mask and an association mask is dammem's
+    ``Hopfield(2, 6, qkv_features=8, out_features=5, beta=0.7, update_steps=3)`` with the masks inverted."""
+    layer = Hopfield(2, E, qkv_features=8, out_features=5, beta=0.7, update_steps=3, rngs=nnx.Rngs(0))
+    want, want_xi, associations = hopfield_forward(
+        _params(layer), STORED, STATE, PROJECTION, scaling=0.7, update_steps_max=2, update_steps_eps=1e-12,
+        stored_pattern_padding_mask=PADDING, association_mask=ASSOCIATION,
+    )  # fmt: skip
+    assert associations == 3
+    got, xi = _run(layer, _f32(STATE), _f32(STORED), _f32(PROJECTION), _attend(PADDING, ASSOCIATION))
+    np.testing.assert_allclose(np.asarray(xi), want_xi, atol=2e-6)
+    assert np.all(np.asarray(xi)[0, :, :, 2] == 0) and np.all(np.asarray(xi)[:, :, 0, 1] == 0)  # masks held
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    # The offset matters: update_steps=2 (one association fewer) is another output.
+    short, _, _ = hopfield_forward(_params(layer), STORED, STATE, PROJECTION, scaling=0.7, update_steps_max=1,
+                                   stored_pattern_padding_mask=PADDING, association_mask=ASSOCIATION)  # fmt: skip
+    assert np.abs(short - want).max() > 1e-3
+
+
+def test_hflayers_until_convergence_takes_the_steps_dammem_is_given():
+    """hflayers' ``update_steps_max=None`` stops when the association matrix moves by at most ``update_steps_eps``;
+    dammem's layer with that many separations computes the same output (here 4 or more associations)."""
+    layer = Hopfield(1, E, beta=0.4, rngs=nnx.Rngs(1))
+    params = _params(layer)
+    want, want_xi, associations = hopfield_forward(params, STORED, STATE, PROJECTION, scaling=0.4,
+                                                   update_steps_max=None, update_steps_eps=1e-5)  # fmt: skip
+    assert associations >= 4
+    ported = Hopfield(1, E, beta=0.4, update_steps=associations, rngs=nnx.Rngs(1))
+    got, xi = _run(ported, _f32(STATE), _f32(STORED), _f32(PROJECTION), None)
+    np.testing.assert_allclose(np.asarray(xi), want_xi, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_and_lookup_layers_match_hflayers():
+    """``HopfieldPooling(quantity=P)``: the learned queries are the state patterns (hflayers flattens the P outputs);
+    ``HopfieldLayer(quantity=M, lookup_weights_as_separated=True)``: learned stored patterns and targets."""
+    pool = HopfieldPooling(2, E, num_queries=3, qkv_features=4, beta=0.9, update_steps=2, rngs=nnx.Rngs(2))
+    queries = np.broadcast_to(np.asarray(pool.queries[...], np.float64), (N, 3, E))
+    want, _, _ = hopfield_forward(_params(pool.hopfield), STORED, queries, STORED, scaling=0.9, update_steps_max=1,
+                                  stored_pattern_padding_mask=PADDING)  # fmt: skip
+    got = pool(_f32(STORED), mask=_attend(PADDING))
+    np.testing.assert_allclose(np.asarray(got).reshape(N, -1), want.reshape(N, -1), rtol=1e-5, atol=1e-5)
+
+    lookup = HopfieldLayer(2, E, num_patterns=4, separate_targets=True, beta=1.3, rngs=nnx.Rngs(3))
+    patterns = np.broadcast_to(np.asarray(lookup.patterns[...], np.float64), (N, 4, E))
+    targets = np.broadcast_to(np.asarray(lookup.targets[...], np.float64), (N, 4, E))
+    want, _, _ = hopfield_forward(_params(lookup.hopfield), patterns, STATE, targets, scaling=1.3)
+    np.testing.assert_allclose(np.asarray(lookup(_f32(STATE))), want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_reference_follows_the_documented_equations():
+    """Checks of the reference itself, by hand: LayerNorm moments, the zero association's weight, the static
+    execution's default scaling of 1, one association for ``update_steps_max=0``."""
+    y = layer_norm(STATE, (np.full(E, 2.0), np.full(E, 0.5)))
+    np.testing.assert_allclose(y.mean(-1), 0.5, atol=1e-12)
+    np.testing.assert_allclose(((y - 0.5) / 2.0).var(-1), 1.0 / (1.0 + 1e-5 / STATE.var(-1)), rtol=1e-9)
+    static = HflayersParams(num_heads=1)  # every input static, no projections: plain retrieval with beta = 1
+    out, xi, associations = hopfield_forward(static, STORED, STATE, PROJECTION, add_zero_association=True)
+    assert associations == 1
+    scores = np.concatenate([STATE @ np.swapaxes(STORED, 1, 2), np.zeros((N, L, 1))], axis=-1)
+    weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    np.testing.assert_allclose(xi[:, 0], weights, rtol=1e-12)
+    np.testing.assert_allclose(out, weights[..., :S] @ PROJECTION, rtol=1e-12)
