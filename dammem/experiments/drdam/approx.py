@@ -13,6 +13,18 @@ reference queries, averaged over ``Y``; the figure draws its maximum over ``beta
 order ``sqrt(D / Y)``: the figure draws that slope, and the summary fits the log-log slope of the error in ``Y``.
 Queries whose kernel-sum estimate falls below the log clip (see :mod:`dammem.drdam.memory`) are counted.
 
+The bound curves: Fig. 3 draws the theoretical bound of Theorem 2 on the gradient errors. Its per-query term is
+Lemma 3 (eq. 33; eq. 13 is its sum over the ``L`` steps of a descent under Corollary 1's step size),
+
+    ||grad E(x) - grad E^(x)|| <= 2 C_1 K exp(beta E(x)) sqrt(D / Y),
+
+where assumption (A2) defines ``C_1`` by ``|k(x, x') - <phi(x), phi(x')>| <= C_1 sqrt(D / Y)`` for the kernel
+``k = exp(-beta/2 ||x - x'||^2)``. The paper does not give the ``C_1`` it drew; here ``C_1`` is measured (ours):
+the largest kernel error over the ``bound_pairs x bound_pairs`` pairs of near queries and stored patterns, times
+``sqrt(Y / D)``, maximised over ``Y`` and trials (per ``D`` and ``beta``). The bound drawn for a query set is the mean
+of eq. 33 over its queries (an upper bound of MAE_grad when every per-query bound holds); as in the paper it is drawn
+only where it lies below the random-guess error.
+
 References:
   - B. Hoover, D. H. Chau, H. Strobelt, P. Ram, D. Krotov (2024). Dense Associative Memory Through the Lens of
     Random Features. NeurIPS 2024 (eqs. 9, 11, 13, 14; Sec. 4.1, Fig. 3).
@@ -42,7 +54,8 @@ from dammem.experiments.drdam.common import (
     trial_data,
 )
 
-__all__ = ["Config", "run"]
+__all__ = ["Config", "run", "bound_factor", "gradient_bound", "trends"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -57,6 +70,7 @@ class Config:
       kind: random feature map (``sincos`` in the paper's main text).
       projection: random projection kind.
       num_trials: independent draws of patterns and features, vectorised.
+      bound_pairs: near queries and stored patterns (each) whose pairwise kernel errors measure ``C_1`` of eq. 33.
     """
 
     dims: tuple[int, ...] = (16, 64, 256)
@@ -65,8 +79,9 @@ class Config:
     num_memories: int = 500
     near_flip_fraction: float = 0.1
     kind: FeatureKind = "sincos"
-    projection: Projection = "gaussian"
+    projection: Projection = "structured"
     num_trials: int = 2
+    bound_pairs: int = 32
 
     def __post_init__(self):
         if not self.dims or any(d < 1 for d in self.dims):
@@ -79,7 +94,19 @@ class Config:
                     f"dims: D = {d} has only {2**d} binary patterns, fewer than 2 * num_memories = "
                     f"{2 * self.num_memories}"
                 )
+        if not 1 <= self.bound_pairs <= self.num_memories:
+            raise ValueError(f"bound_pairs must lie in [1, num_memories = {self.num_memories}], got {self.bound_pairs}")
         check_sweep(self)
+
+
+def bound_factor(energies, beta, num_memories: int) -> np.ndarray:
+    """``K exp(beta E(x))`` of eq. 33 from MrDAM energies ``E(x)`` (float64; ``= 1 / b`` of Lemma 3's proof)."""
+    return num_memories * np.exp(beta * np.asarray(energies, np.float64))
+
+
+def gradient_bound(c1, factor, d: int, ys) -> np.ndarray:
+    """Eq. 33 over ``Y``: ``2 C_1 factor sqrt(D / Y)`` with ``factor = K exp(beta E(x))`` (see :func:`bound_factor`)."""
+    return 2.0 * c1 * factor * np.sqrt(d / np.asarray(ys, np.float64))
 
 
 @jax.jit
@@ -88,9 +115,10 @@ def _references(stored, refs, betas):
     return jax.vmap(lambda st, rf: lax.map(lambda beta: mrdam_values(rf, st, beta), betas))(stored, refs)
 
 
-@partial(jax.jit, static_argnums=(7, 8, 9))
-def _sweep_point(feature_keys, stored, refs, guess, e_refs, g_refs, betas, y: int, kind: str, projection: str):
-    """For one Y: per trial and beta, [MAE_E, MAE_grad, guess_E, guess_grad, clipped] per query set."""
+@partial(jax.jit, static_argnums=(7, 8, 9, 10))
+def _sweep_point(feature_keys, stored, refs, guess, e_refs, g_refs, betas, y: int, kind: str, projection: str, m: int):
+    """For one Y: per trial and beta, [MAE_E, MAE_grad, guess_E, guess_grad, clipped] per query set, and the
+    largest kernel error over ``m x m`` (near query, stored pattern) pairs (trials, betas)."""
 
     def trial(key, stored, refs, guess, e_ref_b, g_ref_b):
         features = drdam.make_features(kind, stored.shape[-1], y, key=key, projection=projection)
@@ -107,30 +135,48 @@ def _sweep_point(feature_keys, stored, refs, guess, e_refs, g_refs, betas, y: in
             guess_g = jnp.mean(jnp.linalg.norm(g_ref - g_guess[None], axis=-1), -1)
             # s < eps exactly when E^ > -log(eps) / beta (the log continuation lies above that value)
             clipped = jnp.mean(e_hat > -math.log(drdam.DEFAULT_EPS) / beta, -1)
-            return jnp.stack([mae_e, mae_g, guess_e, guess_g, clipped])  # (5, 3)
+            near, pats = refs[1, :m], stored[:m]
+            k_hat = drdam.feature_map(features, near, beta) @ drdam.feature_map(features, pats, beta).T
+            k = jnp.exp(-beta / 2 * jnp.sum((near[:, None] - pats[None]) ** 2, -1))
+            return jnp.stack([mae_e, mae_g, guess_e, guess_g, clipped]), jnp.max(jnp.abs(k - k_hat))
 
-        return lax.map(at_beta, (betas, e_ref_b, g_ref_b))  # (betas, 5, 3)
+        return lax.map(at_beta, (betas, e_ref_b, g_ref_b))  # (betas, 5, 3), (betas,)
 
-    return jax.vmap(trial)(feature_keys, stored, refs, guess, e_refs, g_refs)  # (trials, betas, 5, 3)
+    return jax.vmap(trial)(feature_keys, stored, refs, guess, e_refs, g_refs)  # (trials, betas, 5, 3), (trials, betas)
 
 
 _METRICS = ("mae_energy", "mae_gradient", "guess_energy", "guess_gradient", "clip_fraction")
 
 
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
-    progress.total(len(config.dims) * len(config.num_features))
+    progress.total(len(config.dims) * (1 + len(config.num_features)))
     betas = jnp.asarray(config.betas, jnp.float32)
     out = {m: {} for m in _METRICS}
+    c1, bound = {}, {}
     for i, d in enumerate(config.dims):
+        progress.point(f"D={d} MrDAM references")
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
         stored, refs, guess, feature_keys = trial_data(trial_keys, d, config.num_memories, config.near_flip_fraction)
         e_refs, g_refs = _references(stored, refs, betas)  # MrDAM does not depend on Y
-        per_y = []
+        progress.update(1)
+        per_y, kernel_errors = [], []
         for y in config.num_features:
-            point = _sweep_point(
-                feature_keys, stored, refs, guess, e_refs, g_refs, betas, y, config.kind, config.projection
+            progress.point(f"D={d} Y={y}")
+            point, kernel_error = _sweep_point(
+                feature_keys,
+                stored,
+                refs,
+                guess,
+                e_refs,
+                g_refs,
+                betas,
+                y,
+                config.kind,
+                config.projection,
+                config.bound_pairs,
             )
             per_y.append(np.asarray(point))
+            kernel_errors.append(np.asarray(kernel_error, np.float64) * math.sqrt(y / d))  # (trials, betas)
             progress.update(1)
         values = np.stack(per_y, axis=-1)  # (trials, betas, 5, 3, Ys)
         for m, name in enumerate(_METRICS):
@@ -141,6 +187,18 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
                 }
                 for j, s in enumerate(QUERY_SETS)
             }
+        c1_d = np.max(np.stack(kernel_errors), axis=(0, 1))  # (betas,)
+        c1[str(d)] = c1_d
+        factors = bound_factor(np.asarray(e_refs), np.asarray(config.betas)[None, :, None, None], config.num_memories)
+        bound[str(d)] = {
+            s: np.stack(
+                [
+                    gradient_bound(c1_d[b], factors[:, b, j].mean(), d, config.num_features)
+                    for b in range(len(config.betas))
+                ]
+            )
+            for j, s in enumerate(QUERY_SETS)
+        }
     slopes = {
         metric: {
             str(d): {
@@ -155,10 +213,35 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "dims": list(config.dims),
         "betas": list(config.betas),
         "num_features": list(config.num_features),
+        "num_memories": config.num_memories,
         **out,
+        "c1": c1,
+        "gradient_bound": bound,
+        "bound_holds": bound_holds(out, bound, config.dims),
         "slopes": slopes,
         "trends": trends(out, config.dims),
     }
+
+
+def bound_holds(out: dict, bound: dict, dims) -> dict:
+    """Per query set: the fraction of (D, beta, Y) points where the measured MAE_grad is at most the eq. 33 bound,
+    and the median ratio bound / MAE_grad over the points where the bound is below the random guess (tightness)."""
+    result = {}
+    for s in QUERY_SETS:
+        holds, ratios = [], []
+        for d in dims:
+            mae = np.asarray(out["mae_gradient"][str(d)][s]["mean"], np.float64)  # (betas, Ys)
+            b = np.asarray(bound[str(d)][s], np.float64)
+            guess = np.asarray(out["guess_gradient"][str(d)][s]["mean"], np.float64).mean(-1, keepdims=True)
+            holds += list((mae <= b).ravel())
+            shown = (b < guess) & (mae > 0)
+            ratios += list((b / np.where(mae > 0, mae, 1.0))[shown])
+        result[s] = {
+            "fraction": float(np.mean(holds)),
+            "median_ratio_shown": float(np.median(ratios)) if ratios else None,
+            "points_shown": len(ratios),
+        }
+    return result
 
 
 def trends(out: dict, dims) -> dict:

@@ -119,22 +119,26 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     betas = jnp.asarray(config.betas, jnp.float32)
     trial_keys = jax.random.split(key, config.num_trials)
     e_refs, g_refs = _references(data, betas, config.num_stored)  # tuples over the two query sets
-    values = {}
+    values, sems = {}, {}
     for projection in config.projections:
         per_y = []
         for y in config.num_features:
+            progress.point(f"{projection} Y={y}")
             out = _ablation_point(
                 trial_keys, betas, data, e_refs, g_refs, config.num_stored, tuple(config.kinds), projection, y
             )
             per_y.append(np.asarray(out))
             progress.update(1)
-        values[projection] = np.stack(per_y, -1).mean(0)  # (kinds, betas, 2, 2, Ys)
+        stacked = np.stack(per_y, -1)  # (trials, kinds, betas, 2, 2, Ys)
+        values[projection] = stacked.mean(0)
+        sems[projection] = stacked.std(0) / math.sqrt(config.num_trials)
     result = {}
     for m, metric in enumerate(("mae_energy", "mae_gradient")):
-        result[metric] = {
-            kind: {p: {s: values[p][k, :, m, j] for j, s in enumerate(QUERY_SETS)} for p in config.projections}
-            for k, kind in enumerate(config.kinds)
-        }
+        for name, source in ((metric, values), (metric + "_sem", sems)):
+            result[name] = {
+                kind: {p: {s: source[p][k, :, m, j] for j, s in enumerate(QUERY_SETS)} for p in config.projections}
+                for k, kind in enumerate(config.kinds)
+            }
     best = {}
     for b, beta in enumerate(config.betas):
         grad_new = {

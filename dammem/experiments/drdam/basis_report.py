@@ -28,15 +28,32 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             for k, kind in enumerate(kinds):
                 for p, projection in enumerate(projections):
                     curve = np.asarray(results[metric][kind][projection]["new"][c], np.float64)
-                    ax.plot(ys, curve, styles[p % 4], color=colors[k], marker="o", ms=2, label=f"{kind}/{projection}")
+                    sem = np.asarray(results[metric + "_sem"][kind][projection]["new"][c], np.float64)
+                    ax.errorbar(ys, curve, yerr=sem, ls=styles[p % 4], color=colors[k], marker="o", ms=2,
+                                label=f"{kind}/{projection}")  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"beta={beta:g}, new queries", fontsize=8)
             if c == 0:
-                ax.set_ylabel("MAE of the " + ("energy" if r == 0 else "gradient"))
+                ax.set_ylabel("MAE of the energy (energy units)" if r == 0 else "MAE of the gradient (L2 norm)")
             if r == 1:
                 ax.set_xlabel("random projections Y")
-    axes[0, 0].legend(fontsize=5, ncol=2)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=7,
+        frameon=False,
+        title="map / projection",
+        title_fontsize=7,
+    )
+    fig.suptitle(
+        f"Feature maps on pooled MNIST (D = 16): {config.num_stored} stored, {config.num_new} new queries, "
+        f"{config.num_trials} feature draws (mean, error bars: standard error)",
+        fontsize=9,
+    )
     save_figure(fig, out_dir / "drdam_basis.png")
 
     y1 = int(ys[-1])

@@ -131,7 +131,8 @@ def make_queries(key: jax.Array, d: int, k: int, flip) -> tuple[jax.Array, jax.A
     k_pat, k_near, k_guess = jax.random.split(key, 3)
     patterns = binary_patterns(k_pat, 2 * k, d)
     stored = patterns[:k]
-    near = flip_bits(k_near, stored, flip, levels=(0.0, 1.0 / math.sqrt(d)))
+    high = float(np.float32(1.0) / np.float32(math.sqrt(d)))  # the float32 level of binary_patterns, not float64
+    near = flip_bits(k_near, stored, flip, levels=(0.0, high))
     guess = binary_patterns(k_guess, k, d)
     return stored, jnp.stack([stored, near, patterns[k:]]), guess
 

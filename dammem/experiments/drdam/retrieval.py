@@ -9,8 +9,11 @@ same queries, energy descent (eq. 5, :func:`dammem.retrieve`) runs on MrDAM's en
     Delta_H = (1 / sqrt(D)) sum_i |ceil(x*_i) - ceil(x^*_i)|,
 
 the fraction of the ``D`` bits on which they differ (0: same memory, about 0.5: unrelated). Trials (patterns and
-features) are vectorised. The summary also reports how often MrDAM itself returns the stored pattern a query came
-from, and how often DrDAM's descent met the tolerance.
+features) are vectorised. The paper runs the dynamics "until convergence" with this criterion (Sec. 4.2); a descent
+that reaches ``max_steps`` first is unfinished. The results give the fraction of MrDAM and DrDAM descents that
+converged, and Delta_H both over all queries and over the queries where both descents converged (``finished``), so
+that unfinished descents are never compared silently. The summary also reports how often MrDAM itself returns the
+stored pattern a query came from.
 
 References:
   - B. Hoover, D. H. Chau, H. Strobelt, P. Ram, D. Krotov (2024). Dense Associative Memory Through the Lens of
@@ -40,7 +43,8 @@ from dammem.experiments.drdam.common import (
     trial_data,
 )
 
-__all__ = ["Config", "run", "binarize", "hamming_error"]
+__all__ = ["Config", "run", "binarize", "hamming_error", "finished_mean"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -68,9 +72,9 @@ class Config:
     num_queries: int = 32
     near_flip_fraction: float = 0.1
     kind: FeatureKind = "sincos"
-    projection: Projection = "gaussian"
+    projection: Projection = "structured"
     step_size: float = 0.1
-    max_steps: int = 300
+    max_steps: int = 1000
     tol: float = 1e-6
     num_trials: int = 2
 
@@ -99,7 +103,8 @@ def hamming_error(x: jax.Array, x_hat: jax.Array) -> jax.Array:
 
 @partial(jax.jit, static_argnums=(3, 4))
 def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
-    """MrDAM fixed points (trials, betas, 3, q, D) and whether they equal the stored pattern (trials, betas, 2, q)."""
+    """MrDAM fixed points (trials, betas, 3, q, D), whether they equal the stored pattern (trials, betas, 2, q) and
+    whether the descent converged (trials, betas, 3, q)."""
 
     def trial(stored, refs):
         d = stored.shape[-1]
@@ -109,7 +114,7 @@ def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
             out = descend(rbf_energy, queries, (stored, beta), step_size=step_size, max_steps=max_steps, tol=tol)
             x = out.x.reshape(3, q, d)
             recalled = jnp.all(binarize(x[:2]) == binarize(stored[:q])[None], -1)
-            return x, recalled
+            return x, recalled, out.converged.reshape(3, q)
 
         return lax.map(at_beta, betas)
 
@@ -118,7 +123,7 @@ def _mrdam_points(stored, refs, betas, q, max_steps, step_size, tol):
 
 @partial(jax.jit, static_argnums=(5, 6, 7, 8, 9))
 def _drdam_errors(feature_keys, stored, refs, betas, mr_points, y, q, kind, projection, max_steps, step_size, tol):
-    """Delta_H per set (trials, betas, 3) and the converged fraction (trials, betas, 3) for one Y."""
+    """Delta_H per query (trials, betas, 3, q) and whether DrDAM's descent converged (trials, betas, 3, q) for one Y."""
 
     def trial(key, stored, refs, points):
         d = stored.shape[-1]
@@ -130,28 +135,40 @@ def _drdam_errors(feature_keys, stored, refs, betas, mr_points, y, q, kind, proj
             T = drdam.encode(features, stored, beta)
             energy_args = (T, features, beta)
             out = descend(drdam.energy, queries, energy_args, step_size=step_size, max_steps=max_steps, tol=tol)
-            errors = hamming_error(mr, out.x.reshape(3, q, d)).mean(-1)
-            return errors, out.converged.reshape(3, q).mean(-1)
+            return hamming_error(mr, out.x.reshape(3, q, d)), out.converged.reshape(3, q)
 
         return lax.map(at_beta, (betas, points))
 
     return jax.vmap(trial)(feature_keys, stored, refs, mr_points)
 
 
+def finished_mean(errors, finished) -> np.ndarray:
+    """Mean of ``errors`` over the entries where ``finished`` holds, over the first axis (trials) and the last
+    (queries) of ``(trials, ..., q)`` arrays; nan where none finished."""
+    errors, finished = np.asarray(errors, np.float64), np.asarray(finished, bool)
+    count = finished.sum((0, -1))
+    total = np.where(finished, errors, 0.0).sum((0, -1))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     progress.total(len(config.dims) * (1 + len(config.num_features)))
     betas = jnp.asarray(config.betas, jnp.float32)
     fixed = (config.step_size, config.tol)
-    errors, converged, recall = {}, {}, {}
+    errors, finished_errors, converged, both, mr_converged, recall = {}, {}, {}, {}, {}, {}
     for i, d in enumerate(config.dims):
+        progress.point(f"D={d} MrDAM descents")
         # the same trial keys as drdam_approx draw the same patterns and features
         trial_keys = jax.random.split(jax.random.fold_in(key, i), config.num_trials)
         stored, refs, _, feature_keys = trial_data(trial_keys, d, config.num_memories, config.near_flip_fraction)
-        mr_points, recalled = _mrdam_points(stored, refs, betas, config.num_queries, config.max_steps, *fixed)
+        mr_points, recalled, mr_conv = _mrdam_points(stored, refs, betas, config.num_queries, config.max_steps, *fixed)
+        mr_conv = np.asarray(mr_conv)  # (trials, betas, 3, q)
         progress.update(1)
         recall[str(d)] = {s: np.asarray(recalled[:, :, j]).mean((0, 2)) for j, s in enumerate(QUERY_SETS[:2])}
+        mr_converged[str(d)] = {s: mr_conv[:, :, j].mean((0, 2)) for j, s in enumerate(QUERY_SETS)}
         per_y, conv_y = [], []
         for y in config.num_features:
+            progress.point(f"D={d} Y={y} DrDAM descents")
             err, conv = _drdam_errors(
                 feature_keys,
                 stored,
@@ -168,18 +185,29 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
             per_y.append(np.asarray(err))
             conv_y.append(np.asarray(conv))
             progress.update(1)
-        err = np.stack(per_y, -1)  # (trials, betas, 3, Ys)
-        conv = np.stack(conv_y, -1)
+        err = np.stack(per_y, -2)  # (trials, betas, 3, Ys, q)
+        conv = np.stack(conv_y, -2)
+        done = conv & mr_conv[:, :, :, None, :]
+        per_trial = err.mean(-1)  # (trials, betas, 3, Ys)
         errors[str(d)] = {
-            s: {"mean": err[:, :, j].mean(0), "sem": err[:, :, j].std(0) / math.sqrt(config.num_trials)}
+            s: {"mean": per_trial[:, :, j].mean(0), "sem": per_trial[:, :, j].std(0) / math.sqrt(config.num_trials)}
             for j, s in enumerate(QUERY_SETS)
         }
-        converged[str(d)] = {s: conv[:, :, j].mean(0) for j, s in enumerate(QUERY_SETS)}
+        finished_errors[str(d)] = {s: finished_mean(err[:, :, j], done[:, :, j]) for j, s in enumerate(QUERY_SETS)}
+        converged[str(d)] = {s: conv[:, :, j].mean((0, -1)) for j, s in enumerate(QUERY_SETS)}
+        both[str(d)] = {s: done[:, :, j].mean((0, -1)) for j, s in enumerate(QUERY_SETS)}
     return {
         "dims": list(config.dims),
         "betas": list(config.betas),
         "num_features": list(config.num_features),
+        "num_memories": config.num_memories,
+        "num_queries": config.num_queries,
+        "criterion": f"|E(x_t) - E(x_(t-1))| < {config.tol:g} within {config.max_steps} steps of size "
+        f"{config.step_size:g}",
         "hamming_error": errors,
+        "hamming_error_finished": finished_errors,
         "drdam_converged": converged,
+        "mrdam_converged": mr_converged,
+        "both_converged": both,
         "mrdam_recall": recall,
     }
