@@ -1,6 +1,6 @@
 """Argument checks shared by the public functions: every error names the argument, the value and what is allowed.
 
-Each check takes ``where``, the name of the public function that calls it, and starts its message with it.
+Each check takes ``context``, the name of the public function that calls it, and starts its message with it.
 
 Values are checked where they are known: a static argument always, an array argument when it holds a value (also a
 constant passed into a caller's ``jit``: the checks look at the argument itself, before any conversion turns it into
@@ -22,7 +22,11 @@ from dammem._types import Array, ArrayLike
 
 
 def is_concrete(x: object) -> bool:
-    """True when ``x`` holds a value now (not an abstract tracer inside jit/vmap/grad)."""
+    """True when ``x`` holds a value this process can read now: not an abstract tracer inside jit/vmap/grad, and not
+    an array split over the devices of several processes (``jax.distributed``), whose whole value no single process
+    holds; checks of such values are skipped as for traced ones."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not x.is_fully_addressable:
+        return bool(x.is_fully_replicated)
     try:
         np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):

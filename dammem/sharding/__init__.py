@@ -57,6 +57,9 @@ from dammem.sharding._memory import sharded_retrieve as sharded_retrieve
 from dammem.sharding._memory import sharded_update as sharded_update
 from dammem.sharding._mesh import distribute as distribute
 from dammem.sharding._models import MODELS as MODELS
+from dammem.sharding._process import distribute_process_local as distribute_process_local
+from dammem.sharding._process import gather as gather
+from dammem.sharding._process import process_slice as process_slice
 from dammem.sharding._separation import SEPARATION_NAMES as SEPARATION_NAMES
 from dammem.sharding._separation import distributed_conjugate as distributed_conjugate
 from dammem.sharding._separation import distributed_separation as distributed_separation
@@ -65,6 +68,9 @@ __all__ = [
     "MODELS",
     "SEPARATION_NAMES",
     "distribute",
+    "process_slice",
+    "distribute_process_local",
+    "gather",
     "distributed_separation",
     "distributed_conjugate",
     "sharded_update",

@@ -9,12 +9,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from dammem._types import Array, ArrayLike
 
-__all__ = ["check_mesh", "check_axis", "check_divides", "check_batch_axis", "place", "onto", "distribute"]
+__all__ = ["check_mesh", "check_axis", "check_divides", "check_batch_axis", "put", "place", "onto", "distribute"]
 
 
 def check_mesh(mesh: Any, context: str) -> Mesh:
@@ -56,6 +57,16 @@ def check_batch_axis(mesh: Mesh, batch_axis: Any, axis: str, batch: int, context
     check_divides(batch, size, "the number of queries B", batch_axis, context)
 
 
+def put(x: ArrayLike, sharding: NamedSharding) -> Array:
+    """``x`` laid out as ``sharding``, outside ``jit``. Over the devices of several processes (``jax.distributed``)
+    every process passes the same whole value and fills only its own devices from it (``device_put`` accepts
+    only devices of this process)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    value = np.asarray(x)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
 def place(x: Array, mesh: Mesh, spec: P) -> Array:
     """``x`` laid out as ``spec`` on ``mesh`` (inside ``jit``: a sharding constraint; a no-op when it already is)."""
     return jax.device_put(x, NamedSharding(mesh, spec))
@@ -70,7 +81,7 @@ def onto(mesh: Mesh, value: Any, spec: P) -> Any:
     def move(leaf):
         if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and leaf.committed:
             if leaf.sharding.device_set != devices:
-                return jax.device_put(leaf, NamedSharding(mesh, spec))
+                return put(leaf, NamedSharding(mesh, spec))
         return leaf
 
     return jax.tree.map(move, value)
@@ -80,7 +91,9 @@ def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Arra
     """Lay ``array`` out on ``mesh`` split along ``dim`` over the mesh axis ``axis`` (replicated over the others).
 
     Placing the memories once before repeated calls keeps every call free of transfers (each call would otherwise
-    split the array anew).
+    split the array anew). On a mesh over several processes every process passes the same whole ``array`` and
+    keeps only its own devices' rows; to give each process only its own rows, use
+    :func:`dammem.sharding.distribute_process_local`.
 
     Args:
       array: any array; ``array.shape[dim]`` must be a multiple of the size of ``axis``.
@@ -110,4 +123,4 @@ def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Arra
     check_divides(array.shape[dim], size, f"array.shape[{dim}]", axis, context)
     spec = [None] * array.ndim
     spec[dim] = axis
-    return jax.device_put(array, NamedSharding(mesh, P(*spec)))
+    return put(array, NamedSharding(mesh, P(*spec)))
