@@ -59,6 +59,44 @@ def _lower(a: dict, b: dict) -> bool:
     return a["error_mean"] < b["error_mean"] - RESOLUTION
 
 
+def winners(table: dict, methods: list, point, beta=None, betas=None) -> list[str]:
+    """The methods with the lowest mean error at ``point`` (all within :data:`RESOLUTION` of the minimum): each at
+    ``beta``, or each at its own best beta of ``betas`` when ``beta`` is None."""
+    rows = {m: table[(m, point, beta)] if beta is not None else _best(table, m, point, betas) for m in methods}
+    low = min(r["error_mean"] for r in rows.values())
+    return [m for m in methods if rows[m]["error_mean"] <= low + RESOLUTION]
+
+
+def _join(items) -> str:
+    return ", ".join(map(str, items))
+
+
+def _where_sentences(table: dict, methods: list, points: list, betas: list, label: str) -> list[str]:
+    """Which method has the lowest error at each point, at the paper's beta = 1 and with beta tuned per method, and
+    whether a U-Hop method is among them (Wu et al. (2024), Fig. 3 claims U-Hop is lowest everywhere)."""
+    out = []
+    for beta, how in ((1.0, "At the paper's beta = 1"), (None, "With beta tuned per method and point")):
+        won = {p: winners(table, methods, p, beta, betas) for p in points}
+        counts = {m: [p for p in points if m in won[p]] for m in methods}
+        ranked = sorted((m for m in methods if counts[m]), key=lambda m: (-len(counts[m]), methods.index(m)))
+        parts = [f"{m} at {len(counts[m])} ({label} = {_join(counts[m])})" for m in ranked]
+        text = f"{how}, the lowest error (ties within (1/255)^2 shared) is reached by: {'; '.join(parts)}."
+        kernel_wins = [p for p in points if any(m.endswith("+uhop") for m in won[p])]
+        if not kernel_wins:
+            text += f" No U-Hop method is lowest at any of the {len(points)} {label}s: the paper's claim does not hold"
+            text += " here." if beta is None else " at its own beta."
+        elif len(kernel_wins) < len(points):
+            lost = [p for p in points if p not in kernel_wins]
+            text += (
+                f" A U-Hop method is lowest at {len(kernel_wins)} of {len(points)} {label}s; at {label} = "
+                f"{_join(lost)} a baseline is lower ({'; '.join(f'{_join(won[p])} at {p}' for p in lost)})."
+            )
+        else:
+            text += f" A U-Hop method is lowest at all {len(points)} {label}s."
+        out.append(text)
+    return out
+
+
 def _kernel_vs_plain_sentences(table: dict, methods: list, sizes: list, betas: list) -> list[str]:
     """Each ``+uhop`` method against its base: at beta = 1, and with both betas tuned."""
     out = []
@@ -232,36 +270,67 @@ def _fixed_point_rows(results: dict, sizes: list) -> list:
     ]
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINTHRESH = 1e-2  # symlog: linear below this error, so exact (zero-error) retrieval stays above the frame
+YLABEL = "retrieval error\n(sum of squared pixel differences, pixels in [0, 1])"
+
+
 def _style(method: str, methods: list):
-    bases = list(BASE_METHODS)
-    color = f"C{bases.index(_plain(method))}"
+    """Colour and marker per base method; U-Hop solid with filled markers, the baseline dashed with open ones."""
+    i = list(BASE_METHODS).index(_plain(method))
+    kernel = method.endswith("+uhop")
     return dict(
-        color=color,
-        ls="-" if method.endswith("+uhop") else "--",
-        marker="o" if method.endswith("+uhop") else "s",
-        ms=3,
+        color=f"C{i}",
+        ls="-" if kernel else "--",
+        marker=_MARKERS[i],
+        ms=5 if kernel else 7,
+        mfc=f"C{i}" if kernel else "none",
         label=method,
     )
 
 
+def _dodge(x: np.ndarray, i: int, n: int, log: bool) -> np.ndarray:
+    """Spread the methods' points a little along x so that equal curves stay visible side by side."""
+    shift = (i - (n - 1) / 2) / max(n, 1)
+    if log:
+        return x * 10 ** (0.04 * shift)
+    span = (x.max() - x.min()) if x.size > 1 else 1.0
+    return x + 0.02 * span * shift
+
+
+def _error_axis(ax) -> None:
+    """Symlog error axis whose frame lies below zero (exact retrieval is drawn on the grey zero line, not the frame)
+    and above the highest error bar."""
+    top = max((float(np.max(line.get_ydata())) for line in ax.get_lines() if len(line.get_ydata())), default=1.0)
+    ax.set_yscale("symlog", linthresh=_LINTHRESH)
+    ax.set_ylim(-0.6 * _LINTHRESH, 2.0 * max(top, _LINTHRESH))
+    ax.axhline(0.0, color="0.7", lw=0.5, zorder=0)
+
+
+def _bars(mean, std) -> tuple:
+    """Error bars of one standard deviation, the lower one cut at zero (errors are >= 0)."""
+    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    return np.minimum(std, mean), std
+
+
 def _sweep_figure(plt, table: dict, methods: list, betas: list, xlabel: str, title: str, path: Path, logx: bool):
     points = _points(table)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
-    for ax, which in zip(axes, ("beta = 1 (Wu et al. (2024))", "best beta per method and point")):
-        for m in methods:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    for ax, which in zip(axes, ("beta = 1 (Wu et al. (2024))", f"best of {len(betas)} betas per method and point")):
+        for i, m in enumerate(methods):
             rows = [table[(m, p, 1.0)] if which.startswith("beta = 1") else _best(table, m, p, betas) for p in points]
             mean = np.asarray([r["error_mean"] for r in rows])
             std = np.asarray([r["error_std"] for r in rows])
-            x = np.asarray(points, dtype=float)
-            ax.errorbar(x, mean, yerr=(np.minimum(std, mean), std), capsize=2, lw=1, **_style(m, methods))
+            x = _dodge(np.asarray(points, dtype=float), i, len(methods), logx)
+            ax.errorbar(x, mean, yerr=_bars(mean, std), capsize=2, lw=1, **_style(m, methods))
         if logx:
             ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_ylim(bottom=0.0)
+        _error_axis(ax)
         ax.set_xlabel(xlabel)
-        ax.set_title(f"{title}: {which}", fontsize=9)
-    axes[0].set_ylabel("sum of squared pixel errors")
-    axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_title(which, fontsize=9)
+    axes[0].set_ylabel(YLABEL)
+    fig.suptitle(title, fontsize=9)
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     save_figure(fig, path)
 
 
@@ -273,37 +342,50 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     sizes = _points(sizes_table)
     levels = _points(noise_table)
     dim = results["dim"]
+    scale = results.get("noise_scale", "norm")
+    noise_label = "noise standard deviation per pixel value" if scale == "pixel_std" else "noise norm (L2)"
+    run = (
+        f"{config.dataset}, {config.repeats} trials (mean ± std), Stage I N = {config.stage1_steps}, "
+        f"{config.update_steps} update step(s)"
+    )
 
     _sweep_figure(
-        plt, sizes_table, methods, betas, "memory set size K", "masked queries", out_dir / "memory_size.png", True
-    )
+        plt, sizes_table, methods, betas, "memory set size K",
+        f"Masked queries ({config.mask_fraction:.0%} hidden, {config.masking}); {run}", out_dir / "memory_size.png",
+        True,
+    )  # fmt: skip
     _sweep_figure(
-        plt,
-        noise_table,
-        methods,
-        betas,
-        "noise norm",
-        f"noisy queries, K = {config.noise_memory_size}",
-        out_dir / "noise.png",
-        False,
-    )
+        plt, noise_table, methods, betas, noise_label,
+        f"Noisy queries (Gaussian, {noise_label}{', clipped to [0, 1]' if scale == 'pixel_std' else ''}), "
+        f"K = {config.noise_memory_size}; {run}",
+        out_dir / "noise.png", False,
+    )  # fmt: skip
 
     # error against beta at every memory size
     cols = min(4, len(sizes))
     nrows = math.ceil(len(sizes) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False, sharey=True)
     for ax, k in zip(axes.flat, sizes):
-        for m in methods:
-            ax.plot(betas, [sizes_table[(m, k, b)]["error_mean"] for b in betas], lw=1, **_style(m, methods))
+        for i, m in enumerate(methods):
+            rows_k = [sizes_table[(m, k, b)] for b in betas]
+            ax.errorbar(
+                _dodge(np.asarray(betas, dtype=float), i, len(methods), True),
+                [r["error_mean"] for r in rows_k],
+                yerr=_bars([r["error_mean"] for r in rows_k], [r["error_std"] for r in rows_k]), lw=1, capsize=1.5,
+                **dict(_style(m, methods), ms=4),
+            )  # fmt: skip
         ax.axvline(1.0, color="gray", lw=0.6, ls=":")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_ylim(bottom=0.0)
+        _error_axis(ax)
         ax.set_title(f"K = {k}", fontsize=8)
-        ax.set_xlabel("beta", fontsize=7)
+        ax.set_xlabel("beta (dotted: the paper's beta = 1)", fontsize=7)
+    for row in axes:
+        row[0].set_ylabel(YLABEL, fontsize=7)
     for ax in list(axes.flat)[len(sizes) :]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=5)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, len(methods)))
+    fig.suptitle(f"Error against beta, masked queries ({config.mask_fraction:.0%} hidden); {run}", fontsize=9)
     save_figure(fig, out_dir / "beta_sweep.png")
 
     stage1_text, stage1_rows = _stage1_sentences(rows, methods, config)
@@ -311,27 +393,38 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
     if stage1_table:
         grid = _points(stage1_table)
         kernel = [m for m in methods if m.endswith("+uhop")]
-        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for m in kernel:
-            ax_err.plot(grid, [stage1_table[(m, n, 1.0)]["error_mean"] for n in grid], lw=1, **_style(m, methods))
+        fig, (ax_err, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.4))
+        for i, m in enumerate(kernel):
+            rows_n = [stage1_table[(m, n, 1.0)] for n in grid]
+            ax_err.errorbar(
+                _dodge(np.asarray(grid, dtype=float), i, len(kernel), True), [r["error_mean"] for r in rows_n],
+                yerr=_bars([r["error_mean"] for r in rows_n], [r["error_std"] for r in rows_n]), lw=1, capsize=2,
+                **_style(m, methods),
+            )  # fmt: skip
             if _plain(m) in methods:
                 ax_err.axhline(
                     sizes_table[(_plain(m), config.stage1_memory_size, 1.0)]["error_mean"],
                     lw=0.8,
                     color=_style(m, methods)["color"],
-                    ls="--",
+                    ls=":",
                 )
         ax_err.set_xscale("log")
-        ax_err.set_yscale("symlog", linthresh=1e-2)
-        ax_err.set_ylim(bottom=0.0)
+        _error_axis(ax_err)
         ax_err.set_xlabel("Stage I steps N")
-        ax_err.set_ylabel("sum of squared pixel errors")
-        ax_err.set_title(f"K = {config.stage1_memory_size}, beta = 1 (dashed: without the kernel)", fontsize=9)
-        ax_err.legend(fontsize=6)
+        ax_err.set_ylabel(YLABEL)
+        ax_err.set_title(
+            f"{config.dataset}, K = {config.stage1_memory_size}, beta = 1, {config.repeats} trials "
+            "(dotted: the same method without the kernel)",
+            fontsize=8,
+        )
+        ax_err.legend(fontsize=7, loc="upper left", bbox_to_anchor=(-0.02, -0.15), ncol=3)
         ax_loss.plot(grid, [stage1_table[(kernel[0], n, 1.0)]["separation_loss_mean"] for n in grid], "o-", ms=3)
         ax_loss.set_xscale("log")
         ax_loss.set_xlabel("Stage I steps N")
-        ax_loss.set_ylabel(f"separation loss (eq. 2.6, t = {config.temperature:g})")
+        ax_loss.set_ylabel(f"separation loss (eq. 2.6, t = {config.temperature:g}; dimensionless)")
+        ax_loss.set_title(
+            f"{config.dataset}, K = {config.stage1_memory_size}, mean of {config.repeats} trials", fontsize=8
+        )
         save_figure(fig, out_dir / "stage1_steps.png")
 
     pairs = results["loss_vs_error"]
@@ -358,8 +451,9 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
                 label="no kernel",
             )
         ax.set_xlabel(f"separation loss (eq. 2.6, t = {config.temperature:g})")
-        ax.set_ylabel("modern Hopfield error, beta = 1")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("modern Hopfield retrieval error, beta = 1\n(sum of squared pixel differences)")
+        ax.set_title(f"{config.dataset}, K = {config.stage1_memory_size}, one point per trial and N", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.15), ncol=2)
         save_figure(fig, out_dir / "loss_vs_error.png")
         corr = _spearman([p["separation_loss"] for p in fitted], [p["error"] for p in fitted])
 
@@ -379,10 +473,21 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         f"Error: sum over the {dim} pixel values of the squared difference to the stored image (per pixel: / {dim}), "
         "mean ± standard deviation over the repeats.",
         "",
+        "Noise: "
+        + (
+            "Gaussian noise of standard deviation sigma = the level on every pixel value, clipped to [0, 1] (the "
+            "public code of Wu et al. (2024)); the paper's text instead calls the level the mean of the Gaussian "
+            "vectors (Sec. 4.1) and the norm of the noise (App. F.3)."
+            if scale == "pixel_std"
+            else "Gaussian noise vectors of L2 norm = the level (Wu et al. (2024), App. F.3); the public code instead "
+            "uses a per-pixel standard deviation."
+        ),
+        "",
         "## Findings",
         "",
     ]
-    findings = _kernel_vs_plain_sentences(sizes_table, methods, sizes, betas)
+    findings = _where_sentences(sizes_table, methods, sizes, betas, "K")
+    findings += _kernel_vs_plain_sentences(sizes_table, methods, sizes, betas)
     best_text, best_rows = _best_beta_sentences(sizes_table, methods, sizes, betas, "memory size")
     findings += _paper_uhop_sentence(sizes_table, methods, sizes, betas)
     findings += best_text
@@ -400,6 +505,8 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             f"Noisy queries (K = {config.noise_memory_size}): at beta = 1, modern_hopfield+uhop is lower than "
             f"modern_hopfield at {len(wins)} of {len(levels)} noise levels."
         )
+    findings += [f"Noisy queries (K = {config.noise_memory_size}): {t[0].lower()}{t[1:]}"
+                 for t in _where_sentences(noise_table, methods, levels, betas, "noise level")]  # fmt: skip
     findings += noise_best_text
     findings += stage1_text
     if pairs and np.isfinite(corr):
@@ -440,10 +547,21 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         lines.append(
             markdown_table(["K", "best baseline", "beta", "error", "best U-Hop", "beta", "error", "lower"], best_rows)
         )
+    noise_head = "noise std" if scale == "pixel_std" else "noise norm"
     lines += ["", f"## Noise sweep (K = {config.noise_memory_size}), beta = 1", ""]
     lines.append(
         markdown_table(
-            ["noise norm"] + methods, [[lv] + [_fmt(noise_table[(m, lv, 1.0)]) for m in methods] for lv in levels]
+            [noise_head] + methods, [[lv] + [_fmt(noise_table[(m, lv, 1.0)]) for m in methods] for lv in levels]
+        )
+    )
+    lines += ["", f"## Noise sweep (K = {config.noise_memory_size}), best beta per method (error, beta)", ""]
+    lines.append(
+        markdown_table(
+            [noise_head] + methods,
+            [
+                [lv] + [f"{_fmt(r)} ({r['beta']:g})" for r in (_best(noise_table, m, lv, betas) for m in methods)]
+                for lv in levels
+            ],
         )
     )
     if noise_rows:
