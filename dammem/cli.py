@@ -1,4 +1,6 @@
-"""The ``dammem`` command line: ``dammem run CONFIG [key=value ...] [--out DIR] [--overwrite]`` and ``dammem list``.
+"""The ``dammem`` command line: ``dammem run CONFIG [key=value ...] [--out DIR] [--overwrite]``, ``dammem list`` and
+``dammem report DIR`` (write a finished run's summary and figures again from its results.json, with the report code
+as it is now).
 
 CONFIG is the name of a config shipped with the package (``dammem run quickstart``; ``dammem list`` shows them) or a
 path to a YAML file. The run writes ``results.json``, ``summary.md`` and its figures into ``--out`` (default
@@ -99,6 +101,17 @@ def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from dammem.experiments._base import ConfigError, rerun_report
+
+    out = Path(args.dir)
+    if not (out / "results.json").is_file():
+        raise ConfigError(f"{str(out)!r} holds no results.json (give the --out directory of a finished run)")
+    rerun_report(out, figures=not args.no_figures)
+    print(f"wrote {out / 'summary.md'}" + ("" if args.no_figures else " and the figures"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dammem", description="Differentiable associative memory experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing its files")
     run.add_argument("--no-progress", action="store_true", help="print one line per stage instead of a progress bar")
     run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="write a finished run's summary and figures again from its results.json")
+    rep.add_argument("dir", help="the --out directory of a finished run")
+    rep.add_argument("--no-figures", action="store_true", help="write summary.md only")
+    rep.set_defaults(func=_cmd_report)
 
     lst = sub.add_parser("list", help="list the experiments and the packaged configs")
     lst.set_defaults(func=_cmd_list)

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import yaml
 
-from dammem._timing import cpu_model
+from dammem._timing import cpu_model, load_average
 from dammem.experiments._registry import ConfigError, get_experiment
 
 try:
@@ -53,6 +53,11 @@ __all__ = [
     "markdown_table",
     "packaged_configs",
     "report_module",
+    "load_results",
+    "rerun_report",
+    "resolve_document",
+    "reproduction_verdicts",
+    "write_report",
     "pyplot",
     "save_figure",
     "run_experiment",
@@ -443,6 +448,12 @@ def environment() -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def resolve_document(doc: Mapping):
+    """``(experiment module, seed, Config)`` of a document (``experiment``, ``seed``, ``config``) or of a run's
+    ``results.json`` record (its other keys are ignored); ConfigError when it is invalid."""
+    return _resolve({k: doc[k] for k in TOP_LEVEL_KEYS if k in doc})
+
+
 def _resolve(doc: dict):
     unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
     if unknown:
@@ -494,6 +505,86 @@ def report_module(module: types.ModuleType) -> types.ModuleType:
     return importlib.import_module(f"{module.__name__}_report")
 
 
+VERDICTS = ("quantitative", "qualitative", "not")
+"""What a reproduction verdict may say: the paper's figure is reproduced quantitatively, qualitatively, or not."""
+
+
+def reproduction_verdicts(module: types.ModuleType, config: Any, results: Mapping) -> list[dict]:
+    """The verdicts the report module computes from the results: ``[{"target", "verdict", "evidence"}, ...]``.
+
+    ``target`` names the paper's figure or claim (authors, year, figure), ``verdict`` is one of :data:`VERDICTS` and
+    ``evidence`` is one sentence computed from the results that justifies it. A report module without a
+    ``reproduces(config, results)`` function gives ``[]``.
+    """
+    fn = getattr(report_module(module), "reproduces", None)
+    if fn is None:
+        return []
+    verdicts = list(fn(config, results))
+    for v in verdicts:
+        if set(v) != {"target", "verdict", "evidence"} or v["verdict"] not in VERDICTS:
+            raise ValueError(
+                f"{module.__name__}_report.reproduces: each verdict needs exactly the keys target, verdict, evidence "
+                f"with verdict one of {VERDICTS}, got {v!r}"
+            )
+    return verdicts
+
+
+def write_report(
+    module: types.ModuleType, config: Any, results: Mapping, out_dir: Path, *, figures: bool = True
+) -> str:
+    """Call the experiment's ``report`` and add the reproduction verdicts; returns the markdown body.
+
+    ``figures=False`` asks a report that takes a ``figures`` keyword to skip its figures (the body is the same);
+    a report without that keyword draws them anyway.
+    """
+    report = report_module(module).report
+    import inspect
+
+    kwargs = {"figures": figures} if "figures" in inspect.signature(report).parameters else {}
+    body = report(config, results, out_dir, **kwargs).rstrip()
+    verdicts = reproduction_verdicts(module, config, results)
+    if verdicts:
+        body += "\n\n## What this reproduces\n\n" + "\n".join(
+            f"- {v['target']}: **{v['verdict']}**. {v['evidence']}" for v in verdicts
+        )
+    return body
+
+
+def _summary_header(doc: Mapping, module: types.ModuleType, record: Mapping) -> str:
+    title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
+    env = record["environment"]
+    load = record.get("load_average") or {}
+    loaded = f", load average {load['before']} before" if load.get("before") is not None else ""
+    return (
+        f"# {doc['experiment']}: {title}\n\nseed {record['seed']}, {record['elapsed_s']:.1f} s on "
+        f"{env['devices'][0]} ({env.get('cpu_model')}, {env.get('cpu_count')} CPUs{loaded})\n\n"
+    )
+
+
+def load_results(out_dir: str | Path) -> tuple[dict, dict]:
+    """``(record, results)`` of a finished run: ``results.json`` and the results its report receives (the metrics
+    and, when the run saved some, ``results["arrays"]`` from ``results.npz``)."""
+    out_dir = Path(out_dir)
+    record = json.loads((out_dir / "results.json").read_text())
+    results = dict(record["metrics"])
+    if ARRAYS_KEY in record:
+        with np.load(out_dir / record[ARRAYS_KEY]["file"]) as data:
+            results[ARRAYS_KEY] = {k: data[k] for k in data.files}
+    return record, results
+
+
+def rerun_report(out_dir: str | Path, *, figures: bool = True) -> str:
+    """Write ``summary.md`` (and the figures, unless ``figures=False``) of a finished run again from its
+    ``results.json``, with the report code as it is now; returns the summary. The run itself is not repeated."""
+    out_dir = Path(out_dir)
+    record, results = load_results(out_dir)
+    module, _, config = _resolve({k: record[k] for k in TOP_LEVEL_KEYS})
+    body = write_report(module, config, results, out_dir, figures=figures)
+    text = _summary_header(record, module, record) + body + "\n"
+    (out_dir / "summary.md").write_text(text)
+    return text
+
+
 def run_experiment(
     doc: dict, out_dir: str | Path, *, progress: ProgressMode | bool = True, command: Mapping | None = None
 ) -> dict:
@@ -532,6 +623,7 @@ def run_experiment(
     stage = None
     try:
         bar = Progress(progress, desc=doc["experiment"])
+        load_before = load_average()
         start = time.perf_counter()
         try:
             metrics = module.run(config, jax.random.key(seed), bar)
@@ -547,6 +639,7 @@ def run_experiment(
             "command": to_jsonable(command) if command is not None else None,
             "environment": environment(),
             "elapsed_s": elapsed,
+            "load_average": {"before": to_jsonable(load_before), "after": to_jsonable(load_average())},
         }
         if arrays:
             record[ARRAYS_KEY] = {
@@ -559,15 +652,12 @@ def run_experiment(
         stage = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out_dir))
         if arrays:
             np.savez_compressed(stage / ARRAYS_FILE, **arrays)
-        (stage / "results.json").write_text(json.dumps(record, indent=2) + "\n")
         results = dict(record["metrics"], **({ARRAYS_KEY: arrays} if arrays else {}))
-        body = report_module(module).report(config, results, stage)
-        title = (module.__doc__ or doc["experiment"]).strip().splitlines()[0]
-        header = (
-            f"# {doc['experiment']}: {title}\n\nseed {seed}, {elapsed:.1f} s on "
-            f"{record['environment']['devices'][0]}\n\n"
-        )
-        (stage / "summary.md").write_text(header + body.rstrip() + "\n")
+        report_start = time.perf_counter()
+        body = write_report(module, config, results, stage)
+        record["report_s"] = time.perf_counter() - report_start
+        (stage / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+        (stage / "summary.md").write_text(_summary_header(doc, module, record) + body.rstrip() + "\n")
         for entry in sorted(stage.iterdir()):
             target = out_dir / entry.name
             if target.is_dir() and not target.is_symlink():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["ConfigError", "EXPERIMENTS", "get_experiment"]
+__all__ = ["ConfigError", "DEFAULT_CONFIGS", "EXPERIMENTS", "get_experiment"]
 
 
 class ConfigError(ValueError):
@@ -29,6 +29,24 @@ EXPERIMENTS: dict[str, str] = {
     "drdam_images": "dammem.experiments.drdam.images",
     "drdam_basis": "dammem.experiments.drdam.basis",
 }
+
+DEFAULT_CONFIGS: tuple[str, ...] = (
+    "quickstart",
+    "capacity",
+    "krop_timing",
+    "krop_capacity",
+    "krop_mutable",
+    "uhop_retrieval_mnist",
+    "uhop_retrieval_cifar10",
+    "uhop_classification_mnist",
+    "uhop_classification_cifar10",
+    "drdam_approx",
+    "drdam_retrieval",
+    "drdam_images",
+    "drdam_basis",
+)
+"""The packaged configs whose default runs are committed under ``results/<config name>/`` (results.json,
+summary.md, figures) and listed in the README's experiments table (``scripts/update_readme.py``), in table order."""
 
 
 def get_experiment(name: str) -> ModuleType:

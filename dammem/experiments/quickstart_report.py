@@ -12,7 +12,10 @@ import numpy as np
 from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.quickstart import DEFAULT_VISIBLE_FRACTION, METHODS, Config
 
-__all__ = ["report"]
+__all__ = ["report", "reproduces"]
+
+IDENTIFIES = 0.95
+"""Recall of the nearest memory on the visible pixels at or above which the visible pixels alone identify the digit."""
 
 
 def _versus_baseline(name: str, m: dict, results: dict) -> str:
@@ -65,16 +68,32 @@ def _sweep_sentence(name: str, results: dict) -> str:
     base = results["visible_nearest_neighbour_accuracy"]
     reach = [f"{b:.3g}" for b, a in zip(s["beta"], acc) if a >= base]
     if reach:
-        text += f"; it reaches the nearest-memory baseline at beta = {', '.join(reach)}."
+        text += (
+            f"; its recall reaches the recall of the nearest memory on the visible pixels ({base:.3f}) at beta = "
+            f"{', '.join(reach)}."
+        )
     else:
-        text += f"; no beta of the sweep reaches the nearest-memory baseline ({base:.3f})."
+        text += f"; at no beta of the sweep does its recall reach that of the nearest memory ({base:.3f})."
     return text
 
 
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    plt = pyplot()
+def _identifies_sentence(results: dict) -> list[str]:
+    """Whether the visible pixels alone identify the stored digit (then recall says little about completion)."""
+    base = results["visible_nearest_neighbour_accuracy"]
+    if base < IDENTIFIES:
+        return []
+    return [
+        f"- The nearest memory on the visible pixels alone recalls the right digit for a fraction {base:.3f} of the "
+        "queries: the visible pixels identify the stored digit, so recall near that level says little about "
+        "completion; the hidden-pixel MSE is the measure of how well the hidden pixels are filled in (copying the "
+        f"nearest memory's pixels gives {results['visible_nearest_neighbour_mse']:.3g})."
+    ]
 
-    _plot_completions(plt, config, results, out_dir)
+
+def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True) -> str:
+    plt = pyplot() if figures else None
+    if figures:
+        _plot_completions(plt, config, results, out_dir)
 
     table = markdown_table(
         ["method", "beta", "hidden-pixel MSE", "recall accuracy", "mean steps", "converged"],
@@ -104,6 +123,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         table,
         "",
         *(f"- {_versus_baseline(name, m, results)}" for name, m in results["methods"].items()),
+        *_identifies_sentence(results),
     ]
     sweep = results["beta_sweep"]
     if sweep["multiplier"]:
@@ -129,7 +149,8 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             )
         )
         lines += ["", *(f"- {_sweep_sentence(name, results)}" for name in METHODS)]
-        _plot_sweep(plt, results, out_dir)
+        if figures:
+            _plot_sweep(plt, results, out_dir)
         lines += ["", "![beta sweep](beta_sweep.png)"]
     lines += ["", "![completions](completions.png)"]
     return "\n".join(lines)
@@ -190,7 +211,10 @@ def _plot_sweep(plt, results: dict, out_dir: Path) -> None:
         ax_mse.plot(sweep["multiplier"], sweep[name]["hidden_mse"], "o-", label=label)
     ax_acc.axhline(results["visible_nearest_neighbour_accuracy"], color="gray", ls=":", label="nearest on visible")
     ax_mse.axhline(results["occluded_query_mse"], color="gray", ls=":", label="occluded query")
-    for ax, ylabel in ((ax_acc, "recall accuracy"), (ax_mse, "hidden-pixel MSE")):
+    for ax, ylabel in (
+        (ax_acc, "recall accuracy (fraction of queries)"),
+        (ax_mse, "hidden-pixel MSE (pixels in [0, 1])"),
+    ):
         ax.set_xscale("log", base=2)
         ax.axvline(1.0, color="k", lw=0.6)
         ax.set_xlabel("beta / default beta (vertical line: the default)")
@@ -198,3 +222,19 @@ def _plot_sweep(plt, results: dict, out_dir: Path) -> None:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax_mse.set_yscale("log")
     save_figure(fig, out_dir / "beta_sweep.png")
+
+
+def reproduces(config: Config, results: dict) -> list[dict]:
+    """The quickstart demonstrates the two retrievals; it follows no paper figure. The evidence says what it shows."""
+    parts = [
+        f"{METHODS[name]} fills the hidden pixels with MSE {m['hidden_mse']:.3g}"
+        for name, m in results["methods"].items()
+    ]
+    return [
+        {
+            "target": "No paper figure (a demonstration of MrDAM and sparse Hopfield completion)",
+            "verdict": "not",
+            "evidence": "; ".join(parts) + f", against {results['occluded_query_mse']:.3g} for the occluded query and "
+            f"{results['visible_nearest_neighbour_mse']:.3g} for the nearest memory's pixels.",
+        }
+    ]

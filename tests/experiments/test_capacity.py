@@ -243,3 +243,37 @@ def test_default_run_measures_the_exponential_law(tmp_path):
     assert 0.5 < fit["rate"] < 0.65 and fit["max_abs_log_residual"] < 0.2
     assert res["memories"]["modern"]["8"]["every_key"]
     assert any(f"exp({fit['rate']:.3f} d)" in s for s in _sentences(body))
+
+
+def test_derived_quantities_by_value(small):
+    """The fitted constants, the ratio column and the verdicts, recomputed independently from the measured rates."""
+    config, res, body, _ = small
+    dims = np.asarray(res["classical_dims"], dtype=float)
+    mems = res["memories"]
+    interp = np.asarray([mems["classical"][str(int(d))]["capacity_interpolated"] for d in dims])
+    shape = dims / np.log(dims)  # natural log, as in Hsu (2025)'s d / log d
+    k = np.linalg.lstsq(shape[:, None], interp, rcond=None)[0][0]
+    assert res["classical_fit_constant"] == pytest.approx(k, rel=1e-10)
+    np.testing.assert_allclose(res["classical_capacity_over_d_log_d"], interp / shape, rtol=1e-10)
+    fit = res["modern_fit"]
+    caps = np.asarray([mems["modern"][str(d)]["capacity_interpolated"] for d in fit["dims"]])
+    design = np.stack([np.ones(len(caps)), np.asarray(fit["dims"], float)], axis=1)
+    log_a, c = np.linalg.lstsq(design, np.log(caps), rcond=None)[0]
+    assert fit["rate"] == pytest.approx(c, rel=1e-8) and fit["prefactor"] == pytest.approx(np.exp(log_a), rel=1e-8)
+    residual = np.log(caps) - (log_a + c * np.asarray(fit["dims"], float))
+    assert fit["max_abs_log_residual"] == pytest.approx(np.max(np.abs(residual)), rel=1e-6, abs=1e-12)
+    # the classical sentence quotes the grid capacities of the table, and the trend it states holds in the table
+    grid = [mems["classical"][str(int(d))]["capacity"] for d in dims]
+    sentence = next(s for s in _sentences(body) if s.startswith("- The classical capacity"))
+    assert f"goes from {grid[0]} pairs at d = {int(dims[0])} to {grid[-1]} at d = {int(dims[-1])}" in sentence
+    assert ("never falls" in sentence) == all(b >= a for a, b in zip(grid, grid[1:]))
+    assert "interpolated capacity" in sentence
+    verdicts = report_module(capacity).reproduces(config, res)
+    upper = slice(len(dims) // 2, None)
+    gap = np.max(np.abs(interp[upper] / np.asarray(res["classical_theory_capacity"])[upper] - 1))
+    assert verdicts[0]["verdict"] == ("quantitative" if gap <= 0.25 else "qualitative" if
+                                      (interp / shape).max() / (interp / shape).min() <= 3 else "not")  # fmt: skip
+    assert f"within {gap:.0%} of the Gaussian theory" in verdicts[0]["evidence"]
+    rel = abs(fit["rate"] / res["mean_field_rate"] - 1)
+    assert verdicts[1]["verdict"] == ("quantitative" if rel <= 0.1 else "qualitative")
+    assert f"({rel:.0%} apart)" in verdicts[1]["evidence"]

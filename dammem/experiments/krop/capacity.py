@@ -39,7 +39,16 @@ from dammem.experiments._base import Progress, geometric_grid
 from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, make_codebook, random_addresses
 from dammem.vsa._kernels import bind_kernel, unbind_kernel
 
-__all__ = ["Config", "run", "item_grid", "interpolated_capacity", "bootstrap_interval", "fit_n_over_log_n"]
+__all__ = [
+    "Config",
+    "run",
+    "item_grid",
+    "interpolated_capacity",
+    "bootstrap_capacities",
+    "bootstrap_interval",
+    "ratio_interval",
+    "fit_n_over_log_n",
+]
 
 BOOTSTRAP_RESAMPLES = 200
 """Resamples of the trials behind each capacity's 68% interval."""
@@ -68,8 +77,8 @@ def interpolated_capacity(items, rates, threshold: float) -> float:
     return float(m0 + (r0 - threshold) / (r0 - r1) * (m1 - m0))
 
 
-def bootstrap_interval(items, trial_rates, threshold: float, resamples: np.ndarray) -> tuple[float, float]:
-    """16th and 84th percentiles of the capacity over bootstrap resamples of the trials.
+def bootstrap_capacities(items, trial_rates, threshold: float, resamples: np.ndarray) -> np.ndarray:
+    """(B,) capacities of the mean success rate of each bootstrap resample of the trials.
 
     Args:
       items: the item grid (I,).
@@ -78,8 +87,23 @@ def bootstrap_interval(items, trial_rates, threshold: float, resamples: np.ndarr
       resamples: (B, trials) trial indices of the resamples.
     """
     means = np.asarray(trial_rates, dtype=np.float64)[np.asarray(resamples)].mean(axis=1)  # (B, I)
-    caps = [interpolated_capacity(items, rates, threshold) for rates in means]
-    lo, hi = np.percentile(caps, [16.0, 84.0])
+    return np.asarray([interpolated_capacity(items, rates, threshold) for rates in means])
+
+
+def bootstrap_interval(items, trial_rates, threshold: float, resamples: np.ndarray) -> tuple[float, float]:
+    """16th and 84th percentiles of the capacity over bootstrap resamples of the trials (a 68% interval)."""
+    lo, hi = np.percentile(bootstrap_capacities(items, trial_rates, threshold, resamples), [16.0, 84.0])
+    return float(lo), float(hi)
+
+
+def ratio_interval(caps: np.ndarray, reference_caps: np.ndarray) -> tuple[float, float]:
+    """16th and 84th percentiles of ``caps / reference_caps`` over paired bootstrap resamples (the same trial
+    indices for both; resamples where the reference capacity is 0 are left out); (nan, nan) when none is left."""
+    caps, ref = np.asarray(caps, dtype=np.float64), np.asarray(reference_caps, dtype=np.float64)
+    keep = ref > 0
+    if not keep.any():
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(caps[keep] / ref[keep], [16.0, 84.0])
     return float(lo), float(hi)
 
 
@@ -157,6 +181,8 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
     rates: dict[str, dict[str, list[float]]] = {kind: {} for kind in config.kinds}
     capacity: dict[str, list[float]] = {kind: [] for kind in config.kinds}
     interval: dict[str, list[tuple[float, float]]] = {kind: [] for kind in config.kinds}
+    ref = "gaussian" if "gaussian" in config.kinds else None
+    ratio_ci: dict[str, list[tuple[float, float]]] = {kind: [] for kind in config.kinds} if ref else {}
     for i, n in enumerate(config.dims):
         items = grids[n]
         # the same trial keys for every kind: the addresses and indices differ only through the codebook kind
@@ -166,6 +192,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         resamples = np.asarray(
             jax.random.randint(boot_key, (BOOTSTRAP_RESAMPLES, config.num_trials), 0, config.num_trials)
         )
+        boots = {}
         for kind in config.kinds:
             progress.point(f"{kind} N={n}, M up to {items[-1]}")
             per_trial = np.asarray(
@@ -174,9 +201,12 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
             r = per_trial.mean(0)
             rates[kind][str(n)] = r.tolist()
             capacity[kind].append(interpolated_capacity(items, r, config.threshold))
-            interval[kind].append(bootstrap_interval(items, per_trial, config.threshold, resamples))
+            boots[kind] = bootstrap_capacities(items, per_trial, config.threshold, resamples)
+            lo, hi = np.percentile(boots[kind], [16.0, 84.0])
+            interval[kind].append((float(lo), float(hi)))
             progress.update(1)
-    ref = "gaussian" if "gaussian" in config.kinds else None
+        for kind in ratio_ci:
+            ratio_ci[kind].append(ratio_interval(boots[kind], boots[ref]))
     ratio = {}
     if ref:
         for kind in config.kinds:
@@ -188,6 +218,7 @@ def run(config: Config, key: jax.Array, progress: Progress) -> dict:
         "capacity": capacity,
         "capacity_interval": interval,
         "capacity_over_gaussian": ratio,
+        "capacity_over_gaussian_interval": ratio_ci,
         "capacity_over_n": {kind: [c / n for c, n in zip(capacity[kind], config.dims)] for kind in config.kinds},
         "reference": {"kind": ref, "constant": fit_n_over_log_n(config.dims, capacity[ref])} if ref else None,
         "threshold": config.threshold,

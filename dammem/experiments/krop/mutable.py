@@ -46,7 +46,17 @@ from dammem.vsa import ADDRESS_KINDS, CODEBOOK_KINDS, ERASE_MODES, make_codebook
 from dammem.vsa._kernels import bind_kernel, unbind_kernel
 from dammem.vsa._memory_kernels import overwrite_kernel
 
-__all__ = ["Config", "run"]
+__all__ = ["Config", "run", "RULE_NAMES", "ERASE_DEFINITIONS"]
+
+RULE_NAMES = {
+    "cleanup": "clean-up erase (Liu et al. 2025)",
+    "sign": "NVM write rule, sigma = sign (Katz et al. 2019)",
+    "raw": "NVM write rule, sigma = identity (raw read)",
+    "none": "write without erase",
+}
+"""The rule each erase mode implements, as the report names it. The slides of Liu et al. (2025) map the NVM write
+rule ``M <- M - sigma(M a) a^T / N + v a^T / N`` (Katz et al. 2019) onto HRR as ``M - a (*) sigma(a # M) + a (*) v``;
+``sign`` is that rule with sigma = sign, scaled by ``mean(|r|)`` to the read's size."""
 
 ERASE_DEFINITIONS = {
     "cleanup": "subtracts a (*) clean(a # M), the cleaned-up read (Liu et al. 2025)",

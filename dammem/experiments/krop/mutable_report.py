@@ -10,12 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from dammem.experiments._base import markdown_table, pyplot, save_figure
-from dammem.experiments.krop.mutable import ERASE_DEFINITIONS, Config
+from dammem.experiments.krop.mutable import ERASE_DEFINITIONS, RULE_NAMES, Config
 
-__all__ = ["report"]
+__all__ = ["report", "reproduces"]
 
 
-def report(config: Config, results: dict, out_dir: Path) -> str:
+def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True) -> str:
+    if figures:
+        _plot(config, results, out_dir)
+    kinds = list(results["curves"])
+    modes = list(config.erase_modes)
+    return _body(config, results, kinds, modes)
+
+
+def _plot(config: Config, results: dict, out_dir: Path) -> None:
     plt = pyplot()
 
     kinds = list(results["curves"])
@@ -30,7 +38,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
                 ax.plot(results["curves"][kind][shape][erase], marker=".", label=erase)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("step t")
-            ax.set_ylabel("retrieval rate")
+            ax.set_ylabel("retrieval rate (fraction of slots)")
             ax.set_title(f"{kind}: (M, N) = ({m}, {n})")
         for c, m in enumerate(config.items):
             ax = axes[r, len(config.curves) + c]
@@ -40,19 +48,23 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
             ax.set_xscale("log", base=2)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("N")
-            ax.set_ylabel(f"mean rate over {config.steps} steps")
+            ax.set_ylabel(f"mean retrieval rate over {config.steps} steps")
             ax.set_title(f"{kind}: M = {m}, averages vs N")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(  # below the panels (save_figure keeps it in the image), off the data
         handles,
-        [f"erase: {label}" for label in labels],
+        [f"{RULE_NAMES[label]} (`{label}`)" for label in labels],
         loc="upper center",
         bbox_to_anchor=(0.5, 0.0),
-        ncol=len(labels),
+        ncol=2,
         fontsize=9,
         frameon=False,
     )
+    fig.suptitle(f"{config.num_trials} trials, {config.address_kind} addresses", y=1.0, fontsize=10)
     save_figure(fig, out_dir / "krop_mutable.png", dpi=110)
+
+
+def _body(config: Config, results: dict, kinds: list[str], modes: list[str]) -> str:
 
     rows = []
     for kind in kinds:
@@ -65,7 +77,7 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         f"{config.address_kind} addresses: mean / min over the steps. Erase modes (the overwrite "
         "M <- M - a (*) e + a (*) v with the estimate e of the old value):",
         "",
-        *(f"- `{mode}` {ERASE_DEFINITIONS[mode]}." for mode in modes),
+        *(f"- `{mode}`, {RULE_NAMES[mode]}: {ERASE_DEFINITIONS[mode]}." for mode in modes),
         "",
         markdown_table(["codebook", "M", "N"] + modes, rows),
     ]
@@ -126,3 +138,27 @@ def _baseline_sentences(config: Config, results: dict) -> list[str]:
                 )
         out.append(text)
     return out
+
+
+def reproduces(config: Config, results: dict) -> list[dict]:
+    """Verdict on Liu et al. (2025)'s mutable-memory figure: erase-by-clean-up keeps the retrieval rate over the
+    read-write steps (quantitative when it meets the target at every step of every setting, qualitative when it beats
+    every other rule's mean rate everywhere)."""
+    if "cleanup" not in config.erase_modes:
+        return []
+    summary = results["summary"]
+    settings = [(kind, shape) for kind, per in summary.items() for shape in per]
+    met = [ok for per in results["cleanup_meets_target"].values() for ok in per.values()]
+    others = [m for m in config.erase_modes if m != "cleanup"]
+    beats = [all(summary[k][s]["cleanup"]["mean"] >= summary[k][s][m]["mean"] for m in others) for k, s in settings]
+    verdict = "quantitative" if all(met) else "qualitative" if all(beats) else "not"
+    worst = min(summary[k][s]["cleanup"]["min"] for k, s in settings)
+    return [
+        {
+            "target": "Liu et al. (2025), mutable key-value memory over read-write steps",
+            "verdict": verdict,
+            "evidence": f"the clean-up erase keeps the rate >= {config.target:g} at every step in {sum(met)} of "
+            f"{len(met)} settings (lowest rate {worst:.3f}) and has the highest mean rate of the "
+            f"{len(config.erase_modes)} rules in {sum(beats)} of {len(settings)}.",
+        }
+    ]
