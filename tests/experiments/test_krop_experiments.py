@@ -169,7 +169,8 @@ def test_mutable_small(tmp_path):
     assert abs(cos["raw"]) < 0.1 and 0.2 < cos["sign"] < 0.6
     assert (tmp_path / "krop_mutable.png").exists()
     for mode in ("cleanup", "sign", "raw", "none"):
-        assert f"- `{mode}` {krop_mutable.ERASE_DEFINITIONS[mode]}." in body
+        rule = krop_mutable.RULE_NAMES[mode]
+        assert f"- `{mode}`, {rule}: {krop_mutable.ERASE_DEFINITIONS[mode]}." in body
     assert "- `raw` falls below `none` at 1 of 1 settings" in body and "- `sign` falls below `none` at 1 of 1" in body
     assert f"cosine {cos['raw']:.3f} (mean over settings)" in body and "in expectation" in body
 
