@@ -159,6 +159,10 @@ def test_approx_errors_match_a_direct_computation_and_fig3_trends(tmp_path):
     perturbed["trends"]["mae_energy"]["falls_with_y"] = 0.5
     body2 = report_module(drdam_approx).report(config, perturbed, tmp_path)
     assert "12% (near)" in body2 and "50% of energy curves" in body2 and "12% (near)" not in body
+    (verdict,) = drdam_approx_report.reproduces(config, res)  # betas 5, 40: no Observation 2 entry
+    assert verdict["target"] == "Hoover et al. (2024), Fig. 3 trends" and verdict["verdict"] != "not"
+    perturbed["trends"]["mae_gradient"]["rises_with_beta"] = 0.5
+    assert drdam_approx_report.reproduces(config, perturbed)[0]["verdict"] == "not"
     ratio_res = json.loads(json.dumps(res))
     ratio_res["betas"] = [10.0, 30.0]  # Observation 2's ratios read from the curves at the largest Y
     ratio = drdam_approx_report.beta_ratios(ratio_res, 10.0, 30.0)["16"]
@@ -198,7 +202,12 @@ def test_retrieval_hamming_error(tmp_path):
     perturbed = json.loads(json.dumps(res))
     for s in drdam_common.QUERY_SETS:
         perturbed["mrdam_converged"]["16"][s] = [0.25, 0.25]
-    assert "MrDAM 25.0%" in report_module(drdam_retrieval).report(config, perturbed, tmp_path)
+    assert "MrDAM 25.0%" in report_module(drdam_retrieval).report(config, perturbed, tmp_path, figures=False)
+    (verdict,) = report_module(drdam_retrieval).reproduces(config, res)
+    assert verdict["verdict"] == "qualitative", verdict
+    for b in range(2):  # far queries agreeing perfectly: at/near no longer below far
+        perturbed["hamming_error_finished"]["16"]["far"][b] = [0.0, 0.0]
+    assert report_module(drdam_retrieval).reproduces(config, perturbed)[0]["verdict"] == "not"
 
 
 def test_finished_mean_matches_numpy():
@@ -233,7 +242,9 @@ def test_images_complete_like_mrdam_and_count_parameters(tmp_path):
     assert (tmp_path / "drdam_images.png").exists() and "| 20 | MrDAM | - | 6144 | 1 |" in body
     perturbed = json.loads(json.dumps(res))
     perturbed["per_beta"][0]["per_y"][-1]["mae_vs_mrdam"] = [0.5]
-    assert "0.5000 (beta=20)" in report_module(drdam_images).report(config, perturbed, tmp_path)
+    assert "0.5000 (beta=20)" in report_module(drdam_images).report(config, perturbed, tmp_path, figures=False)
+    assert report_module(drdam_images).reproduces(config, res)[0]["verdict"] == "qualitative"
+    assert report_module(drdam_images).reproduces(config, perturbed)[0]["verdict"] == "not"
     mask = np.asarray(drdam_images.bottom_rows_mask((4, 2, 3), 0.5))
     np.testing.assert_array_equal(mask.reshape(4, 2, 3)[:, 0, 0], [True, True, False, False])
 
@@ -242,9 +253,10 @@ def test_basis_tiny_run_outputs(tmp_path):
     """The pipeline at the smallest sizes (the ranking of the feature maps is pinned by the slow test below)."""
     mapping = {"kinds": ["sincos"], "projections": ["gaussian"], "betas": [10.0], "num_features": [8],
                "num_stored": 5, "num_new": 3, "num_trials": 1}  # fmt: skip
-    _, res, body = _run(drdam_basis, mapping, tmp_path)
+    config, res, body = _run(drdam_basis, mapping, tmp_path)
     assert len(res["mae_gradient"]["sincos"]["gaussian"]["new"][0]) == 1
     assert res["best_gradient_new"]["10"] == "sincos/gaussian"
+    assert report_module(drdam_basis).reproduces(config, res)[0]["verdict"] == "qualitative"
     assert (tmp_path / "drdam_basis.png").exists() and "| sincos | gaussian |" in body
 
 

@@ -14,7 +14,7 @@ from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.drdam.approx import Config
 from dammem.experiments.drdam.common import QUERY_SETS, SET_LABELS
 
-__all__ = ["report", "beta_ratios"]
+__all__ = ["report", "reproduces", "beta_ratios"]
 
 _UNITS = {"energy": "MAE of the energy (energy units)", "gradient": "MAE of the gradient (L2 norm)"}
 
@@ -77,8 +77,9 @@ def _figures(results: dict, out_dir: Path) -> None:
         save_figure(fig, out_dir / f"drdam_approx_{label}.png")
 
 
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    _figures(results, out_dir)
+def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True) -> str:
+    if figures:
+        _figures(results, out_dir)
     ys = np.asarray(results["num_features"], np.float64)
     dims, betas = results["dims"], results["betas"]
     rows = []
@@ -160,3 +161,50 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         f"{table}\n\n" + "\n".join(lines) + "\n\n![energy](drdam_approx_energy.png)\n\n"
         "![gradient](drdam_approx_gradient.png)\n"
     )
+
+
+_PAPER_SIZES = "paper: K = 500, D up to 1000, Y up to 2 x 10^5"
+
+
+def reproduces(config: Config, results: dict) -> list[dict]:
+    """Verdicts on Hoover et al. (2024), Fig. 3.
+
+    Trends (Observations 1-2 and Corollary 1's slope): quantitative when every D's gradient slope in Y at the lowest
+    beta (at and near queries) lies in [-0.6, -0.4] and the error falls with Y, rises with beta and is lowest at the
+    stored patterns in at least 80 % of cases; qualitative when only the three trends hold; else not.
+    Observation 2's ratios (near-query energy error at beta = 50 about 10x beta = 30 and 100x beta = 10):
+    quantitative when every D's ratios lie within a factor 3 of the paper's, qualitative when all exceed 1.
+    """
+    dims, ys = results["dims"], results["num_features"]
+    sizes = f"K = {results['num_memories']}, D up to {max(dims)}, Y up to {max(ys)} ({_PAPER_SIZES})"
+    t = results["trends"]
+    trends = min(t["mae_energy"]["falls_with_y"], t["mae_gradient"]["rises_with_beta"],
+                 t["mae_gradient"]["lowest_at_stored"]) >= 0.8  # fmt: skip
+    slopes = [results["slopes"]["mae_gradient"][str(d)][s][0] for d in dims for s in ("at", "near")]
+    fits = all(v is not None and -0.6 <= float(v) <= -0.4 for v in slopes)
+    verdict = "quantitative" if trends and fits else "qualitative" if trends else "not"
+    out = [
+        {
+            "target": "Hoover et al. (2024), Fig. 3 trends",
+            "verdict": verdict,
+            "evidence": f"errors fall with Y in {t['mae_energy']['falls_with_y']:.0%} of energy curves, rise with "
+            f"beta in {t['mae_gradient']['rises_with_beta']:.0%} of gradient steps, are lowest at stored patterns in "
+            f"{t['mae_gradient']['lowest_at_stored']:.0%}; gradient slopes at beta = {results['betas'][0]:g}: "
+            f"{min(slopes):.2f} to {max(slopes):.2f} (paper: -1/2); {sizes}.",
+        }
+    ]
+    r30, r10 = beta_ratios(results, 30.0, 50.0), beta_ratios(results, 10.0, 50.0)
+    if r30 and r10:
+        pairs = [(r30[str(d)], r10[str(d)]) for d in dims]
+        close = all(10 / 3 <= a <= 30 and 100 / 3 <= b <= 300 for a, b in pairs)
+        above = all(a > 1 and b > 1 for a, b in pairs)
+        out.append(
+            {
+                "target": "Hoover et al. (2024), Observation 2 (beta = 50 vs 30 and 10, near queries)",
+                "verdict": "quantitative" if close else "qualitative" if above else "not",
+                "evidence": "energy-error ratios at the largest Y: "
+                + "; ".join(f"D={d}: {a:.3g}x and {b:.3g}x" for d, (a, b) in zip(dims, pairs))
+                + f" (paper: about 10x and 100x); {sizes}.",
+            }
+        )
+    return out

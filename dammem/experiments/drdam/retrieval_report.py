@@ -14,7 +14,7 @@ from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.drdam.common import QUERY_SETS, SET_LABELS
 from dammem.experiments.drdam.retrieval import Config
 
-__all__ = ["report"]
+__all__ = ["report", "reproduces"]
 
 
 def _num(v) -> float:
@@ -56,8 +56,9 @@ def _figure(results: dict, out_dir: Path) -> None:
     save_figure(fig, out_dir / "drdam_retrieval.png")
 
 
-def report(config: Config, results: dict, out_dir: Path) -> str:
-    _figure(results, out_dir)
+def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True) -> str:
+    if figures:
+        _figure(results, out_dir)
     ys = np.asarray(results["num_features"], np.float64)
     dims, betas = results["dims"], results["betas"]
     rows = []
@@ -111,3 +112,34 @@ def report(config: Config, results: dict, out_dir: Path) -> str:
         'recalls" is the fraction of near queries whose MrDAM fixed point is the stored pattern.\n\n'
         f"{table}\n\n" + "\n".join(lines) + "\n\n![retrieval](drdam_retrieval.png)\n"
     )
+
+
+def _finished_at_largest_y(results: dict, sets) -> float:
+    values = [_num(results["hamming_error_finished"][str(d)][s][b][-1]) for d in results["dims"]
+              for b in range(len(results["betas"])) for s in sets]  # fmt: skip
+    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
+
+
+def reproduces(config: Config, results: dict) -> list[dict]:
+    """Verdict on Hoover et al. (2024), Fig. 4A (the paper gives curves, no numbers: at most qualitative): qualitative
+    when, over descents that both converged at the largest Y, Delta_H at/near the stored patterns is below Delta_H
+    far from them, and the near-query Delta_H at the lowest beta falls from the smallest to the largest Y in every D."""
+    near_far = _finished_at_largest_y(results, ("at", "near")), _finished_at_largest_y(results, ("far",))
+    falls = [
+        _num(results["hamming_error_finished"][str(d)]["near"][0][-1])
+        < _num(results["hamming_error_finished"][str(d)]["near"][0][0])
+        for d in results["dims"]
+    ]
+    ok = near_far[0] < near_far[1] and all(falls)
+    both = np.mean([np.mean(results["both_converged"][str(d)][s]) for d in results["dims"] for s in QUERY_SETS])
+    return [
+        {
+            "target": "Hoover et al. (2024), Fig. 4A",
+            "verdict": "qualitative" if ok else "not",
+            "evidence": f"finished Delta_H at Y = {results['num_features'][-1]}: {near_far[0]:.3g} at/near vs "
+            f"{near_far[1]:.3g} far; near-query Delta_H at beta = {results['betas'][0]:g} falls with Y in "
+            f"{sum(falls)} of {len(falls)} D; both descents converged in {both:.1%} of cases; K = "
+            f"{results['num_memories']}, {results['num_queries']} queries, D up to {max(results['dims'])} (paper: "
+            "K = 500, 500 queries, D up to 1000).",
+        }
+    ]
