@@ -19,7 +19,10 @@ dot-product kernel) with any separation of :mod:`dammem.separations` (sparse one
   for pure retrieval (inputs split into heads, no parameters besides beta/alpha).
 - :class:`HopfieldPooling`: ``P`` learned queries retrieve from the input set: ``(..., S, F) -> (..., P, F_out)``.
 - :class:`HopfieldLayer`: the input is the query; ``M`` learned stored patterns are the keys and, unless separate
-  learned targets are asked for, also the values (a learned lookup table).
+  learned targets are asked for, also the values (a learned lookup table). Both take every option of
+  :class:`Hopfield` (except ``decode``); their errors name the class and the caller's argument (``inputs``), and
+  ``trainable=False`` keeps the learned queries / patterns / targets fixed (held as
+  :class:`dammem.nn.MemoryState`, which optimizers over ``nnx.Param`` do not move).
 
 References:
   - Ramsauer, Schäfl, Lehner, Seidl, Widrich, Adler, Gruber, Holzleitner, Pavlović, Sandve, Greiff, Kreil, Kopp,
@@ -30,26 +33,34 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from flax.typing import Dtype, Initializer, PrecisionLike, Shape
+from flax.nnx.nn import dtypes
+from flax.typing import DotGeneralT, Dtype, Initializer, PrecisionLike, PromoteDtypeFn, Shape
 from jax import lax
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_alpha, check_beta, check_bool, check_float, check_int, check_mask
 from dammem.attention import hopfield_attention
+from dammem.nn.variables import MemoryState
 from dammem.separations import SEPARATIONS, resolve_separation
 
 __all__ = ["Hopfield", "HopfieldPooling", "HopfieldLayer"]
 
 _default_kernel_init = nnx.initializers.lecun_normal()
+_zeros_init = nnx.initializers.zeros_init()
 _MIN_ALPHA_GAP = 1e-6  # a learnable alpha is 1 + max(sigmoid(a), 1e-6): the separations compute smaller gaps so too
 
 
@@ -94,6 +105,52 @@ def _check_separation(separation, alpha, learn_alpha: bool, heads: int, context:
     return values
 
 
+def _check_attention_fn(attention_fn, separation, beta, learn_beta: bool, dropout_rate, context: str) -> str | None:
+    """The convention of a caller's ``attention_fn``: ``"flax"`` (``nnx.dot_product_attention``'s keywords) or
+    ``"jax"`` (``jax.nn.dot_product_attention``'s ``scale``); None without one. Refuses what it cannot apply."""
+    if attention_fn is None:
+        return None
+    if not callable(attention_fn):
+        raise TypeError(f"{context}: attention_fn must be a function or None, got {type(attention_fn).__name__}")
+    if isinstance(separation, str) and separation == "softmax":
+        pass
+    else:
+        raise ValueError(
+            f"{context}: attention_fn computes the read-out with its own normalisation, so separation={separation!r}"
+            " cannot apply with it (leave separation='softmax', or attention_fn=None for hopfield_attention)"
+        )
+    try:
+        params = inspect.signature(attention_fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    names = set(params)
+    if "dropout_rng" in names or "module" in names or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        if beta is not None or learn_beta:
+            raise ValueError(
+                f"{context}: an attention_fn of flax's convention applies its own scale 1/sqrt(D), so beta and"
+                " learn_beta cannot apply with it (leave them unset, or pass a function that takes `scale` like"
+                " jax.nn.dot_product_attention)"
+            )
+        return "flax"
+    if "scale" in names:
+        if learn_beta or (beta is not None and np.ndim(beta) > 0):
+            raise ValueError(
+                f"{context}: an attention_fn that takes `scale` (jax.nn.dot_product_attention's convention) needs"
+                f" one fixed beta, got beta={beta!r}, learn_beta={learn_beta!r}"
+            )
+        if dropout_rate:
+            raise ValueError(
+                f"{context}: dropout_rate={dropout_rate!r} needs an attention_fn of flax's convention (dropout_rng,"
+                " dropout_rate, ...); jax.nn.dot_product_attention's convention has no dropout"
+            )
+        return "jax"
+    raise TypeError(
+        f"{context}: attention_fn must take flax's keywords (mask, dropout_rng, dropout_rate, broadcast_dropout,"
+        " deterministic, dtype, precision, module, is_causal) or jax.nn.dot_product_attention's (mask, scale,"
+        f" is_causal); got {attention_fn!r}"
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Hopfield
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,14 +165,35 @@ class Hopfield(nnx.Module):
     computed by :func:`dammem.attention.hopfield_attention`. With ``separation="softmax"``, one step and the
     default beta it computes exactly what ``nnx.MultiHeadAttention`` computes with the same parameters.
 
+    The drop-in contract: every argument of ``nnx.MultiHeadAttention`` (constructor and call, in its order: the 5th
+    positional is ``num_kv_heads``) is accepted and means the same; parameters have the same names and shapes.
+    The dammem options are keyword-only.
+
     Args:
-      num_heads: number of heads ``H``; ``qkv_features`` must be divisible by it.
+      num_heads: number of query heads ``H``; ``qkv_features`` must be divisible by it.
       in_features: features ``F`` of ``inputs_q``.
       qkv_features: width of the projected query, key and value (default ``in_features``).
       out_features: features of the output (default ``in_features``).
+      num_kv_heads: key/value heads ``H_kv`` dividing ``num_heads`` (default ``num_heads``); fewer is grouped-query
+        attention: query head ``h`` reads key/value head ``h // (H / H_kv)``, and in an update step each query head
+        moves its own state against the keys its group shares.
       in_kv_features: features of ``inputs_k`` and ``inputs_v`` (default ``in_features``).
+      dtype, param_dtype, broadcast_dropout, dropout_rate, deterministic, precision, kernel_init, out_kernel_init,
+        bias_init, out_bias_init, use_bias, decode, normalize_qk, qkv_promote_dtype, out_promote_dtype,
+        ln_promote_dtype, qkv_dot_general, out_dot_general, qkv_dot_general_cls, out_dot_general_cls, keep_rngs,
+        kernel_metadata, out_kernel_metadata, bias_metadata, out_bias_metadata, query_ln_scale_metadata,
+        key_ln_scale_metadata: as in ``nnx.MultiHeadAttention`` (passed to the same ``nnx.LinearGeneral`` /
+        ``nnx.LayerNorm`` submodules; ``precision`` also to every product of the retrieval).
+      attention_fn: None (default): the read-out is :func:`dammem.attention.hopfield_attention`. Otherwise a
+        function that computes the read-out from the state, called on ``(xi, key, value)`` after the
+        ``update_steps - 1`` state updates (which ``hopfield_attention`` computes with softmax): either flax's
+        convention (``nnx.dot_product_attention``'s keywords ``mask, dropout_rng, dropout_rate, broadcast_dropout,
+        deterministic, dtype, precision, module, is_causal``) or ``jax.nn.dot_product_attention``'s (``mask,
+        scale, is_causal``; ``scale`` gets beta, a scalar). The function applies its own separation: only
+        ``separation="softmax"`` is accepted with it, and with flax's convention (its own ``1/sqrt(D)`` scale)
+        the default beta only.
       separation: ``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax"`` (needs ``alpha``) or a callable
-        ``sep(scores, axis=-1, where=mask)``.
+        ``sep(scores, axis=-1, where=mask)`` (its weights on masked keys are dropped and the rest renormalised).
       beta: inverse temperature multiplying the scores, a positive number or one per head; default
         ``1 / sqrt(qkv_features / num_heads)``.
       learn_beta: learn beta per head as ``exp(log_beta)`` (``nnx.Param`` of shape ``(H,)``, initialised at
@@ -123,24 +201,17 @@ class Hopfield(nnx.Module):
       alpha: the alpha of ``separation="entmax"``: a number or one per head in (1, 2] ((1, 2) when learned).
       learn_alpha: learn alpha per head as ``1 + sigmoid(alpha_logit)`` (``nnx.Param`` of shape ``(H,)``,
         initialised at ``alpha``), so it stays in (1, 2]; gaps below 1e-6 are computed as 1e-6.
-      update_steps: number of separations: ``update_steps - 1`` state updates, then the read-out.
+      update_steps: number of separations: ``update_steps - 1`` state updates, then the read-out; None: updates
+        until every query moved by at most ``tol`` (at most ``max_steps``).
       tol: optional; a query whose state moved by at most ``tol`` in an update step keeps it (per head).
+      max_steps: the most state updates with ``update_steps=None``.
+      loop: ``"scan"`` (differentiable: converged queries keep their state for the remaining ``max_steps``) or,
+        with ``update_steps=None``, ``"while"`` (stops when all converged; forward only).
       use_projections: False for pure retrieval: no query/key/value/output projections (and no ``rngs`` needed
         unless dropout is used); inputs of width ``in_features`` are split into heads (width ``in_features / H``),
-        values may have any width divisible by ``H``, and the output has the values' width.
-      dtype: the dtype of the computation (default: inferred from inputs and parameters).
-      param_dtype: the dtype of the parameters.
-      broadcast_dropout: one dropout pattern shared across the batch axes and heads.
-      dropout_rate: dropout on the read-out association weights.
-      deterministic: default of the call's ``deterministic`` (dropout off when True).
-      precision: precision of the projections.
-      kernel_init, out_kernel_init, bias_init, out_bias_init, use_bias: the projections' initialisers and bias, as
-        in ``nnx.MultiHeadAttention``.
-      decode: default of the call's ``decode`` (autoregressive decoding with a key/value cache; see
-        :meth:`init_cache`).
-      normalize_qk: layer-normalise the projected queries and keys (as ``nnx.MultiHeadAttention``).
+        keys into ``num_kv_heads`` heads of that width, values may have any width divisible by ``num_kv_heads``,
+        and the output has ``H / H_kv`` times the values' width.
       rngs: ``nnx.Rngs``; ``params`` initialises the projections, ``dropout`` draws the dropout.
-      keep_rngs: keep a forked ``dropout`` stream for calls without ``rngs`` (when ``dropout_rate > 0``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -164,16 +235,9 @@ class Hopfield(nnx.Module):
         in_features: int,
         qkv_features: int | None = None,
         out_features: int | None = None,
+        num_kv_heads: int | None = None,
         in_kv_features: int | None = None,
         *,
-        separation: str | Callable[..., Array] = "softmax",
-        beta: float | Sequence[float] | None = None,
-        learn_beta: bool = False,
-        alpha: float | Sequence[float] | None = None,
-        learn_alpha: bool = False,
-        update_steps: int = 1,
-        tol: float | None = None,
-        use_projections: bool = True,
         dtype: Dtype | None = None,
         param_dtype: Dtype = jnp.float32,
         broadcast_dropout: bool = True,
@@ -182,13 +246,37 @@ class Hopfield(nnx.Module):
         precision: PrecisionLike = None,
         kernel_init: Initializer = _default_kernel_init,
         out_kernel_init: Initializer | None = None,
-        bias_init: Initializer = nnx.initializers.zeros_init(),
+        bias_init: Initializer = _zeros_init,
         out_bias_init: Initializer | None = None,
         use_bias: bool = True,
+        attention_fn: Callable[..., Array] | None = None,
         decode: bool | None = None,
         normalize_qk: bool = False,
+        qkv_promote_dtype: PromoteDtypeFn = dtypes.promote_dtype,
+        out_promote_dtype: PromoteDtypeFn = dtypes.promote_dtype,
+        ln_promote_dtype: PromoteDtypeFn = dtypes.promote_dtype,
+        qkv_dot_general: DotGeneralT | None = None,
+        out_dot_general: DotGeneralT | None = None,
+        qkv_dot_general_cls: Any = None,
+        out_dot_general_cls: Any = None,
         rngs: nnx.Rngs | None = None,
         keep_rngs: bool = True,
+        kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        out_kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+        out_bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+        query_ln_scale_metadata: Mapping[str, Any] = MappingProxyType({}),
+        key_ln_scale_metadata: Mapping[str, Any] = MappingProxyType({}),
+        separation: str | Callable[..., Array] = "softmax",
+        beta: float | Sequence[float] | None = None,
+        learn_beta: bool = False,
+        alpha: float | Sequence[float] | None = None,
+        learn_alpha: bool = False,
+        update_steps: int | None = 1,
+        tol: float | None = None,
+        max_steps: int = 100,
+        loop: str = "scan",
+        use_projections: bool = True,
     ):
         context = type(self).__name__
         self.num_heads = check_int(num_heads, "num_heads", context, minimum=1)
@@ -199,8 +287,7 @@ class Hopfield(nnx.Module):
             for name, value in widths.items():
                 setattr(self, name, check_int(in_features if value is None else value, name, context, minimum=1))
         else:
-            for name, value in (("qkv_features", qkv_features), ("out_features", out_features),
-                                ("in_kv_features", in_kv_features)):  # fmt: skip
+            for name, value in (("qkv_features", qkv_features), ("out_features", out_features)):
                 if value is not None and value != in_features:
                     raise ValueError(
                         f"{context}: {name}={value!r} needs projections; with use_projections=False the widths are"
@@ -208,18 +295,47 @@ class Hopfield(nnx.Module):
                     )
             if normalize_qk:
                 raise ValueError(f"{context}: normalize_qk=True needs projections (use_projections=True)")
-            self.qkv_features = self.out_features = self.in_kv_features = self.in_features
+            self.qkv_features = self.out_features = self.in_features
         if self.qkv_features % self.num_heads != 0:
             feature = "qkv_features" if use_projections else "in_features"
             raise ValueError(
                 f"{context}: {feature} ({self.qkv_features}) must be divisible by num_heads ({self.num_heads})"
             )
         self.head_dim = self.qkv_features // self.num_heads
+        kv_heads = self.num_heads if num_kv_heads is None else num_kv_heads
+        self.num_kv_heads = check_int(kv_heads, "num_kv_heads", context, minimum=1)
+        if self.num_heads % self.num_kv_heads != 0:
+            raise ValueError(
+                f"{context}: num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})"
+            )
+        if not use_projections:
+            expected = self.num_kv_heads * self.head_dim
+            if in_kv_features is not None and in_kv_features != expected:
+                raise ValueError(
+                    f"{context}: in_kv_features={in_kv_features!r}: with use_projections=False the keys have"
+                    f" num_kv_heads * in_features / num_heads = {expected} features (leave it None)"
+                )
+            self.in_kv_features = expected
         self.separation = separation
         alpha_values = _check_separation(separation, alpha, learn_alpha, self.num_heads, context)
         beta_values = _check_beta(beta, learn_beta, self.num_heads, self.head_dim, context)
-        self.update_steps = check_int(update_steps, "update_steps", context, minimum=1)
+        self.attention_fn = attention_fn
+        self.attention_convention = _check_attention_fn(
+            attention_fn, separation, beta, learn_beta, dropout_rate, context
+        )
+        self.update_steps = (
+            None if update_steps is None else check_int(update_steps, "update_steps", context, minimum=1)
+        )
         self.tol = check_float(tol, "tol", context, allow_zero=True, optional=True)
+        self.max_steps = check_int(max_steps, "max_steps", context, minimum=1)
+        if update_steps is None and tol is None:
+            raise ValueError(f"{context}: update_steps=None (until convergence) needs tol (the largest change allowed)")
+        if loop not in ("scan", "while") or (loop == "while" and update_steps is not None):
+            raise ValueError(
+                f"{context}: loop must be 'scan', or 'while' with update_steps=None, got loop={loop!r} with"
+                f" update_steps={update_steps!r}"
+            )
+        self.loop = loop
         self.dropout_rate = check_float(dropout_rate, "dropout_rate", context, allow_zero=True, below=1.0)
         self.broadcast_dropout = broadcast_dropout
         self.deterministic = deterministic
@@ -231,6 +347,13 @@ class Hopfield(nnx.Module):
         self.use_bias = use_bias
         self.learn_beta = learn_beta
         self.learn_alpha = learn_alpha
+        self.qkv_promote_dtype = qkv_promote_dtype
+        self.out_promote_dtype = out_promote_dtype
+        self.ln_promote_dtype = ln_promote_dtype
+        self.qkv_dot_general = qkv_dot_general
+        self.out_dot_general = out_dot_general
+        self.qkv_dot_general_cls = qkv_dot_general_cls
+        self.out_dot_general_cls = out_dot_general_cls
 
         per_head = functools.partial(jnp.broadcast_to, shape=(self.num_heads,))
         if learn_beta:
@@ -252,23 +375,30 @@ class Hopfield(nnx.Module):
                 raise ValueError(f"{context}: rngs is required to initialise the projections (use_projections=True)")
             linear = functools.partial(
                 nnx.LinearGeneral, dtype=dtype, param_dtype=param_dtype, kernel_init=kernel_init,
-                bias_init=bias_init, use_bias=use_bias, precision=precision, rngs=rngs,
+                bias_init=bias_init, use_bias=use_bias, precision=precision, promote_dtype=qkv_promote_dtype,
+                dot_general=qkv_dot_general, dot_general_cls=qkv_dot_general_cls, kernel_metadata=kernel_metadata,
+                bias_metadata=bias_metadata, rngs=rngs,
             )  # fmt: skip
-            heads = (self.num_heads, self.head_dim)
+            heads, kv_heads = (self.num_heads, self.head_dim), (self.num_kv_heads, self.head_dim)
             self.query = linear(self.in_features, out_features=heads)
-            self.key = linear(self.in_kv_features, out_features=heads)
-            self.value = linear(self.in_kv_features, out_features=heads)
+            self.key = linear(self.in_kv_features, out_features=kv_heads)
+            self.value = linear(self.in_kv_features, out_features=kv_heads)
             if normalize_qk:
                 norm = functools.partial(
-                    nnx.LayerNorm, self.head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-                )
-                self.query_ln, self.key_ln = norm(), norm()
+                    nnx.LayerNorm, self.head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype,
+                    promote_dtype=ln_promote_dtype, rngs=rngs,
+                )  # fmt: skip
+                self.query_ln = norm(scale_metadata=query_ln_scale_metadata)
+                self.key_ln = norm(scale_metadata=key_ln_scale_metadata)
             else:
                 self.query_ln = self.key_ln = nnx.data(None)
             self.out = nnx.LinearGeneral(
                 in_features=heads, out_features=self.out_features, axis=(-2, -1),
                 kernel_init=out_kernel_init or kernel_init, bias_init=out_bias_init or bias_init,
-                use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs,
+                use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, precision=precision,
+                promote_dtype=out_promote_dtype, dot_general=out_dot_general, dot_general_cls=out_dot_general_cls,
+                kernel_metadata=out_kernel_metadata or kernel_metadata,
+                bias_metadata=out_bias_metadata or bias_metadata, rngs=rngs,
             )  # fmt: skip
         else:
             self.query = self.key = self.value = self.out = nnx.data(None)
@@ -286,50 +416,66 @@ class Hopfield(nnx.Module):
     # ------------------------------------------------------------------------------------------------------------
 
     @property
-    def beta(self) -> Float[Array, " H"] | float | tuple[float, ...]:
-        """The inverse temperature: ``exp(log_beta)`` per head when learned, else the fixed value(s)."""
+    def beta(self) -> Float[Array, ""] | Float[Array, " H"]:
+        """The inverse temperature as an array: ``exp(log_beta)`` per head ``(H,)`` when learned, else the fixed
+        value (``()`` or ``(H,)``)."""
         if self.log_beta is not None:
             return jnp.exp(self.log_beta[...])
-        return self.fixed_beta
+        return jnp.asarray(self.fixed_beta)
 
     @property
-    def alpha(self) -> Float[Array, " H"] | float | tuple[float, ...] | None:
-        """The alpha of entmax: ``1 + sigmoid(alpha_logit)`` per head when learned, else the fixed value(s)."""
+    def alpha(self) -> Float[Array, ""] | Float[Array, " H"] | None:
+        """The separation's alpha as an array: ``1 + sigmoid(alpha_logit)`` per head when learned, the fixed value of
+        ``"entmax"``, the alpha a named separation is (softmax 1, 1.5-entmax 1.5, sparsemax 2); None for a callable."""
         if self.alpha_logit is not None:
             return 1.0 + jnp.maximum(jax.nn.sigmoid(self.alpha_logit[...]), _MIN_ALPHA_GAP)
-        return self.fixed_alpha
+        if self.fixed_alpha is not None:
+            return jnp.asarray(self.fixed_alpha)
+        if callable(self.separation):
+            return None
+        return jnp.asarray(SEPARATIONS[self.separation].alpha)
 
-    def _split(self, x: Array, name: str) -> Array:
-        """Pure retrieval: (..., L, F) -> (..., L, H, F / H)."""
-        if x.shape[-1] % self.num_heads != 0:
+    def _alpha_argument(self) -> Array | None:
+        """The alpha that :func:`hopfield_attention` takes (only for a separation that takes one)."""
+        return None if self.alpha_logit is None and self.fixed_alpha is None else self.alpha
+
+    def _split(self, x: Array, name: str, heads: int) -> Array:
+        """Pure retrieval: (..., L, F) -> (..., L, heads, F / heads)."""
+        if x.shape[-1] % heads != 0:
             raise ValueError(
-                f"{type(self).__name__}: {name} has {x.shape[-1]} features, not divisible by num_heads"
-                f" ({self.num_heads})"
+                f"{type(self).__name__}: {name} has {x.shape[-1]} features, not divisible by {heads} heads"
             )
         x = x if self.dtype is None else x.astype(self.dtype)
-        return x.reshape(x.shape[:-1] + (self.num_heads, x.shape[-1] // self.num_heads))
+        return x.reshape(x.shape[:-1] + (heads, x.shape[-1] // heads))
 
-    def _project(self, inputs_q, inputs_k, inputs_v):
+    def _project(self, inputs_q, inputs_k, inputs_v, qkv_sharding):
         context = type(self).__name__
         if inputs_q.shape[-1] != self.in_features:
-            raise ValueError(f"{context}: inputs_q has {inputs_q.shape[-1]} features, expected {self.in_features}")
-        if not self.use_projections:
-            if inputs_k.shape[-1] != self.in_features:
-                raise ValueError(
-                    f"{context}: inputs_k has {inputs_k.shape[-1]} features, expected in_features={self.in_features}"
-                )
-            return tuple(self._split(x, name) for x, name in ((inputs_q, "inputs_q"), (inputs_k, "inputs_k"),
-                                                               (inputs_v, "inputs_v")))  # fmt: skip
-        for name, x in (("inputs_k", inputs_k), ("inputs_v", inputs_v)):
+            raise ValueError(
+                f"{context}: inputs_q has {inputs_q.shape[-1]} features, expected in_features={self.in_features}"
+            )
+        for name, x in (("inputs_k", inputs_k),) + ((("inputs_v", inputs_v),) if self.use_projections else ()):
             if x.shape[-1] != self.in_kv_features:
-                raise ValueError(f"{context}: {name} has {x.shape[-1]} features, expected {self.in_kv_features}")
-        query, key, value = self.query(inputs_q), self.key(inputs_k), self.value(inputs_v)
+                raise ValueError(
+                    f"{context}: {name} has {x.shape[-1]} features, expected in_kv_features={self.in_kv_features}"
+                )
+        if not self.use_projections:
+            if qkv_sharding is not None:
+                raise ValueError(f"{context}: qkv_sharding needs projections (use_projections=True)")
+            return (
+                self._split(inputs_q, "inputs_q", self.num_heads),
+                self._split(inputs_k, "inputs_k", self.num_kv_heads),
+                self._split(inputs_v, "inputs_v", self.num_kv_heads),
+            )
+        query = self.query(inputs_q, out_sharding=qkv_sharding)
+        key = self.key(inputs_k, out_sharding=qkv_sharding)
+        value = self.value(inputs_v, out_sharding=qkv_sharding)
         if self.normalize_qk:
             query, key = self.query_ln(query), self.key_ln(key)
         return query, key, value
 
-    def _decode_step(self, key, value, mask):
-        """Write this step's key and value into the cache; the query attends to the filled positions only."""
+    def _decode_step(self, key, value):
+        """Write this step's key and value into the cache; return the cache and the mask of its filled positions."""
         if self.cached_key is None or self.cached_value is None or self.cache_index is None:
             raise ValueError(f"{type(self).__name__}: autoregressive cache not initialised, call init_cache first")
         *batch, max_length, heads, width = self.cached_key.shape
@@ -347,8 +493,28 @@ class Hopfield(nnx.Module):
         self.cached_key[...] = key
         self.cached_value[...] = value
         self.cache_index[...] = index + 1
-        filled = jnp.broadcast_to(jnp.arange(max_length) <= index, (*batch, 1, 1, max_length))
-        return key, value, filled if mask is None else jnp.logical_and(mask, filled)
+        return key, value, jnp.broadcast_to(jnp.arange(max_length) <= index, (*batch, 1, 1, max_length))
+
+    def _check_inputs(self, inputs_q, inputs_k, inputs_v) -> None:
+        """Rank and batch axes of the three inputs, named in the messages."""
+        context = type(self).__name__
+        for name, x in (("inputs_q", inputs_q), ("inputs_k", inputs_k), ("inputs_v", inputs_v)):
+            if x.ndim < 2:
+                raise ValueError(
+                    f"{context}: {name} must have shape (batch..., length, features), got {tuple(x.shape)}"
+                )
+        if inputs_k.shape[-2] != inputs_v.shape[-2]:
+            raise ValueError(
+                f"{context}: inputs_k of shape {tuple(inputs_k.shape)} and inputs_v of shape {tuple(inputs_v.shape)}"
+                " must have the same length (axis -2)"
+            )
+        try:
+            np.broadcast_shapes(inputs_q.shape[:-2], inputs_k.shape[:-2], inputs_v.shape[:-2])
+        except ValueError:
+            raise ValueError(
+                f"{context}: the batch axes of inputs_q {tuple(inputs_q.shape)}, inputs_k {tuple(inputs_k.shape)} and"
+                f" inputs_v {tuple(inputs_v.shape)} do not broadcast"
+            ) from None
 
     def __call__(
         self,
@@ -362,6 +528,8 @@ class Hopfield(nnx.Module):
         sow_weights: bool = False,
         decode: bool | None = None,
         is_causal: bool = False,
+        out_sharding: Any = None,
+        qkv_sharding: Any = None,
     ) -> Float[Array, "*batch Q F_out"]:
         """Retrieve for every query position from the key/value positions (self-attention when both are None).
 
@@ -375,11 +543,15 @@ class Hopfield(nnx.Module):
           rngs: a dropout stream (overrides the kept one).
           sow_weights: sow the read-out association weights ``(..., H, Q, S)`` as ``nnx.Intermediate``
             ``"attention_weights"``.
-          decode: one position per call against the cache of :meth:`init_cache` (overrides the constructor's).
-          is_causal: add a causal mask (position ``i`` attends to positions ``<= i``).
+          decode: one position per call against the cache of :meth:`init_cache` (overrides the constructor's); the
+            query sees the filled cache positions that ``mask`` (broadcastable to ``(..., H, 1, max_length)``) also
+            lets it see.
+          is_causal: position ``i`` attends to positions ``<= i`` only, on top of ``mask`` (both hold).
+          out_sharding: the output projection's ``out_sharding`` (as ``nnx.MultiHeadAttention``).
+          qkv_sharding: the query/key/value projections' ``out_sharding``.
 
         Returns:
-          ``(..., Q, out_features)``; without projections ``(..., Q, width of inputs_v)``.
+          ``(..., Q, out_features)``; without projections ``(..., Q, H / H_kv * width of inputs_v)``.
         """
         context = type(self).__name__
         if inputs_k is None:
@@ -392,21 +564,22 @@ class Hopfield(nnx.Module):
         if inputs_v is None:
             inputs_v = inputs_k
         inputs_q, inputs_k, inputs_v = (jnp.asarray(x) for x in (inputs_q, inputs_k, inputs_v))
-        query, key, value = self._project(inputs_q, inputs_k, inputs_v)
+        self._check_inputs(inputs_q, inputs_k, inputs_v)
+        query, key, value = self._project(inputs_q, inputs_k, inputs_v, qkv_sharding)
         decode = self.decode if decode is None else decode
+        cache_mask = None
         if decode:
             if is_causal:
                 raise ValueError(f"{context}: is_causal has no meaning with decode=True (the cache is causal)")
-            key, value, cache_mask = self._decode_step(key, value, None)
+            key, value, cache_mask = self._decode_step(key, value)
         batch = np.broadcast_shapes(query.shape[:-3], key.shape[:-3], value.shape[:-3])
         shape = (*batch, self.num_heads, query.shape[-3], key.shape[-3])
         target = "the attention weights' shape (batch..., num_heads, q_length, kv_length) ="
         mask = check_mask(mask, shape, context, target=target, nonzero=True)  # nonzero entries attend (flax's masks)
-        if decode:
-            mask = cache_mask if mask is None else jnp.logical_and(mask, cache_mask)
-        if is_causal:
-            causal = jnp.tril(jnp.ones(shape[-2:], jnp.bool_))
-            mask = causal if mask is None else jnp.logical_and(mask, causal)
+        caller_mask = mask
+        for extra in (cache_mask, jnp.tril(jnp.ones(shape[-2:], jnp.bool_)) if is_causal else None):
+            if extra is not None:
+                mask = extra if mask is None else jnp.logical_and(mask, extra)
 
         dropout_rate, dropout_key = 0.0, None
         if self.dropout_rate > 0:
@@ -421,17 +594,46 @@ class Hopfield(nnx.Module):
                     raise ValueError(f"{context}: dropout needs rngs in the call (constructed with keep_rngs=False)")
                 dropout_rate, dropout_key = self.dropout_rate, stream()
 
-        result = hopfield_attention(
-            query, key, value, beta=self.beta, separation=self.separation, alpha=self.alpha, mask=mask,
-            update_steps=self.update_steps, tol=self.tol, dropout_rate=dropout_rate, dropout_key=dropout_key,
-            broadcast_dropout=self.broadcast_dropout, return_weights=sow_weights,
+        retrieve = functools.partial(
+            hopfield_attention, beta=self.beta, separation=self.separation, alpha=self._alpha_argument(),
+            mask=mask, tol=self.tol, max_steps=self.max_steps, loop=self.loop, precision=self.precision,
         )  # fmt: skip
-        if sow_weights:
-            result, weights = result
-            self.sow(nnx.Intermediate, "attention_weights", weights)
+        if self.attention_fn is None:
+            result = retrieve(
+                query, key, value, update_steps=self.update_steps, dropout_rate=dropout_rate,
+                dropout_key=dropout_key, broadcast_dropout=self.broadcast_dropout, return_weights=sow_weights,
+            )  # fmt: skip
+            if sow_weights:
+                result, weights = result
+                self.sow(nnx.Intermediate, "attention_weights", weights)
+        else:
+            state = query
+            if self.update_steps != 1:  # the state after the updates: a read-out of the keys themselves
+                steps = None if self.update_steps is None else self.update_steps - 1
+                state = retrieve(query, key, key, update_steps=steps).astype(query.dtype)
+            if decode:  # the caller's attention_fn gets the cache mask (flax's decode), the causal flag as passed
+                caller_mask = cache_mask if caller_mask is None else jnp.logical_and(caller_mask, cache_mask)
+            result = self._attention_fn(
+                state, key, value, caller_mask, is_causal, sow_weights, deterministic, dropout_rate, dropout_key
+            )
         if not self.use_projections:
             return result.reshape(result.shape[:-2] + (-1,))
-        return self.out(result)
+        return self.out(result, out_sharding=out_sharding)
+
+    def _attention_fn(self, state, key, value, mask, is_causal, sow_weights, deterministic, rate, dropout_key):
+        """The caller's ``attention_fn`` as the read-out, in its convention."""
+        if self.attention_convention == "flax":
+            return self.attention_fn(
+                state, key, value, mask=mask, dropout_rng=dropout_key, dropout_rate=self.dropout_rate,
+                broadcast_dropout=self.broadcast_dropout, deterministic=rate == 0.0, dtype=self.dtype,
+                precision=self.precision, module=self if sow_weights else None, is_causal=is_causal,
+            )  # fmt: skip
+        if sow_weights:
+            raise ValueError(
+                f"{type(self).__name__}: sow_weights=True needs an attention_fn of flax's convention (a `module`"
+                " argument) or attention_fn=None"
+            )
+        return self.attention_fn(state, key, value, mask=mask, scale=self.fixed_beta, is_causal=is_causal)
 
     def init_cache(self, input_shape: Shape, dtype: Dtype = jnp.float32) -> None:
         """Set up an empty key/value cache for decoding one position per call.
@@ -440,7 +642,7 @@ class Hopfield(nnx.Module):
           input_shape: ``(batch..., max_length, features)``, the shape of the whole sequence to decode.
           dtype: the cache's dtype.
         """
-        shape = (*input_shape[:-1], self.num_heads, self.head_dim)
+        shape = (*input_shape[:-1], self.num_kv_heads, self.head_dim)
         self.cached_key = nnx.Cache(jnp.zeros(shape, dtype))
         self.cached_value = nnx.Cache(jnp.zeros(shape, dtype))
         self.cache_index = nnx.Cache(jnp.array(0, dtype=jnp.int32))
@@ -450,26 +652,57 @@ class Hopfield(nnx.Module):
 # Pooling and lookup
 # ----------------------------------------------------------------------------------------------------------------
 
+_normal_init = nnx.initializers.normal(1.0)
 
-def _hopfield_kwargs(context: str, kwargs: dict) -> dict:
-    for name in ("decode",):
-        if name in kwargs:
-            raise TypeError(f"{context}: {name} is not an option of this layer")
-    return kwargs
+
+@contextlib.contextmanager
+def _named(context: str, renames: dict[str, str]) -> Iterator[None]:
+    """Re-raise the inner :class:`Hopfield`'s errors under the caller's class and argument names."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        if not message.startswith("Hopfield: "):
+            raise
+        message = f"{context}: " + message[len("Hopfield: ") :]
+        for inner, outer in renames.items():
+            message = re.sub(rf"\b{inner}\b", outer, message)
+        raise type(err)(message) from None
+
+
+def _check_inputs(inputs: ArrayLike, features: int, context: str) -> Array:
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim < 2:
+        raise ValueError(f"{context}: inputs must have shape (batch..., length, features), got {tuple(inputs.shape)}")
+    if inputs.shape[-1] != features:
+        raise ValueError(f"{context}: inputs has {inputs.shape[-1]} features, expected {features}")
+    return inputs
+
+
+def _hopfield(context: str, num_heads: int, in_features: int, rngs: nnx.Rngs, kwargs: dict) -> Hopfield:
+    if "decode" in kwargs:
+        raise TypeError(f"{context}: decode is not an option of this layer")
+    with _named(context, {}):
+        return Hopfield(num_heads, in_features, rngs=rngs, **kwargs)
+
+
+def _variable(trainable: bool):
+    return nnx.Param if trainable else MemoryState
 
 
 class HopfieldPooling(nnx.Module):
     """Pool a set with learned queries: ``P`` learned query patterns retrieve from the ``S`` inputs.
 
     ``out_p = W_O V^T Sep(beta K xi_p)`` with ``xi_p`` starting at ``W_Q q_p`` for the learned queries ``q_p``
-    (``nnx.Param`` ``queries`` of shape ``(P, in_features)``) and ``K, V`` the projected inputs; the Hopfield pooling
-    of Ramsauer et al. (2021). All options of :class:`Hopfield` apply (except ``decode``).
+    (``queries`` of shape ``(P, in_features)``) and ``K, V`` the projected inputs; the Hopfield pooling of Ramsauer
+    et al. (2021). All options of :class:`Hopfield` apply (except ``decode``).
 
     Args:
       num_heads: heads ``H``.
-      in_features: features ``F`` of the inputs.
+      in_features: features ``F`` of the learned queries (and of the inputs unless ``in_kv_features`` is given).
       num_queries: number of learned queries ``P``.
       query_init: initialiser of the learned queries (default: standard normal).
+      trainable: the queries are an ``nnx.Param`` (True) or fixed :class:`dammem.nn.MemoryState` (False).
       rngs: ``nnx.Rngs`` (``params`` draws the queries and the projections).
       **kwargs: the options of :class:`Hopfield` (``qkv_features``, ``out_features``, ``separation``, ``beta``,
         ``learn_beta``, ``alpha``, ``learn_alpha``, ``update_steps``, ``tol``, ``use_projections``, ...).
@@ -488,15 +721,27 @@ class HopfieldPooling(nnx.Module):
         in_features: int,
         num_queries: int = 1,
         *,
-        query_init: Initializer = nnx.initializers.normal(1.0),
+        query_init: Initializer = _normal_init,
+        trainable: bool = True,
         rngs: nnx.Rngs,
         **kwargs,
     ):
         context = type(self).__name__
         self.num_queries = check_int(num_queries, "num_queries", context, minimum=1)
-        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(context, kwargs))
+        self.trainable = check_bool(trainable, "trainable", context)
+        self.hopfield = _hopfield(context, num_heads, in_features, rngs, kwargs)
         dtype = kwargs.get("param_dtype", jnp.float32)
-        self.queries = nnx.Param(query_init(rngs.params(), (self.num_queries, in_features), dtype))
+        self.queries = _variable(trainable)(query_init(rngs.params(), (self.num_queries, in_features), dtype))
+
+    @property
+    def beta(self) -> Array:
+        """The inner layer's beta (an array)."""
+        return self.hopfield.beta
+
+    @property
+    def alpha(self) -> Array | None:
+        """The inner layer's alpha (an array; None for a callable separation)."""
+        return self.hopfield.alpha
 
     def __call__(
         self,
@@ -509,19 +754,22 @@ class HopfieldPooling(nnx.Module):
     ) -> Float[Array, "*batch P F_out"]:
         """Pool ``inputs`` ``(..., S, F)`` into ``(..., P, out_features)``; ``mask`` broadcastable to
         ``(..., H, P, S)`` (e.g. ``(..., 1, 1, S)`` for padding), True = attend."""
-        return self.hopfield(
-            self.queries[...], inputs, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
-        )
+        context = type(self).__name__
+        inputs = _check_inputs(inputs, self.hopfield.in_kv_features, context)
+        with _named(context, {"inputs_k": "inputs", "inputs_v": "inputs", "inputs_q": "queries"}):
+            return self.hopfield(
+                self.queries[...], inputs, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
+            )
 
 
 class HopfieldLayer(nnx.Module):
     """A learned lookup: the input is the query; ``M`` learned stored patterns are the keys and the values (or
     separate learned targets are the values).
 
-    ``out = W_O V^T Sep(beta K xi)`` with ``K = W_K Xi`` for the learned patterns ``Xi`` (``nnx.Param``
-    ``patterns`` of shape ``(M, in_features)``), ``V = W_V Xi`` or ``W_V Y`` for learned targets ``Y`` (``nnx.Param``
-    ``targets``, same shape) and ``xi`` starting at ``W_Q x`` (Ramsauer et al. (2021), the Hopfield lookup layer).
-    All options of :class:`Hopfield` apply (except ``decode``).
+    ``out = W_O V^T Sep(beta K xi)`` with ``K = W_K Xi`` for the learned patterns ``Xi`` (``patterns`` of shape
+    ``(M, in_features)``), ``V = W_V Xi`` or ``W_V Y`` for learned targets ``Y`` (``targets``, same shape) and
+    ``xi`` starting at ``W_Q x`` (Ramsauer et al. (2021), the Hopfield lookup layer). All options of
+    :class:`Hopfield` apply (except ``decode``).
 
     Args:
       num_heads: heads ``H``.
@@ -529,6 +777,7 @@ class HopfieldLayer(nnx.Module):
       num_patterns: number of learned stored patterns ``M``.
       separate_targets: learn separate values (targets) instead of reading out the stored patterns themselves.
       pattern_init: initialiser of the patterns and targets (default: standard normal).
+      trainable: the patterns and targets are ``nnx.Param`` (True) or fixed :class:`dammem.nn.MemoryState` (False).
       rngs: ``nnx.Rngs``.
       **kwargs: the options of :class:`Hopfield`.
 
@@ -549,18 +798,31 @@ class HopfieldLayer(nnx.Module):
         num_patterns: int,
         *,
         separate_targets: bool = False,
-        pattern_init: Initializer = nnx.initializers.normal(1.0),
+        pattern_init: Initializer = _normal_init,
+        trainable: bool = True,
         rngs: nnx.Rngs,
         **kwargs,
     ):
         context = type(self).__name__
         self.num_patterns = check_int(num_patterns, "num_patterns", context, minimum=1)
         check_bool(separate_targets, "separate_targets", context)
-        self.hopfield = Hopfield(num_heads, in_features, rngs=rngs, **_hopfield_kwargs(context, kwargs))
+        self.trainable = check_bool(trainable, "trainable", context)
+        self.hopfield = _hopfield(context, num_heads, in_features, rngs, kwargs)
         dtype = kwargs.get("param_dtype", jnp.float32)
         shape = (self.num_patterns, in_features)
-        self.patterns = nnx.Param(pattern_init(rngs.params(), shape, dtype))
-        self.targets = nnx.Param(pattern_init(rngs.params(), shape, dtype)) if separate_targets else nnx.data(None)
+        variable = _variable(trainable)
+        self.patterns = variable(pattern_init(rngs.params(), shape, dtype))
+        self.targets = variable(pattern_init(rngs.params(), shape, dtype)) if separate_targets else nnx.data(None)
+
+    @property
+    def beta(self) -> Array:
+        """The inner layer's beta (an array)."""
+        return self.hopfield.beta
+
+    @property
+    def alpha(self) -> Array | None:
+        """The inner layer's alpha (an array; None for a callable separation)."""
+        return self.hopfield.alpha
 
     def __call__(
         self,
@@ -572,8 +834,11 @@ class HopfieldLayer(nnx.Module):
         sow_weights: bool = False,
     ) -> Float[Array, "*batch Q F_out"]:
         """Look ``inputs`` ``(..., Q, F)`` up in the stored patterns; ``mask`` broadcastable to ``(..., H, Q, M)``."""
+        context = type(self).__name__
+        inputs = _check_inputs(inputs, self.hopfield.in_features, context)
         patterns = self.patterns[...]
         values = patterns if self.targets is None else self.targets[...]
-        return self.hopfield(
-            inputs, patterns, values, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
-        )
+        with _named(context, {"inputs_q": "inputs", "inputs_k": "patterns", "inputs_v": "targets"}):
+            return self.hopfield(
+                inputs, patterns, values, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
+            )

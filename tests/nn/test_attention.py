@@ -309,7 +309,7 @@ def test_errors_name_the_argument():
                                          r"weights' shape \(batch\.\.\., num_heads, q_length, kv_length\) = "
                                          r"\(2, 2, 5, 5\)"):  # fmt: skip
         layer(x, mask=jnp.ones((5, 4), bool))
-    with pytest.raises(ValueError, match="Hopfield: inputs_q has 7 features, expected 8"):
+    with pytest.raises(ValueError, match="Hopfield: inputs_q has 7 features, expected in_features=8"):
         layer(x[..., :7])
     with pytest.raises(ValueError, match="Hopfield: inputs_k cannot be None when inputs_v is given"):
         layer(x, None, x)
