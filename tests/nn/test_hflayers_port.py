@@ -135,3 +135,25 @@ def test_the_reference_follows_the_documented_equations():
     weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
     np.testing.assert_allclose(xi[:, 0], weights, rtol=1e-12)
     np.testing.assert_allclose(out, weights[..., :S] @ PROJECTION, rtol=1e-12)
+
+
+def test_a_static_configuration_until_convergence_ports_to_hopfield_attention():
+    """hflayers ``Hopfield(stored/state/pattern_projection_as_static=True, disable_out_projection=True,
+    normalize_*_affine=False, add_zero_association=True, update_steps_max=None)`` (plain retrieval, beta 1) is, today,
+    a non-affine LayerNorm of each input, a zero stored pattern appended to the keys and values, and
+    ``hopfield_attention(update_steps=None, tol=...)``: both iterate to the same fixed point."""
+    from dammem.attention import hopfield_attention
+
+    static = HflayersParams(num_heads=1, norm_stored="plain", norm_state="plain", norm_projection="plain")
+    state = 2.0 * STATE  # a scale at which the update takes several associations to converge
+    want, _, associations = hopfield_forward(static, STORED, state, PROJECTION, add_zero_association=True,
+                                             update_steps_max=None, update_steps_eps=1e-7)  # fmt: skip
+    assert associations >= 3
+    norm = nnx.LayerNorm(E, use_scale=False, use_bias=False, epsilon=1e-5, rngs=nnx.Rngs(0))
+    zero = jnp.zeros((N, 1, E))
+    keys = jnp.concatenate([norm(_f32(STORED)), zero], axis=1)[:, :, None]  # (N, S + 1, 1 head, E)
+    values = jnp.concatenate([norm(_f32(PROJECTION)), zero], axis=1)[:, :, None]
+    got = hopfield_attention(norm(_f32(state))[:, :, None], keys, values, beta=1.0, update_steps=None, tol=1e-7)
+    np.testing.assert_allclose(np.asarray(got[:, :, 0]), want, atol=1e-4)
+    one_step = hopfield_attention(norm(_f32(state))[:, :, None], keys, values, beta=1.0)
+    assert np.abs(np.asarray(one_step[:, :, 0]) - want).max() > 1e-3  # the iteration matters here
