@@ -207,3 +207,53 @@ def test_mutable_report_without_the_baselines_claims_nothing(tmp_path):
 def test_bad_configs(module, mapping, match):
     with pytest.raises(ConfigError, match=match):
         config_from_mapping(module.Config, mapping)
+
+
+def test_ratio_interval_and_capacity_verdict_by_value():
+    rng = np.random.default_rng(1)
+    caps, ref = rng.uniform(5, 10, 40), rng.uniform(8, 12, 40)
+    ref[:3] = 0.0  # resamples whose reference capacity is 0 are left out
+    lo, hi = krop_capacity.ratio_interval(caps, ref)
+    kept = sorted(c / r for c, r in zip(caps[3:], ref[3:]))
+    assert lo == pytest.approx(np.percentile(kept, 16)) and hi == pytest.approx(np.percentile(kept, 84))
+    assert all(np.isnan(krop_capacity.ratio_interval([1.0], [0.0])))
+    rep = report_module(krop_capacity)
+    config = krop_capacity.Config(kinds=("gaussian", "krop", "krop_signed"), dims=(256, 512, 1024))
+
+    def results(krop, krop_hi):
+        return {
+            "dims": [256, 512, 1024],
+            "capacity_over_gaussian": {"gaussian": [1.0] * 3, "krop": krop, "krop_signed": [1.0, 1.1, 0.9]},
+            "capacity_over_gaussian_interval": {"gaussian": [[1, 1]] * 3, "krop": [[r - 0.05, h] for r, h in
+                                                zip(krop, krop_hi)], "krop_signed": [[0.9, 1.1]] * 3},
+        }  # fmt: skip
+
+    (half,) = rep.reproduces(config, results([0.45, 0.5, 0.55], [0.5, 0.55, 0.6]))
+    assert half["verdict"] == "quantitative" and "0.45 to 0.55 (median 0.50)" in half["evidence"]
+    assert "below it (68% interval under 1) at 3 of 3 N" in half["evidence"] and "0.90 to 1.10" in half["evidence"]
+    (ours,) = rep.reproduces(config, results([0.71, 0.8, 0.88], [0.8, 1.02, 0.95]))
+    assert ours["verdict"] == "qualitative" and "median 0.80" in ours["evidence"]
+    assert "at 2 of 3 N" in ours["evidence"] and "not the about one half" in ours["evidence"]
+    (none,) = rep.reproduces(config, results([1.0, 1.0, 1.0], [1.1, 1.1, 1.1]))
+    assert none["verdict"] == "not"
+
+
+def test_mutable_verdict_by_value():
+    rep = report_module(krop_mutable)
+    config = krop_mutable.Config(items=(8,), dims=(256, 512), curves=("8x256",), codebooks=("krop",))
+
+    def summary(cleanup_min, cleanup_mean, none_mean):
+        per = {"cleanup": {"min": cleanup_min, "mean": cleanup_mean}, "none": {"mean": none_mean},
+               "sign": {"mean": 0.2}, "raw": {"mean": 0.1}}  # fmt: skip
+        return per
+
+    res = {"summary": {"krop": {"8x256": summary(1.0, 1.0, 0.7), "8x512": summary(0.98, 0.99, 0.8)}},
+           "cleanup_meets_target": {"krop": {"8x256": True, "8x512": False}}}  # fmt: skip
+    (v,) = rep.reproduces(config, res)
+    assert v["verdict"] == "qualitative"  # beats every rule everywhere, misses the target in one setting
+    assert "in 1 of 2 settings (lowest rate 0.980)" in v["evidence"] and "in 2 of 2." in v["evidence"]
+    res["cleanup_meets_target"]["krop"]["8x512"] = True
+    assert rep.reproduces(config, res)[0]["verdict"] == "quantitative"
+    res["summary"]["krop"]["8x512"]["none"]["mean"] = 1.0
+    res["cleanup_meets_target"]["krop"]["8x512"] = False
+    assert rep.reproduces(config, res)[0]["verdict"] == "not"

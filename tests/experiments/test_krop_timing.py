@@ -129,3 +129,64 @@ def test_the_check_can_fail(monkeypatch, tmp_path):
 def test_bad_configs(mapping, match):
     with pytest.raises(ConfigError, match=match):
         config_from_mapping(krop_timing.Config, mapping)
+
+
+def _synthetic(sizes, batches, overhead=0.05):
+    """Timing results where each method's median is an exact law plus a constant call overhead (ms)."""
+    n = np.asarray(sizes, dtype=float)
+    laws = {"krop": 1e-6 * n * np.log2(n), "dense": 1e-7 * n**2}
+    times = {m: {str(b): (overhead + b * law).tolist() for b in batches} for m, law in laws.items()}
+    low = {m: {b: [0.9 * t for t in ts] for b, ts in per.items()} for m, per in times.items()}
+    high = {m: {b: [1.1 * t for t in ts] for b, ts in per.items()} for m, per in times.items()}
+    speed = {"krop": {str(b): [d / k for d, k in zip(times["dense"][str(b)], times["krop"][str(b)])] for b in batches}}
+    return {
+        "sizes": list(sizes), "batches": list(batches), "time_ms": times, "min_time_ms": low, "max_time_ms": high,
+        "dense_build_ms": [1e-6 * s**2 for s in sizes], "storage": {m: [1] * len(sizes) for m in laws},
+        "speedup_over_dense": speed, "matches_dense_argmax": {"krop": [True] * len(sizes)}, "backend": "cpu",
+        "machine": {"cpu_model": "x", "cpu_count": 2, "load_average": None, "load_average_after": None,
+                    "malloc_env": {}},
+    }  # fmt: skip
+
+
+def test_report_helpers_guides_and_speedups_by_value(tmp_path):
+    """Overhead floor, work-dominated points, fitted guides, slopes, median speedups and the verdict, against values
+    computed here from the synthetic laws."""
+    rep = report_module(krop_timing)
+    sizes, batches = [2**k for k in range(4, 13)], [1, 256]
+    res = _synthetic(sizes, batches)
+    floor = min(t for per in res["time_ms"].values() for ts in per.values() for t in ts)
+    assert rep.overhead_ms(res) == pytest.approx(floor) and floor == pytest.approx(
+        0.05 + 1e-7 * 16**2
+    )  # dense, N = 16, batch 1
+    mask = rep.work_dominated(res["time_ms"]["krop"]["256"], floor)
+    expected = [t >= rep.WORK_FACTOR * floor for t in res["time_ms"]["krop"]["256"]]
+    assert mask.tolist() == expected and 0 < sum(expected) < len(sizes)
+    # the guide through exact laws recovers the constant; through points with an offset it is their geometric mean
+    n = np.asarray(sizes, float)
+    assert rep.fit_guide(sizes, 3e-4 * n * np.log2(n), "nlogn") == pytest.approx(3e-4, rel=1e-12)
+    assert rep.fit_guide(sizes, 2e-6 * n**2, "n2") == pytest.approx(2e-6, rel=1e-12)
+    t = [1.0, 8.0, 16.0]  # time / N^2 = 0.25, 0.5, 0.25: the geometric mean, not the median or the mean
+    assert rep.fit_guide([2, 4, 8], t, "n2") == pytest.approx((0.25 * 0.5 * 0.25) ** (1 / 3), rel=1e-12)
+    assert rep.fit_guide([], [], "n2") is None
+    assert rep.loglog_slope(sizes, 5.0 * n**1.5) == pytest.approx(1.5, rel=1e-10)
+    assert rep.loglog_slope([8], [1.0]) is None
+    body = rep.report(krop_timing.Config(sizes=tuple(sizes), batches=tuple(batches), methods=("krop", "dense")), res,
+                      tmp_path, figures=False)  # fmt: skip
+    assert not list(tmp_path.glob("*.png"))
+    # the headline speedup at batch 256 is the median over the sizes where both times are work-dominated
+    both = rep.work_dominated(res["time_ms"]["dense"]["256"], floor) & mask
+    ratios = [r for r, ok in zip(res["speedup_over_dense"]["krop"]["256"], both) if ok]
+    assert f"dense / krop time is {np.median(ratios):.3g} (median over the {len(ratios)} work-dominated" in body
+    assert f"from {min(ratios):.3g} to {max(ratios):.3g})" in body
+    # batch 1: every time is within 10x of the floor here, so it says the times measure the call overhead
+    assert "- krop, batch 1: at no N are both its and the dense clean-up's times at least 10x" in body
+    wn = [s for s, ok in zip(sizes, mask) if ok]
+    slope = np.polyfit(np.log(wn), np.log([t for t, ok in zip(res["time_ms"]["krop"]["256"], mask) if ok]), 1)[0]
+    assert f"- krop, batch 256: over the {len(wn)} work-dominated N = {wn[0]}..{wn[-1]} the time grows like " \
+           f"N^{slope:.2f}" in body  # fmt: skip
+    assert body.count("*") >= sum(1 for ts in res["time_ms"]["krop"]["1"] if ts < 10 * floor)
+    (verdict,) = rep.reproduces(krop_timing.Config(), res)
+    dense_slope = rep.loglog_slope(*rep._work_points(res, "dense", 256, floor))
+    fits = 0.8 <= slope <= 1.4 and dense_slope is not None and 1.6 <= dense_slope <= 2.4
+    assert verdict["verdict"] == ("quantitative" if fits else "qualitative")
+    assert f"krop N^{slope:.2f}" in verdict["evidence"]
