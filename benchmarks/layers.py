@@ -11,7 +11,9 @@ every parameter of the layer (query, key, value and output projections with bias
 
 * dammem: ``Hopfield(H, F, separation=...)`` split into graph and parameters (``nnx.split``) and
   ``jax.jit(jax.value_and_grad(loss))`` over the parameters, compiled ahead of time (compile time reported apart);
-  softmax, sparsemax and 1.5-entmax (the sparse ones have no PyTorch peer here).
+  softmax, sparsemax and 1.5-entmax (the sparse ones have no PyTorch peer here), and softmax with grouped-query
+  attention, ``num_kv_heads=K`` (``--kv-heads``, default ``H / 4``: K key/value heads shared by groups of
+  ``H / K`` query heads; ``torch.nn.MultiheadAttention`` has no grouped form, so its ratio compares unlike layers).
 * PyTorch: ``nn.MultiheadAttention(F, H, batch_first=True)`` called with ``need_weights=False``, then
   ``torch.autograd.grad`` of the same loss in all its parameters, with ``torch.set_num_threads(os.cpu_count())``.
 
@@ -47,8 +49,9 @@ TARGET = "Hopfield(softmax) >= torch.nn.MultiheadAttention (median ratio >= 1.0)
 CHECK_ATOL = 1e-4
 
 
-def method_name(separation: str) -> str:
-    return f"dammem.Hopfield({separation})"
+def method_name(separation: str, kv_heads: int | None = None) -> str:
+    grouped = "" if kv_heads is None else f", num_kv_heads={kv_heads}"
+    return f"dammem.Hopfield({separation}{grouped})"
 
 
 def make_input(batch: int, length: int, width: int, seed: int) -> np.ndarray:
@@ -67,10 +70,14 @@ def hopfield_step(model: Hopfield):
     return jax.jit(jax.value_and_grad(loss)), params
 
 
-def prepare_dammem(separation: str, x: np.ndarray, heads: int, seed: int, model: Hopfield | None = None):
-    """``(call, compile seconds, (loss, grads))`` for one forward + backward of a ``Hopfield`` layer."""
+def prepare_dammem(
+    separation: str, x: np.ndarray, heads: int, seed: int, model: Hopfield | None = None, kv_heads: int | None = None
+):
+    """``(call, compile seconds, (loss, grads))`` for one forward + backward of a ``Hopfield`` layer (``kv_heads``:
+    grouped-query attention with that many key/value heads)."""
     width = x.shape[-1]
-    model = model if model is not None else Hopfield(heads, width, separation=separation, rngs=nnx.Rngs(seed))
+    if model is None:
+        model = Hopfield(heads, width, num_kv_heads=kv_heads, separation=separation, rngs=nnx.Rngs(seed))
     step, params = hopfield_step(model)
     xj = jnp.asarray(x)
     t0 = time.perf_counter()
@@ -153,16 +160,19 @@ def check_same(torch, x: np.ndarray, heads: int, seed: int) -> dict:
 
 
 def run(
-    batch: int, length: int, width: int, heads: int, seed: int, *, repeats: int, rounds: int, warmup: int, torch
-) -> dict:
-    """Time every method; returns ``{"results": {method: {...}}, "check": ... or None}``."""
+    batch: int, length: int, width: int, heads: int, seed: int, *, repeats: int, rounds: int, warmup: int, torch,
+    kv_heads: int | None = None,
+) -> dict:  # fmt: skip
+    """Time every method (and the grouped-query softmax layer with ``kv_heads`` key/value heads unless None);
+    returns ``{"results": {method: {...}}, "check": ... or None}``."""
     x = make_input(batch, length, width, seed)
     res: dict[str, dict] = {}
     jax_calls, torch_calls = {}, {}
-    for separation in SEPARATIONS:
-        name = method_name(separation)
-        jax_calls[name], compile_s, _ = prepare_dammem(separation, x, heads, seed)
-        res[name] = {"compile_s": compile_s, "separation": separation}
+    rows = [(separation, None) for separation in SEPARATIONS] + ([("softmax", kv_heads)] if kv_heads else [])
+    for separation, kv in rows:
+        name = method_name(separation, kv)
+        jax_calls[name], compile_s, _ = prepare_dammem(separation, x, heads, seed, kv_heads=kv)
+        res[name] = {"compile_s": compile_s, "separation": separation, "num_kv_heads": kv or heads}
     check = None
     if torch is not None:
         check = check_same(torch, x, heads, seed)
@@ -180,7 +190,7 @@ def run(
 
 
 def print_table(record: dict) -> None:
-    header = f"{'method':32s} {'median ms':>9s} {'min ms':>8s} {'compile s':>9s} {'torch/method (median, min)':>27s}"
+    header = f"{'method':42s} {'median ms':>9s} {'min ms':>8s} {'compile s':>9s} {'torch/method (median, min)':>27s}"
     print(header)
     print("-" * len(header))
     for name, r in record["results"].items():
@@ -188,7 +198,7 @@ def print_table(record: dict) -> None:
         ratio = ""
         if "torch_over_method_median" in r:
             ratio = f"{r['torch_over_method_median']:12.2f}x, {r['torch_over_method_min']:.2f}x"
-        print(f"{name:32s} {r['median_ms']:9.2f} {r['min_ms']:8.2f} {compile_s} {ratio:>27s}")
+        print(f"{name:42s} {r['median_ms']:9.2f} {r['min_ms']:8.2f} {compile_s} {ratio:>27s}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=256, help="sequence length L")
     parser.add_argument("--width", type=int, default=256, help="features F (divisible by --heads)")
     parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=None,
+                        help="key/value heads of the grouped-query row (divides --heads; default heads / 4, 0: no row)")
     parser.add_argument("--repeats", type=int, default=H.MIN_REPEATS * 2, help="timed calls per method (>= 15)")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the JAX and PyTorch phases")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method at the start of each turn")
@@ -210,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.rounds, args.warmup = 2, 1, 1
     if args.width % args.heads:
         parser.error(f"--width {args.width} must be divisible by --heads {args.heads}")
+    if args.kv_heads is None:
+        args.kv_heads = max(args.heads // 4, 1)
+    if args.kv_heads < 0 or (args.kv_heads and args.heads % args.kv_heads):
+        parser.error(f"--kv-heads {args.kv_heads} must divide --heads {args.heads} (or be 0: no grouped-query row)")
     if not 1 <= args.rounds <= args.repeats or args.warmup < 0:
         parser.error("need 1 <= --rounds <= --repeats and --warmup >= 0")
 
@@ -221,11 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         f" forward + backward, {args.repeats} calls per method"
     )
     print(f"machine: {H.describe(env)}; JAX device: {device}")
+    if args.kv_heads:
+        print(
+            f"grouped-query row: num_kv_heads={args.kv_heads} (key/value heads shared by groups of"
+            f" {args.heads // args.kv_heads} query heads; torch.nn.MultiheadAttention has no grouped form)"
+        )
     if torch is None:
         print("note: torch not importable (pip install -e '.[bench]'); timing dammem only")
     measured = run(
         args.batch, args.length, args.width, args.heads, args.seed,
-        repeats=args.repeats, rounds=args.rounds, warmup=args.warmup, torch=torch,
+        repeats=args.repeats, rounds=args.rounds, warmup=args.warmup, torch=torch, kv_heads=args.kv_heads or None,
     )  # fmt: skip
     print()
     print_table(measured)
@@ -245,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "layers",
         "config": {
             "batch": args.batch, "length": args.length, "width": args.width, "heads": args.heads,
+            "kv_heads": args.kv_heads,
             "repeats": args.repeats, "rounds": args.rounds, "warmup": args.warmup, "seed": args.seed,
             "dtype": "float32", "jax_device": str(device), "quick": args.quick,
             "timing": "JAX and PyTorch in separate phases taking turns (0.5 s pause before each); "

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 
+import _harness as H
 import jax
 import jax.numpy as jnp
-import _harness as H
 import layers as bench
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from flax import nnx
 
 from dammem.nn import Hopfield
 
-METHODS = {bench.method_name(s) for s in bench.SEPARATIONS}
+METHODS = {bench.method_name(s) for s in bench.SEPARATIONS} | {bench.method_name("softmax", 1)}  # quick: H=2, K=1
 
 
 def _run(tmp_path, capsys, *extra):
@@ -36,6 +36,8 @@ def _check_common(record, printed):
         r = record["results"][name]
         assert r["repeats"] == 2 and 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] and r["compile_s"] > 0
     assert "issue" not in printed.lower() and "dammem.Hopfield(sparsemax)" in printed
+    assert record["config"]["kv_heads"] == 1 and "dammem.Hopfield(softmax, num_kv_heads=1)" in printed
+    assert record["results"]["dammem.Hopfield(softmax, num_kv_heads=1)"]["num_kv_heads"] == 1
 
 
 def test_step_is_the_value_and_gradient_of_the_sum():
@@ -103,8 +105,20 @@ def test_check_fails_on_a_wrong_weight_copy(require_peers, monkeypatch):
     assert bench.check_same(torch, x, 2, seed=0)["pass"] is False
 
 
+def test_the_grouped_query_row_times_a_layer_with_shared_keys(tmp_path, capsys):
+    """The grouped-query row's layer has one key/value head (its key kernel is (F, 1, F / H)); --kv-heads 0 drops
+    the row."""
+    x = bench.make_input(2, 5, 8, seed=3)
+    _, _, (loss, grads) = bench.prepare_dammem("softmax", x, 2, seed=0, kv_heads=1)
+    assert grads["key"]["kernel"].shape == (8, 1, 4) and grads["query"]["kernel"].shape == (8, 2, 4)
+    record, _ = _run(tmp_path, capsys, "--kv-heads", "0")
+    assert record["config"]["kv_heads"] == 0 and set(record["results"]) == METHODS - {bench.method_name("softmax", 1)}
+
+
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--width", "10", "--heads", "3", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "2", "--rounds", "3", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit):
+        bench.main(["--heads", "8", "--kv-heads", "3", "--out", str(tmp_path / "x.json")])
