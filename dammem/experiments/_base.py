@@ -545,7 +545,7 @@ def write_report(
     verdicts = reproduction_verdicts(module, config, results)
     if verdicts:
         body += "\n\n## What this reproduces\n\n" + "\n".join(
-            f"- {v['target']}: **{v['verdict']}**. {v['evidence']}" for v in verdicts
+            f"- {v['target']}: **{v['verdict']}**. {v['evidence'][:1].upper()}{v['evidence'][1:]}" for v in verdicts
         )
     return body
 

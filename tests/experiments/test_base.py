@@ -320,3 +320,44 @@ def test_registry_and_unknown_experiment():
         run_experiment({"experiment": "quickstart", "seed": -1}, "/tmp/unused")
     with pytest.raises(ConfigError, match="must name its experiment"):
         run_experiment({"seed": 1}, "/tmp/unused")
+
+
+def test_verdicts_timings_and_report_rerun(toy, tmp_path, monkeypatch):
+    """The runner appends the report's verdicts, records the run's timings and load, and `rerun_report` writes the
+    summary again from results.json (without figures on request) with the report code as it is now."""
+    report_mod = sys.modules["dammem_toy_experiment_report"]
+    calls = []
+
+    def reproduces(config, results):
+        calls.append(results["total"])
+        return [{"target": "Toy (2024), Fig. 1", "verdict": "qualitative", "evidence": f"total is {results['total']}."}]
+
+    monkeypatch.setattr(report_mod, "reproduces", reproduces, raising=False)
+    out = tmp_path / "out"
+    record = run_experiment({"experiment": "toy", "seed": 1, "config": {"n": 3}}, out, progress=False)
+    assert record["elapsed_s"] > 0 and record["report_s"] >= 0
+    assert set(record["load_average"]) == {"before", "after"}
+    summary = (out / "summary.md").read_text()
+    assert summary.endswith("## What this reproduces\n\n- Toy (2024), Fig. 1: **qualitative**. Total is 6.\n")
+    assert calls == [6]
+    (out / "plot.png").unlink()
+    saved = json.loads((out / "results.json").read_text())
+    saved["metrics"]["total"] = 7  # a changed result is what the rewritten summary states
+    (out / "results.json").write_text(json.dumps(saved))
+    original = report_mod.report
+
+    def no_figures(config, results, out_dir, *, figures=True):
+        if not figures:
+            return f"total {results['total']} without figures"
+        return original(config, results, out_dir)
+
+    monkeypatch.setattr(report_mod, "report", no_figures)
+    text = _base.rerun_report(out, figures=False)
+    assert not (out / "plot.png").exists() and (out / "summary.md").read_text() == text
+    assert "total 7 without figures" in text and text.endswith("**qualitative**. Total is 7.\n")
+    assert text.startswith(f"# toy: A toy experiment.\n\nseed 1, {record['elapsed_s']:.1f} s on ")
+    _base.rerun_report(out)
+    assert (out / "plot.png").exists()
+    monkeypatch.setattr(report_mod, "reproduces", lambda c, r: [{"target": "x", "verdict": "maybe", "evidence": ""}])
+    with pytest.raises(ValueError, match="verdict one of"):
+        _base.rerun_report(out)

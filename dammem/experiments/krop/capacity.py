@@ -11,7 +11,10 @@ The capacity is the number of items at which the success rate falls to ``thresho
 interpolation between the last grid point at or above the threshold and the next one. Its uncertainty is a
 bootstrap over trials: the capacity of the mean rate of ``BOOTSTRAP_RESAMPLES`` resamples (with replacement) of the
 trials, whose 16th and 84th percentiles bound a 68% interval. KROP's rows have peaky Fourier spectra, which costs
-capacity; the signed KROP codebook ``C = H D`` restores it (see :mod:`dammem.vsa.krop`).
+capacity; the signed KROP codebook ``C = H D`` restores it (see :mod:`dammem.vsa.krop`). The slides do not print the
+setting of their capacity figure (address distribution, threshold); the "about half" of Gaussian capacity noted for
+re-runs of it is therefore a claim about one unstated setting: the report states the ratio this run measures, with
+its setting, and calls it "about half" only when the data give it (``ABOUT_HALF`` in the report).
 
 Reference law. A read ``a_m # M`` is ``v_m`` plus a noise term from the other ``M - 1`` pairs whose scores against
 the codebook have a standard deviation growing like ``sqrt(M / N)`` (Plate (1995) on the noise of correlation reads);

@@ -53,7 +53,7 @@ def _plot(config: Config, results: dict, out_dir: Path) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(  # below the panels (save_figure keeps it in the image), off the data
         handles,
-        [f"{RULE_NAMES[label]} (`{label}`)" for label in labels],
+        [f"{RULE_NAMES[label]} ({label})" for label in labels],
         loc="upper center",
         bbox_to_anchor=(0.5, 0.0),
         ncol=2,
