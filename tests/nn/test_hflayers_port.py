@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from dammem.nn.attention import Hopfield, HopfieldLayer, HopfieldPooling
@@ -157,3 +158,31 @@ def test_a_static_configuration_until_convergence_ports_to_hopfield_attention():
     np.testing.assert_allclose(np.asarray(got[:, :, 0]), want, atol=1e-4)
     one_step = hopfield_attention(norm(_f32(state))[:, :, None], keys, values, beta=1.0)
     assert np.abs(np.asarray(one_step[:, :, 0]) - want).max() > 1e-3  # the iteration matters here
+
+
+def test_a_trained_layer_updating_until_convergence_matches_hflayers():
+    """hflayers ``Hopfield(..., update_steps_max=None, update_steps_eps=eps)`` is dammem's
+    ``Hopfield(..., update_steps=None, tol=eps)`` (the scan loop, differentiable): trained a few steps with a learned
+    beta and the masks, the layer's output is the reference's with the trained weights (both at the fixed point)."""
+    layer = Hopfield(2, E, qkv_features=8, out_features=4, beta=0.5, learn_beta=True, update_steps=None, tol=1e-6,
+                     max_steps=40, rngs=nnx.Rngs(4))  # fmt: skip
+    optimizer = nnx.Optimizer(layer, optax.adam(3e-2), wrt=nnx.Param)
+    q, k, v, mask = _f32(STATE), _f32(STORED), _f32(PROJECTION), _attend(PADDING, ASSOCIATION)
+    target = _f32(RNG.standard_normal((N, L, 4)))
+
+    @nnx.jit
+    def train_step(layer, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(q, k, v, mask=mask) - target) ** 2))(layer)
+        optimizer.update(layer, grads)
+        return loss, layer(q, k, v, mask=mask)
+
+    losses = [float(train_step(layer, optimizer)[0]) for _ in range(6)]
+    assert losses[-1] < losses[0]
+    _, got = train_step(layer, optimizer)  # the output of the updated (trained) weights
+    assert np.abs(np.asarray(layer.beta) - 0.5).min() > 1e-3  # beta was trained
+    want, _, associations = hopfield_forward(
+        _params(layer), STORED, STATE, PROJECTION, scaling=np.asarray(layer.beta, np.float64), update_steps_max=None,
+        update_steps_eps=1e-6, stored_pattern_padding_mask=PADDING, association_mask=ASSOCIATION,
+    )  # fmt: skip
+    assert associations >= 3
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
