@@ -27,6 +27,14 @@ others; a watchdog kills a measuring process whose resident memory passes ``--ma
 stops at the first failure or kill, at ``--max-memories`` (2^23) or at ``--max-gib`` (4 GiB) of memories. On a CPU
 the 8 "devices" share the host's cores and memory, so the sharded times measure the overhead of the split rather
 than a speed-up.
+
+Several processes: ``--processes P`` also runs the sharded cases as ``P`` local JAX processes of ``--devices / P``
+devices each (``python -m dammem.launch``; e.g. ``--memories 4194304 --processes 4``: K = 2^22, 4 GiB, over 4
+processes x 2 devices), each process generating only its own rows. Reported beside the single-process run: every
+process's lifetime peak resident memory (``ru_maxrss``: imports and set-up included, as for the single-process
+run's ``max_rss_bytes``) and its ratio to the single-process run's, the per-device memory of the compiled
+programs, the times (rank 0's), and the largest difference between the multi-process and the single-process
+results.
 """
 
 from __future__ import annotations
@@ -87,7 +95,7 @@ def problem(memories: int, dim: int, queries: int, seed: int, mesh, axis: str = 
     mem = jax.make_array_from_single_device_arrays((memories, dim), sharding, slices)
     noise = np.random.default_rng([seed, memories]).standard_normal((queries, dim), dtype=np.float32)
     x = rows(0, queries) + np.float32(0.3 / math.sqrt(dim)) * noise
-    return mem, jax.device_put(x, jax.devices()[0])
+    return mem, x  # the queries on the host: every process places them itself
 
 
 def _programs(mem_sharded, mem_single, x, beta: float, steps: int, mesh):
@@ -99,6 +107,7 @@ def _programs(mem_sharded, mem_single, x, beta: float, steps: int, mesh):
     from dammem.energies import modern_hopfield_energy, sparse_hopfield_update
 
     update = partial(sparse_hopfield_update, alpha=1.0)
+    x_host = x
 
     def single_retrieve(x, mem):
         def one(q):
@@ -119,10 +128,12 @@ def _programs(mem_sharded, mem_single, x, beta: float, steps: int, mesh):
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    x_mesh = jax.device_put(x, NamedSharding(mesh, P()))  # the queries, replicated on every device
+    # the queries, replicated on every device (of every process: each passes the same values)
+    x_mesh = jax.make_array_from_process_local_data(NamedSharding(mesh, P()), x_host)
+    x_single = jax.device_put(x_host, jax.local_devices()[0])
     programs = {}
     for name, fn in funcs.items():
-        args = (x_mesh, mem_sharded) if name.startswith("sharded") else (x, mem_single)
+        args = (x_mesh, mem_sharded) if name.startswith("sharded") else (x_single, mem_single)
         if args[1] is None:
             continue
         programs[name] = (jax.jit(fn).lower(*args).compile(), args)
@@ -154,7 +165,9 @@ def scale_case(memories: int, dim: int, queries: int, beta: float, steps: int, r
         gathers = {name: sharding.all_gather_shapes(c) for name, (c, _) in programs.items() if "sharded" in name}
         record = {
             "devices": jax.device_count(),
+            "processes": jax.process_count(),
             "memory_bytes": memories * dim * 4,
+            "sharded_outputs": {name: out.tolist() for name, out in outputs.items() if name.startswith("sharded")},
             "memory_per_device": {name: _memory_stats(c) for name, (c, _) in programs.items()},
             "timings": {name: H.summarize(t) for name, t in times.items()},
             "compile_s": compile_s,
@@ -185,7 +198,7 @@ def largest_case(memories: int, dim: int, queries: int, beta: float, seed: int) 
 
     mesh = _mesh()
     mem, x = problem(memories, dim, queries, seed, mesh)
-    x = jax.device_put(x, NamedSharding(mesh, P()))
+    x = jax.make_array_from_process_local_data(NamedSharding(mesh, P()), x)
     fn = jax.jit(lambda x, m: sharding.sharded_retrieve(x, m, beta, mesh=mesh, axis="memory", max_steps=1, tol=None))
     compiled = fn.lower(x, mem).compile()
 
@@ -197,6 +210,50 @@ def largest_case(memories: int, dim: int, queries: int, beta: float, seed: int) 
         }
 
     return run
+
+
+RANK_MARKER = "SCALE-RANK-RESULT "
+
+
+def rank_main(spec: str) -> int:
+    """One rank of the multi-process case (started by ``python -m dammem.launch``): ``scale_case`` without the
+    single-device programs on a mesh over every process's devices; prints its record and its lifetime peak RSS."""
+    import json
+    import resource
+
+    import dammem.launch
+
+    dammem.launch.initialize()
+    import jax
+
+    run = scale_case(**json.loads(spec), single=False)
+    record = run()
+    record["rank"] = jax.process_index()
+    record["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    if record["rank"]:
+        record.pop("sharded_outputs")  # replicated: rank 0's are every rank's
+    print(RANK_MARKER + json.dumps(record), flush=True)
+    return 0
+
+
+def multiprocess_run(args, kwargs: dict) -> dict:
+    """The sharded cases on ``--processes`` local processes of ``--devices / --processes`` devices each (through
+    ``python -m dammem.launch``), every process generating only its own rows of the memory set."""
+    import json
+    import subprocess
+
+    spec = json.dumps({k: v for k, v in kwargs.items() if k != "single"})
+    command = [
+        sys.executable, "-m", "dammem.launch", "--num-processes", str(args.processes), "--devices-per-process",
+        str(args.devices // args.processes), "--timeout", str(args.timeout), os.path.abspath(__file__),
+        "--rank-case", spec,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout + 60)
+    ranks = [json.loads(line.split(RANK_MARKER, 1)[1]) for line in done.stdout.splitlines() if RANK_MARKER in line]
+    if done.returncode != 0 or len(ranks) != args.processes:
+        raise RuntimeError(f"the multi-process run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return {"processes": args.processes, "devices_per_process": args.devices // args.processes,
+            "ranks": sorted(ranks, key=lambda r: r["rank"])}  # fmt: skip
 
 
 class RssWatchdog:
@@ -327,6 +384,28 @@ def print_table(record: dict) -> None:
                 f"speed single/sharded (medians) = {speed:.2f}x; max |sharded - single| = {m['max_abs_diff'][kind]:.2e}"
             )
     print(f"memory set gathered in a compiled sharded program: {'YES' if m['memory_set_gathered'] else 'no'}")
+    mp = record.get("multiprocess")
+    if mp:
+        r0 = mp["ranks"][0]
+        rss = [r["max_rss_bytes"] / GIB for r in mp["ranks"]]
+        print(
+            f"\n{'run':<26}{'peak RSS per process GiB':>26}{'update per-device MiB':>23}"
+            f"{'update min / median ms':>24}{'retrieve min / median ms':>26}"
+        )
+        rows = [(f"1 process x {m['devices']} devices", [m["max_rss_bytes"] / GIB], m)]
+        rows.append((f"{mp['processes']} processes x {mp['devices_per_process']} devices", rss, r0))
+        for label, peaks, rec in rows:
+            u, r = rec["timings"]["sharded_update"], rec["timings"]["sharded_retrieve"]
+            peak = " / ".join(f"{v:.2f}" for v in peaks)
+            print(
+                f"{label:<26}{peak:>26}{rec['memory_per_device']['sharded_update']['total_bytes'] / 2**20:>23.1f}"
+                f"{u['min_ms']:>12.1f} / {u['median_ms']:<9.1f}{r['min_ms']:>14.1f} / {r['median_ms']:<9.1f}"
+            )
+        print(
+            f"largest peak RSS of a process: {max(rss) / (m['max_rss_bytes'] / GIB):.3f} of the single-process run's; "
+            f"max |multi-process - single-process| (update, retrieve) = "
+            f"{mp['max_abs_diff']['update']:.2e}, {mp['max_abs_diff']['retrieve']:.2e}"
+        )
     s = record.get("search")
     if s:
         k = s["largest_memories"]
@@ -355,12 +434,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-timeout", type=float, default=900.0, help="seconds per search run")
     parser.add_argument("--out", default="runs/bench_scale.json", help="JSON output path")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--processes", type=int, default=1,
+        help="also run the sharded cases on this many local processes (--devices split among them)",
+    )  # fmt: skip
+    parser.add_argument("--rank-case", default=None, help=argparse.SUPPRESS)  # one rank of the multi-process case
     args = parser.parse_args(argv)
+    if args.rank_case is not None:
+        return rank_main(args.rank_case)
     for name in ("memories", "dim", "queries", "steps", "devices", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.memories % args.devices:
         parser.error(f"--memories must be a multiple of --devices = {args.devices}, got {args.memories}")
+    if args.processes < 1 or args.devices % args.processes:
+        parser.error(f"--processes must be >= 1 and divide --devices = {args.devices}, got {args.processes}")
     if args.queries > args.memories:
         parser.error(f"--queries must be <= --memories = {args.memories}, got {args.queries}")
     env = H.environment()
@@ -379,8 +467,23 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "scale",
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "environment": env,
-        "main": {**main_run["result"], "peak_rss_bytes": main_run["peak_rss_bytes"]},
-    }
+        "main": {
+            **main_run["result"], "peak_rss_bytes": main_run["peak_rss_bytes"],
+            "max_rss_bytes": main_run["max_rss_bytes"],
+        },
+    }  # fmt: skip
+    if args.processes > 1:
+        import numpy as np
+
+        print(f"the sharded cases on {args.processes} processes:", flush=True)
+        mp = multiprocess_run(args, kwargs)
+        ref, got = record["main"]["sharded_outputs"], mp["ranks"][0]["sharded_outputs"]
+        mp["max_abs_diff"] = {
+            kind: float(np.max(np.abs(np.asarray(got[f"sharded_{kind}"]) - np.asarray(ref[f"sharded_{kind}"]))))
+            for kind in ("update", "retrieve")
+        }
+        mp["peak_rss_ratio"] = max(r["max_rss_bytes"] for r in mp["ranks"]) / record["main"]["max_rss_bytes"]
+        record["multiprocess"] = mp
     if not args.no_search:
         print("searching the largest K (doubling):", flush=True)
         record["search"] = search_largest(args)

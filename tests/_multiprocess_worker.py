@@ -95,6 +95,23 @@ def retrieve_cases(out: dict, rows: dict) -> None:
         )
         ref = jax.vmap(lambda q: dammem.energies.modern_hopfield_energy(q, memories[mask], BETA))(queries)
         out[f"energy/{name}"] = {"sharded": tolist(sh.gather(energy)), "single": tolist(ref)}
+        update = sh.sharded_update(
+            queries, placed, BETA, mesh=mesh, axis="memory", batch_axis=batch_axis, model="rbf", mask=placed_mask
+        )
+        ref = jax.vmap(lambda q: dammem.energies.rbf_update(q, memories[mask], BETA))(queries)
+        out[f"update/{name}"] = {"sharded": tolist(sh.gather(update)), "single": tolist(ref)}
+
+
+def batch_case(out: dict) -> None:
+    """Independent trials split over every device of every process (``shard_batch``)."""
+
+    def trial(key, scale):
+        return scale * jnp.sum(jax.random.normal(key, (16,)) ** 2)
+
+    keys = jax.random.split(jax.random.key(4), 2 * jax.device_count())
+    mesh = meshes()["flat"]
+    res = sh.shard_batch(trial, mesh, "memory", in_axes=(0, None))(keys, 0.5)
+    out["batch/flat"] = {"sharded": tolist(sh.gather(res)), "single": tolist(jax.vmap(trial, (0, None))(keys, 0.5))}
 
 
 def attention_case(out: dict) -> None:
@@ -215,6 +232,7 @@ def main() -> None:
     errors: dict = {}
     for name, run in (
         ("retrieve", lambda: retrieve_cases(cases, rows)),
+        ("batch", lambda: batch_case(cases)),
         ("attention", lambda: attention_case(cases)),
         ("encode", lambda: encode_case(cases)),
         ("training", lambda: training_case(cases, checkpoint)),

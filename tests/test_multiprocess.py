@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ CASE_ATOL = {
     "retrieve": 2e-6,
     "retrieve_steps": 0,
     "energy": 2e-6,
+    "update": 2e-6,
+    "batch": 2e-6,
     "attention": 1e-5,
     "encode": 2e-6,
     "train": 2e-6,
@@ -75,7 +78,7 @@ def test_every_rank_ran_every_section(runs, layout, processes, devices):
         # each process holds only its rows of the 64 memories: the flat mesh splits them over all processes, the
         # grid's memory axis over 2 groups of processes
         assert r["local_rows"] == {"flat": 64 // processes, "grid": 32}
-        expected = {"retrieve", "retrieve_steps", "energy", "attention", "encode", "train"}
+        expected = {"retrieve", "retrieve_steps", "energy", "update", "batch", "attention", "encode", "train"}
         expected.add("checkpoint_save" if layout == "2x2" else "checkpoint_restore")
         assert {name.split("/")[0] for name in r["cases"]} == expected
 
@@ -257,3 +260,21 @@ def test_initialize_refuses_the_launchers_own_settings(monkeypatch):
     monkeypatch.setenv(launch.ENV_PROCESS_ID, "0")
     with pytest.raises(ValueError, match="num_processes come from the launcher"):
         launch.initialize(num_processes=2)
+
+
+def test_readme_several_processes_example_runs(tmp_path):
+    """The README's several-processes example, run as it says (through the launcher, 2 processes x 2 devices)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("**Several processes or hosts:**") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    command = block.splitlines()[0].removeprefix("# ").split()
+    assert command[:3] == ["python", "-m", "dammem.launch"] and command[-1] == "retrieve.py"
+    (tmp_path / "retrieve.py").write_text(block)
+    done = subprocess.run(
+        [sys.executable, *command[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=RUN_TIMEOUT + 60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(done.stdout.split("\n")[:-1]) == [
+        "[rank 0] 0 slice(0, 2048, None) True",
+        "[rank 1] 1 slice(2048, 4096, None) True",
+    ]

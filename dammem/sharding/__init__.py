@@ -32,10 +32,20 @@ Differentiate under ``jax.jit``; outside it, a mesh with Explicit axes (the defa
 Batch parallel: :func:`shard_batch` runs a function of one example over a batch split along a mesh axis (VSA and
 KROP batches, independent trials of an experiment), ``jax.vmap`` semantics on every device.
 
+Several processes (``jax.distributed``; several hosts, or ``python -m dammem.launch`` on one machine): every
+function works on a mesh over the devices of all processes. Each process supplies only its own rows of a split
+array (:func:`process_slice` names them, :func:`distribute_process_local` builds the global array from them, so no
+process ever holds the whole memory set); :func:`distribute` instead takes the same whole array on every process.
+Queries, beta and other replicated inputs are the same NumPy or JAX values on every process. Results: the
+updates, energies and retrieved states are replicated (every process reads them with ``numpy.asarray``) unless
+``batch_axis`` splits the queries, in which case they stay split along it; attention outputs and DrDAM memories
+are replicated; :func:`gather` returns any of them whole on every process. Checks that need a value no process
+holds whole (a mask hiding every memory) are skipped there, as for traced values.
+
 Numerical edge cases: masked memories (``mask=False``) get weight 0; a query that sees no memory gets zero weights,
 a zero update and energy ``+inf``; a concrete mask that hides every memory is refused.
 
-Modules: ``_mesh`` (checks and placement), ``_separation``, ``_models`` (the per-device model pieces and the one
+Modules: ``_mesh`` (checks and placement), ``_process`` (several processes), ``_separation``, ``_models`` (the per-device model pieces and the one
 preparation of memory arguments), ``_memory``, ``_attention``, ``_encode``, ``_batch``.
 
 References:

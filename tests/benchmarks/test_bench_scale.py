@@ -54,6 +54,32 @@ def test_script_with_8_devices(tmp_path, capsys):
     assert "search" not in record
 
 
+@pytest.mark.slow  # one 8-device process and 4 launched processes of 2 devices
+def test_script_with_4_processes(tmp_path, capsys):
+    """The multi-process case: each of 4 processes generates a quarter of the memories; its results equal the
+    single-process run's, and every rank reports its peak memory."""
+    out = tmp_path / "scale.json"
+    args = ["--memories", "4096", "--dim", "64", "--queries", "8", "--repeats", "2", "--no-search", "--no-single"]
+    assert bench.main([*args, "--processes", "4", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    mp = record["multiprocess"]
+    assert (mp["processes"], mp["devices_per_process"], [r["rank"] for r in mp["ranks"]]) == (4, 2, [0, 1, 2, 3])
+    assert all(r["processes"] == 4 and r["devices"] == 8 for r in mp["ranks"])
+    assert mp["max_abs_diff"]["update"] < 1e-6 and mp["max_abs_diff"]["retrieve"] < 1e-6
+    full = 4096 * 64 * 4
+    for r in mp["ranks"]:  # the same per-device program as the single process's: 1/8 of the memories per device
+        assert full / 8 <= r["memory_per_device"]["sharded_update"]["argument_size_in_bytes"] < full / 8 + 8192
+        assert r["max_rss_bytes"] > 0
+    assert mp["peak_rss_ratio"] == max(r["max_rss_bytes"] for r in mp["ranks"]) / record["main"]["max_rss_bytes"]
+    assert "4 processes x 2 devices" in capsys.readouterr().out
+
+
+def test_processes_must_divide_devices(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--processes", "3", "--no-search"])
+    assert "--processes must be >= 1 and divide --devices = 8, got 3" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # two 8-device processes; the search's stops are pinned by default (monkeypatched, watchdog)
 def test_search_doubles_until_the_cap():
     """Two subprocesses with 8 host devices (K = 1024, 2048), then the cap."""
