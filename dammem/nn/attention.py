@@ -54,6 +54,7 @@ from jaxtyping import Float
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_alpha, check_beta, check_bool, check_float, check_int, check_mask
 from dammem.attention import hopfield_attention
+from dammem.energies import sparse_hopfield_energy
 from dammem.nn.variables import MemoryState
 from dammem.separations import SEPARATIONS, resolve_separation
 
@@ -635,6 +636,58 @@ class Hopfield(nnx.Module):
             )
         return self.attention_fn(state, key, value, mask=mask, scale=self.fixed_beta, is_causal=is_causal)
 
+    def energy(
+        self,
+        inputs_q: Float[ArrayLike, "*qbatch Q F"],
+        inputs_k: Float[ArrayLike, "*kbatch S F_kv"] | None = None,
+        *,
+        steps: int = 0,
+    ) -> Float[Array, "*batch H Q"]:
+        """The energy whose descent the update steps perform, at the state after ``steps`` updates.
+
+        Per query and head, with the projected keys ``K`` as stored patterns and the state ``xi`` (the projected
+        query after ``steps`` updates ``xi <- K^T Sep(beta K xi)``):
+
+            E(xi) = 1/2 <xi, xi> - Psi*_alpha(beta, K xi),
+
+        :func:`dammem.energies.sparse_hopfield_energy` (Wu et al. (2024), eqs. 2.2-2.3): at alpha = 1 (softmax)
+        ``1/2 <xi, xi> - lse(beta, K xi)``, the energy of Ramsauer et al. (2021), eq. 2, without its constants. Each
+        update step is a CCCP step of it and never increases it (Wu et al. (2024), Thm. 2.1). Masks, ``tol`` and a
+        callable separation have no energy here; grouped-query heads use their group's keys.
+
+        Args:
+          inputs_q: queries ``(..., Q, in_features)``.
+          inputs_k: keys ``(..., S, in_kv_features)``; default ``inputs_q``.
+          steps: the number of state updates before the energy is taken (0: the projected query).
+
+        Returns:
+          ``(..., H, Q)``.
+        """
+        context = f"{type(self).__name__}.energy"
+        if callable(self.separation):
+            raise ValueError(f"{context}: a callable separation has no energy; use a named separation")
+        steps = check_int(steps, "steps", context)
+        inputs_k = inputs_q if inputs_k is None else inputs_k
+        inputs_q, inputs_k = jnp.asarray(inputs_q), jnp.asarray(inputs_k)
+        self._check_inputs(inputs_q, inputs_k, inputs_k)
+        query, key, _ = self._project(inputs_q, inputs_k, inputs_k, None)
+        beta, alpha = self.beta, self.alpha
+        state = query
+        if steps > 0:  # the read-out of the keys themselves is the state after the updates
+            state = hopfield_attention(
+                query, key, key, beta=beta, separation=self.separation, alpha=self._alpha_argument(),
+                update_steps=steps, precision=self.precision,
+            )  # fmt: skip
+        key = jnp.repeat(key, self.num_heads // self.num_kv_heads, axis=-2)
+        batch = np.broadcast_shapes(state.shape[:-3], key.shape[:-3])
+        state = jnp.broadcast_to(state, batch + state.shape[-3:]).reshape((-1,) + state.shape[-3:])
+        key = jnp.broadcast_to(key, batch + key.shape[-3:]).reshape((-1,) + key.shape[-3:])
+        per_head = (jnp.broadcast_to(beta, (self.num_heads,)), jnp.broadcast_to(alpha, (self.num_heads,)))
+        one = jax.vmap(sparse_hopfield_energy, in_axes=(0, None, None, None))  # over the queries
+        heads = jax.vmap(one, in_axes=(1, 1, 0, 0))  # over the heads: state (Q, H, D), keys (S, H, D)
+        energies = jax.vmap(heads, in_axes=(0, 0, None, None))(state, key, *per_head)
+        return energies.reshape(batch + energies.shape[-2:])
+
     def init_cache(self, input_shape: Shape, dtype: Dtype = jnp.float32) -> None:
         """Set up an empty key/value cache for decoding one position per call.
 
@@ -743,6 +796,11 @@ class HopfieldPooling(nnx.Module):
         """The inner layer's alpha (an array; None for a callable separation)."""
         return self.hopfield.alpha
 
+    def energy(self, inputs: Float[ArrayLike, "*batch S F"], *, steps: int = 0) -> Float[Array, "*batch H P"]:
+        """:meth:`Hopfield.energy` of the learned queries' states against the inputs as stored patterns."""
+        inputs = _check_inputs(inputs, self.hopfield.in_kv_features, f"{type(self).__name__}.energy")
+        return self.hopfield.energy(self.queries[...], inputs, steps=steps)
+
     def __call__(
         self,
         inputs: Float[ArrayLike, "*batch S F"],
@@ -823,6 +881,11 @@ class HopfieldLayer(nnx.Module):
     def alpha(self) -> Array | None:
         """The inner layer's alpha (an array; None for a callable separation)."""
         return self.hopfield.alpha
+
+    def energy(self, inputs: Float[ArrayLike, "*batch Q F"], *, steps: int = 0) -> Float[Array, "*batch H Q"]:
+        """:meth:`Hopfield.energy` of the inputs' states against the learned patterns."""
+        inputs = _check_inputs(inputs, self.hopfield.in_features, f"{type(self).__name__}.energy")
+        return self.hopfield.energy(inputs, self.patterns[...], steps=steps)
 
     def __call__(
         self,

@@ -130,6 +130,7 @@ def test_every_argument_of_multi_head_attention_means_the_same(attention_fn):
     assert np.all(np.asarray(weights)[..., np.triu_indices(5, 1, 7)[0], np.triu_indices(5, 1, 7)[1]] == 0.0)
 
 
+@pytest.mark.slow
 def test_attention_fn_reads_out_the_state_after_the_update_steps():
     """With attention_fn, the update steps run in hopfield_attention (softmax) and attention_fn reads out from the
     final state: with flax's dot_product_attention that is the layer without attention_fn. A function of
@@ -189,6 +190,7 @@ def test_causal_and_mask_both_hold_with_a_separation_that_ignores_where():
     assert np.all(w_pool[1, ..., 3] == 0.0) and np.all(w_lookup[1, ..., 3] == 0.0)
 
 
+@pytest.mark.slow
 def test_decode_honours_the_callers_mask_and_the_cache():
     """Decoding one position at a time (grouped-query heads, a separation that ignores where) with a mask that hides
     key 1 from every later query equals the full causal computation with that mask."""
@@ -257,3 +259,58 @@ def test_beta_and_alpha_are_arrays_on_every_layer_and_fixed_patterns_are_not_par
     assert isinstance(pool.queries, MemoryState) and isinstance(lookup.targets, MemoryState)
     params = nnx.state(lookup, nnx.Param)
     assert "patterns" not in params and "targets" not in params and "queries" not in nnx.state(pool, nnx.Param)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The layer's energy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _lse_energy(xi, keys, beta):
+    """1/2 <xi, xi> - lse(beta, K xi) in float64 (Ramsauer et al. (2021), eq. 2, without its constants)."""
+    z = beta * keys @ xi
+    top = z.max()
+    return 0.5 * xi @ xi - (top + np.log(np.sum(np.exp(z - top)))) / beta
+
+
+@pytest.mark.parametrize(
+    "sparse_layer",
+    [
+        pytest.param(lambda: HopfieldPooling(2, 8, num_queries=3, separation="sparsemax", beta=3.0, rngs=nnx.Rngs(1)),
+                     id="pooling_sparsemax", marks=pytest.mark.slow),
+        pytest.param(lambda: HopfieldLayer(2, 8, 6, separation="entmax", alpha=[1.3, 1.7], learn_alpha=True,
+                                           beta=3.0, rngs=nnx.Rngs(2)),
+                     id="lookup_learned_entmax", marks=pytest.mark.slow),
+    ],
+)  # fmt: skip
+def test_energy_is_ramsauers_and_every_update_step_lowers_it(sparse_layer):
+    """Softmax, grouped-query heads: Hopfield.energy after t updates equals a float64 loop over the projected
+    patterns; and for sparse separations (pooling with sparsemax; lookup with a learned per-head entmax alpha, slow)
+    no step raises it."""
+    x, y = jax.random.normal(jax.random.key(8), (2, 3, 8)), jax.random.normal(jax.random.key(9), (2, 5, 8))
+    layer = Hopfield(4, 8, num_kv_heads=2, beta=[0.5, 1.0, 2.0, 4.0], rngs=nnx.Rngs(0))
+    sparse_layer = sparse_layer()
+    sparse_input = y if isinstance(sparse_layer, HopfieldPooling) else x
+    run = nnx.jit(lambda a, b: [(a.energy(x, y, steps=t), b.energy(sparse_input, steps=t)) for t in range(4)])
+    found = run(layer, sparse_layer)
+    energies = np.stack([np.asarray(e[0]) for e in found])  # (steps, B, H, Q)
+    sparse = np.stack([np.asarray(e[1]) for e in found])  # (steps, B, H, Q)
+    q = np.asarray(layer.query(x), np.float64)
+    k = np.asarray(layer.key(y), np.float64)
+    beta = [0.5, 1.0, 2.0, 4.0]
+    for b in range(2):
+        for h in range(4):
+            keys = k[b, :, h // 2]
+            for i in range(3):
+                xi = q[b, i, h]
+                for t in range(4):
+                    # float32 projections and steps, energies of unit scale: ~1e-5
+                    np.testing.assert_allclose(energies[t, b, h, i], _lse_energy(xi, keys, beta[h]), atol=1e-4)
+                    z = beta[h] * keys @ xi
+                    p = np.exp(z - z.max())
+                    xi = keys.T @ (p / p.sum())
+    steps = np.diff(sparse, axis=0)
+    assert np.all(steps <= 1e-5)  # float32 energies of unit scale: a step never raises one by more than rounding
+    assert np.any(steps < -1e-3)  # and they do move
+    with pytest.raises(ValueError, match="Hopfield.energy: a callable separation has no energy"):
+        Hopfield(2, 8, separation=_careless, rngs=nnx.Rngs(0)).energy(x)
