@@ -261,9 +261,9 @@ def test_default_mnist_config_shows_the_paper_claims_at_beta_one(tmp_path):
 
 def _synthetic(errors: dict, sizes=(10, 20, 50), betas=(0.5, 1.0)) -> dict:
     """Results with given mean errors {(method, K, beta): e} (others 9.0) for the report's sentences."""
-    rows = []
-    for m in ("modern_hopfield", "cosine_hopfield", "modern_hopfield+uhop"):
-        for k in sizes:
+    rows = []  # in the run's order: point by point, method by method, beta by beta
+    for k in sizes:
+        for m in ("modern_hopfield", "cosine_hopfield", "modern_hopfield+uhop"):
             for b in betas:
                 e = errors.get((m, k, b), 9.0)
                 rows.append(
@@ -279,6 +279,10 @@ def _synthetic(errors: dict, sizes=(10, 20, 50), betas=(0.5, 1.0)) -> dict:
                         stage1_steps=None if "+" not in m else 5,
                     )
                 )
+    for k in sizes:
+        for m in ("modern_hopfield", "cosine_hopfield", "modern_hopfield+uhop"):
+            for b in betas:
+                e = errors.get((m, k, b), 9.0)
                 rows.append(
                     dict(
                         sweep="noise",
@@ -305,15 +309,16 @@ def _synthetic(errors: dict, sizes=(10, 20, 50), betas=(0.5, 1.0)) -> dict:
 def test_report_sentences_are_computed_from_the_results(tmp_path):
     methods = ("modern_hopfield", "cosine_hopfield", "modern_hopfield+uhop")
     config = ur.Config(
-        memory_sizes=(10, 20, 50), noise_memory_size=10, stage1_memory_size=10, methods=methods, betas=(0.5, 1.0)
-    )
+        memory_sizes=(10, 20, 50), noise_memory_size=10, stage1_memory_size=10, methods=methods, betas=(0.5, 1.0),
+        noise_levels=(10.0, 20.0, 50.0),
+    )  # fmt: skip
     errors = {
         ("modern_hopfield", 10, 1.0): 5.0, ("modern_hopfield+uhop", 10, 1.0): 6.0,  # U-Hop loses at K = 10
         ("modern_hopfield", 20, 1.0): 5.0, ("modern_hopfield+uhop", 20, 1.0): 1.0,
         ("modern_hopfield", 50, 1.0): 5.0, ("modern_hopfield+uhop", 50, 1.0): 2.0,
         ("cosine_hopfield", 50, 0.5): 0.5,  # the tuned cosine baseline wins at K = 50
     }  # fmt: skip
-    text = ur_report.report(config, _synthetic(errors), tmp_path)
+    text = ur_report.report(config, _synthetic(errors), tmp_path, figures=False)
     expected = [
         "At beta = 1, modern_hopfield+uhop has a lower mean error than modern_hopfield at 2 of 3 memory sizes (2 of "
         "the 2 sizes >= 20); with each side at its best beta it is lower at 2 and higher at 1 of 3.",
@@ -332,7 +337,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
         "At the paper's beta = 1, the lowest error (ties within (1/255)^2 shared) is reached by: "
         "modern_hopfield+uhop at 2 (K = 20, 50); modern_hopfield at 1 (K = 10). A U-Hop method is lowest at 2 of 3 "
         "Ks; at K = 10 a baseline is lower (modern_hopfield at 10).",
-        "Gaussian noise vectors of L2 norm = the level (Wu et al. (2024), App. F.3)",
+        "#### Noise: Gaussian noise vectors of L2 norm = the level (Wu et al. (2024), App. F.3)",
     ]
     for sentence in expected:
         assert sentence in text, sentence
@@ -340,7 +345,7 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
     # a difference below one grey level squared is a tie, not a win; the public code's protocol is named
     errors[("modern_hopfield+uhop", 20, 1.0)] = 5.0 - 1e-6
     config = dataclasses.replace(config, masking="inverted_dropout", fit_fraction=0.5)
-    text = ur_report.report(config, _synthetic(errors), tmp_path)
+    text = ur_report.report(config, _synthetic(errors), tmp_path, figures=False)
     assert "modern_hopfield at 1 of 3 memory sizes (1 of the 2 sizes >= 20; not at K = 20)" in text
     assert "inverted-dropout masking (entries dropped with probability 0.5, survivors x 2; the public code's" in text
     assert "kernel fitted on the first 50% of the memories" in text
@@ -386,11 +391,12 @@ def test_where_sentences_and_best_betas_match_an_independent_argmin():
     carries these sentences: test_report_sentences_are_computed_from_the_results.)"""
     methods, sizes, betas = ["modern_hopfield", "cosine_hopfield", "modern_hopfield+uhop"], [10, 20, 50], [0.5, 1.0]
     err = (np.random.default_rng(7).permutation(18) + 1.0).reshape(3, 3, 2)  # (method, K, beta), distinct
+    config = ur.Config(memory_sizes=sizes, noise_memory_size=10, stage1_memory_size=10, betas=betas)
 
     def table_for(e):
         errors = {(m, k, b): float(e[i, j, n]) for i, m in enumerate(methods) for j, k in enumerate(sizes)
                   for n, b in enumerate(betas)}  # fmt: skip
-        return ur_report._index(_synthetic(errors, sizes, betas)["rows"], "memory_size", "memory_size")
+        return ur_report._index(_synthetic(errors, sizes, betas)["rows"], "memory_size", config)
 
     table = table_for(err)
     at1, tuned = ur_report._where_sentences(table, methods, sizes, betas, "K")
