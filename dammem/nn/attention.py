@@ -213,6 +213,16 @@ class Hopfield(nnx.Module):
         keys into ``num_kv_heads`` heads of that width, values may have any width divisible by ``num_kv_heads``,
         and the output has ``H / H_kv`` times the values' width.
       rngs: ``nnx.Rngs``; ``params`` initialises the projections, ``dropout`` draws the dropout.
+      normalize_state_pattern, normalize_stored_pattern, normalize_pattern_projection: an ``nnx.LayerNorm`` on
+        ``inputs_q``, ``inputs_k``, ``inputs_v`` before their projections (hopfield-layers' normalisations of the
+        state, stored and projected patterns; there on by default with epsilon 1e-5, here off, epsilon 1e-6);
+        ``*_affine``: with a learned scale and bias.
+      concat_bias_pattern: append a learned key and value (``bias_key``, ``bias_value`` of shape ``(H_kv, D)``)
+        to the projected keys and values, visible to every query (hopfield-layers' ``concat_bias_pattern``).
+      add_zero_association: append a zero key and a zero value, visible to every query (a query can read out
+        nearly nothing); both appended patterns come after the ``S`` keys in the sown weights.
+      disable_out_projection: no output projection: the output is the heads' read-outs concatenated,
+        ``(..., Q, H * D)``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -278,6 +288,15 @@ class Hopfield(nnx.Module):
         max_steps: int = 100,
         loop: str = "scan",
         use_projections: bool = True,
+        normalize_state_pattern: bool = False,
+        normalize_state_pattern_affine: bool = True,
+        normalize_stored_pattern: bool = False,
+        normalize_stored_pattern_affine: bool = True,
+        normalize_pattern_projection: bool = False,
+        normalize_pattern_projection_affine: bool = True,
+        concat_bias_pattern: bool = False,
+        add_zero_association: bool = False,
+        disable_out_projection: bool = False,
     ):
         context = type(self).__name__
         self.num_heads = check_int(num_heads, "num_heads", context, minimum=1)
@@ -404,6 +423,11 @@ class Hopfield(nnx.Module):
         else:
             self.query = self.key = self.value = self.out = nnx.data(None)
             self.query_ln = self.key_ln = nnx.data(None)
+        self._init_hflayers_options(
+            rngs, normalize_state_pattern, normalize_state_pattern_affine, normalize_stored_pattern,
+            normalize_stored_pattern_affine, normalize_pattern_projection, normalize_pattern_projection_affine,
+            concat_bias_pattern, add_zero_association, disable_out_projection, out_features,
+        )  # fmt: skip
         if self.dropout_rate > 0 and keep_rngs:
             if rngs is None:
                 raise ValueError(f"{context}: dropout_rate > 0 with keep_rngs=True needs rngs (a dropout stream)")
@@ -413,6 +437,81 @@ class Hopfield(nnx.Module):
         self.cached_key: nnx.Cache | None = nnx.data(None)
         self.cached_value: nnx.Cache | None = nnx.data(None)
         self.cache_index: nnx.Cache | None = nnx.data(None)
+
+    def _init_hflayers_options(
+        self, rngs, state_norm, state_affine, stored_norm, stored_affine, projection_norm, projection_affine,
+        concat_bias_pattern, add_zero_association, disable_out_projection, out_features,
+    ) -> None:  # fmt: skip
+        """The options of PyTorch hopfield-layers (Ramsauer et al. (2021)): input LayerNorms, bias and zero
+        patterns appended to the keys and values, no output projection."""
+        context = type(self).__name__
+        flags = dict(
+            normalize_state_pattern=state_norm, normalize_state_pattern_affine=state_affine,
+            normalize_stored_pattern=stored_norm, normalize_stored_pattern_affine=stored_affine,
+            normalize_pattern_projection=projection_norm, normalize_pattern_projection_affine=projection_affine,
+            concat_bias_pattern=concat_bias_pattern, add_zero_association=add_zero_association,
+            disable_out_projection=disable_out_projection,
+        )  # fmt: skip
+        for name, value in flags.items():
+            check_bool(value, name, context)
+        if (state_norm or stored_norm or projection_norm or concat_bias_pattern) and rngs is None:
+            raise ValueError(f"{context}: the input LayerNorms and concat_bias_pattern need rngs")
+        if (concat_bias_pattern or add_zero_association) and (self.attention_fn is not None or self.decode):
+            raise ValueError(
+                f"{context}: concat_bias_pattern and add_zero_association append keys that attention_fn and decode do"
+                " not know of; they need attention_fn=None and decode off"
+            )
+        if (concat_bias_pattern or projection_norm) and not self.use_projections:
+            raise ValueError(
+                f"{context}: concat_bias_pattern and normalize_pattern_projection need projections (use_projections"
+                "=True: without them the values may have any width)"
+            )
+        if disable_out_projection and out_features is not None:
+            raise ValueError(
+                f"{context}: out_features={out_features!r} needs the output projection (disable_out_projection=False)"
+            )
+
+        def norm(on, affine, features):
+            if not on:
+                return nnx.data(None)
+            return nnx.LayerNorm(
+                features, use_bias=affine, use_scale=affine, dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs
+            )
+
+        self.state_pattern_norm = norm(state_norm, state_affine, self.in_features)
+        self.stored_pattern_norm = norm(stored_norm, stored_affine, self.in_kv_features)
+        self.pattern_projection_norm = norm(projection_norm, projection_affine, self.in_kv_features)
+        self.add_zero_association = add_zero_association
+        if concat_bias_pattern:
+            init = nnx.initializers.xavier_normal()
+            shape = (self.num_kv_heads, self.head_dim)
+            self.bias_key = nnx.Param(init(rngs.params(), shape, self.param_dtype))
+            self.bias_value = nnx.Param(init(rngs.params(), shape, self.param_dtype))
+        else:
+            self.bias_key = self.bias_value = nnx.data(None)
+        self.disable_out_projection = disable_out_projection
+        if disable_out_projection:
+            self.out = nnx.data(None)
+            self.out_features = None
+
+    def _append_patterns(self, key, value, mask, shape):
+        """Keys and values with the bias pattern and the zero association appended (always visible)."""
+        keys, values = [], []
+        if self.bias_key is not None:
+            keys.append(self.bias_key[...].astype(key.dtype))
+            values.append(self.bias_value[...].astype(value.dtype))
+        if self.add_zero_association:
+            keys.append(jnp.zeros(key.shape[-2:], key.dtype))
+            values.append(jnp.zeros(value.shape[-2:], value.dtype))
+        if not keys:
+            return key, value, mask
+        extra_k, extra_v = jnp.stack(keys), jnp.stack(values)  # (n, H_kv, D), (n, H_kv, D_v)
+        key = jnp.concatenate([key, jnp.broadcast_to(extra_k, key.shape[:-3] + extra_k.shape)], axis=-3)
+        value = jnp.concatenate([value, jnp.broadcast_to(extra_v, value.shape[:-3] + extra_v.shape)], axis=-3)
+        if mask is not None:
+            visible = jnp.ones(shape[:-1] + (len(keys),), jnp.bool_)
+            mask = jnp.concatenate([jnp.broadcast_to(mask, shape), visible], axis=-1)
+        return key, value, mask
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -460,6 +559,10 @@ class Hopfield(nnx.Module):
                 raise ValueError(
                     f"{context}: {name} has {x.shape[-1]} features, expected in_kv_features={self.in_kv_features}"
                 )
+        norms = (self.state_pattern_norm, self.stored_pattern_norm, self.pattern_projection_norm)
+        inputs_q, inputs_k, inputs_v = (
+            x if norm is None else norm(x) for x, norm in zip((inputs_q, inputs_k, inputs_v), norms, strict=True)
+        )
         if not self.use_projections:
             if qkv_sharding is not None:
                 raise ValueError(f"{context}: qkv_sharding needs projections (use_projections=True)")
@@ -581,6 +684,7 @@ class Hopfield(nnx.Module):
         for extra in (cache_mask, jnp.tril(jnp.ones(shape[-2:], jnp.bool_)) if is_causal else None):
             if extra is not None:
                 mask = extra if mask is None else jnp.logical_and(mask, extra)
+        key, value, mask = self._append_patterns(key, value, mask, shape)
 
         dropout_rate, dropout_key = 0.0, None
         if self.dropout_rate > 0:
@@ -617,7 +721,9 @@ class Hopfield(nnx.Module):
             result = self._attention_fn(
                 state, key, value, caller_mask, is_causal, sow_weights, deterministic, dropout_rate, dropout_key
             )
-        if not self.use_projections:
+        if self.out is None:
+            if out_sharding is not None:
+                raise ValueError(f"{context}: out_sharding needs the output projection")
             return result.reshape(result.shape[:-2] + (-1,))
         return self.out(result, out_sharding=out_sharding)
 
@@ -671,6 +777,7 @@ class Hopfield(nnx.Module):
         inputs_q, inputs_k = jnp.asarray(inputs_q), jnp.asarray(inputs_k)
         self._check_inputs(inputs_q, inputs_k, inputs_k)
         query, key, _ = self._project(inputs_q, inputs_k, inputs_k, None)
+        key, _, _ = self._append_patterns(key, key, None, None)  # the bias and zero patterns are stored too
         beta, alpha = self.beta, self.alpha
         state = query
         if steps > 0:  # the read-out of the keys themselves is the state after the updates

@@ -19,6 +19,7 @@ from flax import nnx
 from flax.nnx.nn import dtypes
 from jax import lax
 
+from dammem.attention import hopfield_attention
 from dammem.nn import Hopfield, HopfieldLayer, HopfieldPooling, MemoryState
 
 CALLS: collections.Counter = collections.Counter()
@@ -285,7 +286,7 @@ def _lse_energy(xi, keys, beta):
 )  # fmt: skip
 def test_energy_is_ramsauers_and_every_update_step_lowers_it(sparse_layer):
     """Softmax, grouped-query heads: Hopfield.energy after t updates equals a float64 loop over the projected
-    patterns; and for sparse separations (pooling with sparsemax; lookup with a learned per-head entmax alpha, slow)
+    patterns; and for sparse separations (pooling with sparsemax; lookup with a learned per-head entmax alpha)
     no step raises it."""
     x, y = jax.random.normal(jax.random.key(8), (2, 3, 8)), jax.random.normal(jax.random.key(9), (2, 5, 8))
     layer = Hopfield(4, 8, num_kv_heads=2, beta=[0.5, 1.0, 2.0, 4.0], rngs=nnx.Rngs(0))
@@ -314,3 +315,56 @@ def test_energy_is_ramsauers_and_every_update_step_lowers_it(sparse_layer):
     assert np.any(steps < -1e-3)  # and they do move
     with pytest.raises(ValueError, match="Hopfield.energy: a callable separation has no energy"):
         Hopfield(2, 8, separation=_careless, rngs=nnx.Rngs(0)).energy(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# hopfield-layers options
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _layer_norm(x, eps=1e-6):
+    """LayerNorm without affine parameters (or at their initial scale 1, bias 0), float64."""
+    x = np.asarray(x, np.float64)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def test_hflayers_options_match_the_core_on_normalised_inputs_with_appended_patterns():
+    """Normalised state / stored / projected patterns (affine and not), a learned bias pattern and the zero
+    association appended (visible through the caller's mask), no output projection: equals hopfield_attention on
+    the projections of the normalised inputs with the two patterns appended."""
+    x, y = jax.random.normal(jax.random.key(10), (2, 3, 8)) * 3 + 1, jax.random.normal(jax.random.key(11), (2, 5, 8))
+    mask = jnp.ones((2, 1, 3, 5), bool).at[1, :, :, :].set(False)  # batch 1 hides every key but the appended two
+    layer = Hopfield(2, 8, separation="sparsemax", beta=2.0, normalize_state_pattern=True,
+                     normalize_stored_pattern=True, normalize_stored_pattern_affine=False,
+                     normalize_pattern_projection=True, concat_bias_pattern=True, add_zero_association=True,
+                     disable_out_projection=True, rngs=nnx.Rngs(0))  # fmt: skip
+    assert layer.stored_pattern_norm.scale is None and layer.state_pattern_norm.scale is not None
+    out, weights = nnx.jit(
+        lambda m: _capture_weights_of(m, x, y, mask=mask)
+    )(layer)  # fmt: skip
+    xs, ys = (jnp.asarray(_layer_norm(a), jnp.float32) for a in (x, y))
+    q, k, v = layer.query(xs), layer.key(ys), layer.value(ys)
+    extra_k = jnp.stack([layer.bias_key[...], jnp.zeros((2, 4))])
+    extra_v = jnp.stack([layer.bias_value[...], jnp.zeros((2, 4))])
+    k = jnp.concatenate([k, jnp.broadcast_to(extra_k, (2, 2, 2, 4))], axis=1)
+    v = jnp.concatenate([v, jnp.broadcast_to(extra_v, (2, 2, 2, 4))], axis=1)
+    full = jnp.concatenate([jnp.broadcast_to(mask, (2, 2, 3, 5)), jnp.ones((2, 2, 3, 2), bool)], axis=-1)
+    expected, expected_w = hopfield_attention(q, k, v, beta=2.0, separation="sparsemax", mask=full,
+                                              return_weights=True)  # fmt: skip
+    assert out.shape == (2, 3, 8)  # heads concatenated, no projection
+    # float32 LayerNorm against float64 (eps 1e-6 at unit variance), sums over 8 features and 7 keys: ~1e-5
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected).reshape(2, 3, 8), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(weights), np.asarray(expected_w), atol=1e-4)
+    assert np.all(np.asarray(weights)[1, ..., :5] == 0.0) and np.all(np.asarray(weights)[1, ..., 5:].sum(-1) > 0.99)
+    with pytest.raises(ValueError, match="Hopfield: out_features=4 needs the output projection"):
+        Hopfield(2, 8, out_features=4, disable_out_projection=True, rngs=nnx.Rngs(0))
+
+
+def _capture_weights_of(layer, *args, **kwargs):
+    @nnx.capture(nnx.Intermediate)
+    def run(layer):
+        return layer(*args, sow_weights=True, **kwargs)
+
+    out, found = run(layer)
+    return out, found["attention_weights"][0]
