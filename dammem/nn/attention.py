@@ -152,6 +152,25 @@ def _check_attention_fn(attention_fn, separation, beta, learn_beta: bool, dropou
     )
 
 
+def _check_static(context: str, in_features: int, in_kv_features: int, heads, kv_heads, **flags) -> tuple[bool, ...]:
+    """The ``*_as_static`` flags (an input taken as it is, split into heads, instead of projected): each needs the
+    input's width to equal its heads times the head width."""
+    widths = {
+        "state_pattern_as_static": ("in_features", in_features, heads),
+        "stored_pattern_as_static": ("in_kv_features", in_kv_features, kv_heads),
+        "pattern_projection_as_static": ("in_kv_features", in_kv_features, kv_heads),
+    }
+    for name, value in flags.items():
+        check_bool(value, name, context)
+        feature, width, (count, head_dim) = widths[name]
+        if value and width != count * head_dim:
+            raise ValueError(
+                f"{context}: {name}=True takes the input as it is, so {feature}={width} must equal its heads times"
+                f" the head width, {count} * {head_dim}"
+            )
+    return tuple(flags.values())
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Hopfield
 # ----------------------------------------------------------------------------------------------------------------
@@ -223,6 +242,9 @@ class Hopfield(nnx.Module):
         nearly nothing); both appended patterns come after the ``S`` keys in the sown weights.
       disable_out_projection: no output projection: the output is the heads' read-outs concatenated,
         ``(..., Q, H * D)``.
+      state_pattern_as_static, stored_pattern_as_static, pattern_projection_as_static: take ``inputs_q`` /
+        ``inputs_k`` / ``inputs_v`` as they are (split into heads) instead of projecting them (hopfield-layers'
+        ``*_as_static``); the input's width must be its heads times ``qkv_features / num_heads``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -297,6 +319,9 @@ class Hopfield(nnx.Module):
         concat_bias_pattern: bool = False,
         add_zero_association: bool = False,
         disable_out_projection: bool = False,
+        state_pattern_as_static: bool = False,
+        stored_pattern_as_static: bool = False,
+        pattern_projection_as_static: bool = False,
     ):
         context = type(self).__name__
         self.num_heads = check_int(num_heads, "num_heads", context, minimum=1)
@@ -400,9 +425,18 @@ class Hopfield(nnx.Module):
                 bias_metadata=bias_metadata, rngs=rngs,
             )  # fmt: skip
             heads, kv_heads = (self.num_heads, self.head_dim), (self.num_kv_heads, self.head_dim)
-            self.query = linear(self.in_features, out_features=heads)
-            self.key = linear(self.in_kv_features, out_features=kv_heads)
-            self.value = linear(self.in_kv_features, out_features=kv_heads)
+            static = _check_static(
+                context, self.in_features, self.in_kv_features, heads, kv_heads,
+                state_pattern_as_static=state_pattern_as_static, stored_pattern_as_static=stored_pattern_as_static,
+                pattern_projection_as_static=pattern_projection_as_static,
+            )  # fmt: skip
+
+            def project(features, out, as_static):
+                return nnx.data(None) if as_static else linear(features, out)
+
+            self.query = project(self.in_features, heads, static[0])
+            self.key = project(self.in_kv_features, kv_heads, static[1])
+            self.value = project(self.in_kv_features, kv_heads, static[2])
             if normalize_qk:
                 norm = functools.partial(
                     nnx.LayerNorm, self.head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype,
@@ -421,6 +455,11 @@ class Hopfield(nnx.Module):
                 bias_metadata=out_bias_metadata or bias_metadata, rngs=rngs,
             )  # fmt: skip
         else:
+            if state_pattern_as_static or stored_pattern_as_static or pattern_projection_as_static:
+                raise ValueError(
+                    f"{context}: the *_as_static options need use_projections=True (without projections"
+                    " every input is static)"
+                )
             self.query = self.key = self.value = self.out = nnx.data(None)
             self.query_ln = self.key_ln = nnx.data(None)
         self._init_hflayers_options(
@@ -571,9 +610,13 @@ class Hopfield(nnx.Module):
                 self._split(inputs_k, "inputs_k", self.num_kv_heads),
                 self._split(inputs_v, "inputs_v", self.num_kv_heads),
             )
-        query = self.query(inputs_q, out_sharding=qkv_sharding)
-        key = self.key(inputs_k, out_sharding=qkv_sharding)
-        value = self.value(inputs_v, out_sharding=qkv_sharding)
+        query, key, value = (
+            self._split(x, name, heads) if linear is None else linear(x, out_sharding=qkv_sharding)
+            for x, name, heads, linear in (
+                (inputs_q, "inputs_q", self.num_heads, self.query), (inputs_k, "inputs_k", self.num_kv_heads, self.key),
+                (inputs_v, "inputs_v", self.num_kv_heads, self.value),
+            )
+        )  # fmt: skip
         if self.normalize_qk:
             query, key = self.query_ln(query), self.key_ln(key)
         return query, key, value

@@ -368,3 +368,18 @@ def _capture_weights_of(layer, *args, **kwargs):
 
     out, found = run(layer)
     return out, found["attention_weights"][0]
+
+
+def test_static_patterns_are_taken_as_they_are():
+    """stored_pattern_as_static and pattern_projection_as_static: the keys and values are the inputs split into
+    heads (no key/value projection, no parameters for them); the query is still projected."""
+    x, y = jax.random.normal(jax.random.key(12), (2, 3, 6)), jax.random.normal(jax.random.key(13), (2, 5, 8))
+    layer = Hopfield(2, 6, qkv_features=8, in_kv_features=8, stored_pattern_as_static=True,
+                     pattern_projection_as_static=True, separation="entmax15", rngs=nnx.Rngs(0))  # fmt: skip
+    assert layer.key is None and layer.value is None and layer.query is not None
+    out = nnx.jit(lambda m: m(x, y))(layer)
+    heads = y.reshape(2, 5, 2, 4)
+    expected = layer.out(hopfield_attention(layer.query(x), heads, heads, beta=0.5, separation="entmax15"))
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)  # float32, the same operations
+    with pytest.raises(ValueError, match=r"Hopfield: stored_pattern_as_static=True .* in_kv_features=6 must equal"):
+        Hopfield(2, 6, qkv_features=8, stored_pattern_as_static=True, rngs=nnx.Rngs(0))
