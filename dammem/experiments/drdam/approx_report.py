@@ -14,7 +14,9 @@ from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.drdam.approx import Config
 from dammem.experiments.drdam.common import QUERY_SETS, SET_LABELS
 
-__all__ = ["report", "reproduces", "beta_ratios"]
+__all__ = ["report", "reproduces", "beta_ratios", "PROSE_CONSTANTS"]
+
+PROSE_CONSTANTS = ("-0.5",)  # Corollary 1's slope in Y
 
 _UNITS = {"energy": "MAE of the energy (energy units)", "gradient": "MAE of the gradient (L2 norm)"}
 

@@ -13,7 +13,9 @@ import numpy as np
 from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.drdam.images import IMAGE_SHAPE, Config
 
-__all__ = ["report", "reproduces"]
+__all__ = ["report", "reproduces", "PROSE_CONSTANTS"]
+
+PROSE_CONSTANTS = ("0.8",)  # Fig. 2's parameter ratio as the paper states it
 
 
 def _figure(config: Config, results: dict, out_dir: Path) -> None:

@@ -14,7 +14,9 @@ from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.drdam.common import QUERY_SETS, SET_LABELS
 from dammem.experiments.drdam.retrieval import Config
 
-__all__ = ["report", "reproduces"]
+__all__ = ["report", "reproduces", "PROSE_CONSTANTS"]
+
+PROSE_CONSTANTS = ("0.5",)  # Delta_H of unrelated bits
 
 
 def _num(v) -> float:
