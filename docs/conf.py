@@ -87,8 +87,6 @@ def _join_wrapped_fields(app, what, name, obj, options, lines):
     wrapped over several lines (``a, b,`` / ``c: what they are``), with the lines that continue it, so that napoleon
     splits ``name: description`` at the right colon. The text is unchanged (reST joins such lines anyway)."""
     names = re.compile(r"^\s*\w+(, \w+)*,$")
-    if what in ("attribute", "property", "data") and lines:
-        lines.insert(0, "")  # napoleon would read "<phrase>: ..." on the first line as the attribute's type
     for k, line in enumerate(lines):  # "TypeError / ValueError: ..." in Raises: two exception types
         lines[k] = re.sub(r"^(\s*\w+Error) / (\w+Error):", r"\1 or \2:", line)
     i = 0
@@ -99,7 +97,33 @@ def _join_wrapped_fields(app, what, name, obj, options, lines):
             i += 1
 
 
+def _sentence_not_type(app, what, name, obj, options, lines):
+    """After napoleon: an attribute docstring that opens with a phrase and a colon ("The inverse temperature: ...")
+    was read as ``:type: The inverse temperature``; put the phrase back in front of its sentence."""
+    if what not in ("attribute", "property", "data"):
+        return
+    for k, line in enumerate(lines):
+        match = re.match(r"^:type: ([A-Z][a-z]+ [a-z].*)$", line)
+        if match:
+            del lines[k]
+            first = next(i for i, text in enumerate(lines) if text.strip())
+            lines[first] = f"{match.group(1)}: {lines[first].lstrip()}"
+            while lines and not lines[-1].strip():
+                lines.pop()
+            return
+
+
+def _plain_aliases(app, what, name, obj, options, signature, return_annotation):
+    """``ArrayLike | None`` renders as ``TypeAliasForwardRef('jax.typing.ArrayLike') | None``: show the alias."""
+    def plain(text):
+        return None if text is None else re.sub(r"TypeAliasForwardRef\('([^']+)'\)", r"\1", text)
+
+    return plain(signature), plain(return_annotation)
+
+
 def setup(app):
+    app.connect("autodoc-process-signature", _plain_aliases)
+    app.connect("autodoc-process-docstring", _sentence_not_type, priority=600)
     app.connect("autodoc-process-docstring", _join_wrapped_fields, priority=400)
     app.connect("autodoc-process-docstring", _drop_type_docstrings)
     app.connect("autodoc-process-docstring", _keep_literals_whole)
