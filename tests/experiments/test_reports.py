@@ -2,9 +2,9 @@
 
 * Perturbation: each committed run's report is written again (without figures) from its results with every float
   and every non-structural integer perturbed by its own random factor; every number with a decimal point in the
-  summary's prose must then change, unless it is a number of the config (read from the config, not from the
-  results) or one of the documented constants below. A number that stays put was typed into the report, not read
-  from the results.
+  summary's prose must then change, unless it is zero (which scaling leaves at zero), a number of the config (read
+  from the config, not from the results) or one its report module declares in ``PROSE_CONSTANTS`` (theory, such as
+  sqrt(2 / pi)). A number that stays put was typed into the report, not read from the results.
 * Drift: the README's generated blocks equal what ``scripts/update_readme.py`` renders from ``results/``.
 """
 
@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
 COMMITTED = sorted(p.parent.name for p in RESULTS.glob("*/results.json"))
 NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+(?:e[+-]?\d+)?")
-CONSTANTS = {"0.80"}  # sqrt(2 / pi), the cosine of a Gaussian read with its sign (krop_mutable's explanation)
 
 
 def _keys(node, out: set[str]) -> set[str]:
     if isinstance(node, dict):
         out |= set(node)
+        out |= {n for k in node for n in re.findall(r"\d+", str(k))}  # "8x256" keys M = 8 and N = 256 too
         for v in node.values():
             _keys(v, out)
     elif isinstance(node, list):
@@ -96,7 +96,14 @@ def test_summary_numbers_follow_the_results(name, tmp_path):
     body, verdicts = _report(name, tmp_path, perturb=False)
     moved, _ = _report(name, tmp_path, perturb=True)
     assert not list(tmp_path.glob("*.png")), "figures=False must skip the figures"
-    allowed = _config_numbers(record["config"]) | CONSTANTS
+    from dammem.experiments._base import report_module
+
+    module, _, _ = resolve_document(record)
+    allowed = (
+        {"0.0", "0.00", "0.000", "0.0000"}
+        | _config_numbers(record["config"])
+        | set(getattr(report_module(module), "PROSE_CONSTANTS", ()))
+    )
     before, after = _prose_numbers(body), _prose_numbers(moved)
     assert sum(map(len, before)) > 0, "the summary states no number"
     stuck = []

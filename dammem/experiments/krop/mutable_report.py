@@ -12,7 +12,11 @@ import numpy as np
 from dammem.experiments._base import markdown_table, pyplot, save_figure
 from dammem.experiments.krop.mutable import ERASE_DEFINITIONS, RULE_NAMES, Config
 
-__all__ = ["report", "reproduces"]
+__all__ = ["report", "reproduces", "PROSE_CONSTANTS"]
+
+PROSE_CONSTANTS = ("0.80",)
+"""Numbers of theory the summary prints (not read from the results): sqrt(2 / pi), the cosine between a Gaussian
+read and its sign."""
 
 
 def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True) -> str:
