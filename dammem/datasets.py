@@ -44,6 +44,7 @@ from dammem._validate import check_int
 __all__ = [
     "load_mnist",
     "load_cifar10",
+    "load_cifar10_archive",
     "to_patterns",
     "Split",
     "PatternScale",
@@ -439,6 +440,56 @@ def load_cifar10(
     x = np.concatenate(xs, out=np.empty((count, *_CIFAR_SHAPE), np.uint8))  # one copy, C-contiguous HWC
     y = np.concatenate(ys)
     return _take(x, y, limit, str(folder), context)
+
+
+_ARCHIVE_FORMAT = "a .npz archive with arrays x (n, 32, 32, 3) uint8 HWC RGB and y (n,) labels in 0-9"
+
+
+def load_cifar10_archive(path: str | os.PathLike, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load CIFAR-10 images from an ``.npz`` archive in the format of the bundled subset (keys ``x``, ``y``).
+
+    The format lets a subset of the standard batches travel as one file (the bundled first 500 training images are
+    one); :func:`load_cifar10` reads the standard python batches themselves.
+
+    Args:
+      path: the archive.
+      limit: keep only the first ``limit`` images (a positive int, at most the number available); None keeps all.
+
+    Returns:
+      ``(x, y)``: images ``x`` (n, 32, 32, 3) uint8 HWC RGB and labels ``y`` (n,) uint8 in 0-9, in file order.
+
+    Raises:
+      FileNotFoundError: ``path`` is not a file.
+      ValueError: the file is not a readable archive, lacks ``x`` or ``y``, or holds arrays of the wrong dtype,
+        shape or labels; or a bad ``limit``.
+
+    Example:
+      >>> import tempfile, os
+      >>> x0, y0 = load_cifar10(limit=3)
+      >>> path = os.path.join(tempfile.mkdtemp(), "subset.npz")
+      >>> np.savez(path, x=x0, y=y0)
+      >>> x, y = load_cifar10_archive(path)
+      >>> x.shape, bool((x == x0).all())
+      ((3, 32, 32, 3), True)
+    """
+    context = "load_cifar10_archive"
+    limit = _check_limit(limit, context)
+    path = _check_path(path, context)
+    if not path.is_file():
+        state = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"{context}: {path} {state}; expected {_ARCHIVE_FORMAT}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an archive")
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise ValueError(f"lacks the keys {missing} (it has {sorted(archive.files)})")
+            x, y = archive["x"], archive["y"]
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise ValueError(f"{context}: {path} is not a readable archive ({err}); expected {_ARCHIVE_FORMAT}") from err
+    x, y = _check_arrays(x, y, _CIFAR_SHAPE, path, ("x", "y"), _ARCHIVE_FORMAT, context)
+    return _take(x, y, limit, str(path), context)
 
 
 # ----------------------------------------------------------------------------------------------------------------

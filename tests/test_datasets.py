@@ -467,3 +467,55 @@ def test_truncated_bundled_file_is_called_damaged(tmp_path, monkeypatch, loader,
     (tmp_path / "data" / resource).write_bytes(packaged.read_bytes()[: packaged.stat().st_size // 2])
     monkeypatch.setattr(datasets.importlib.resources, "files", lambda package: tmp_path)
     _assert_value_error_names(tmp_path / "data" / resource, loader, "is damaged", "reinstall dammem")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CIFAR-10 .npz archives (the bundled subset's format)
+
+
+def test_cifar_archive_round_trip_and_limit(tmp_path):
+    rng = np.random.default_rng(11)
+    x, y = _images(rng, 7, (32, 32, 3)), _labels(rng, 7)
+    np.savez(tmp_path / "part.npz", x=x, y=y.astype(np.int64))
+    got_x, got_y = datasets.load_cifar10_archive(tmp_path / "part.npz")
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+    assert got_y.dtype == np.uint8
+    got_x, got_y = datasets.load_cifar10_archive(str(tmp_path / "part.npz"), limit=3)
+    np.testing.assert_array_equal(got_x, x[:3])
+    np.testing.assert_array_equal(got_y, y[:3])
+    with pytest.raises(ValueError, match="limit=8 exceeds the 7 images"):
+        datasets.load_cifar10_archive(tmp_path / "part.npz", limit=8)
+
+
+def test_cifar_archive_matches_the_python_batches(tmp_path):
+    """The same images through both loaders: the archive of the first batch's images equals load_cifar10's."""
+    _write_cifar(tmp_path, np.random.default_rng(12))
+    x, y = load_cifar10(tmp_path, limit=3)
+    np.savez(tmp_path / "first.npz", x=x, y=y)
+    got_x, got_y = datasets.load_cifar10_archive(tmp_path / "first.npz")
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+
+
+def test_cifar_archive_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; expected a .npz archive with arrays x"):
+        datasets.load_cifar10_archive(tmp_path / "absent.npz")
+    with pytest.raises(FileNotFoundError, match="is a directory, not a file"):
+        datasets.load_cifar10_archive(tmp_path)
+    rng = np.random.default_rng(13)
+    np.savez(tmp_path / "nokeys.npz", images=_images(rng, 2, (32, 32, 3)))
+    _assert_value_error_names(tmp_path / "nokeys.npz", lambda: datasets.load_cifar10_archive(tmp_path / "nokeys.npz"),
+                              "lacks the keys ['x', 'y']")  # fmt: skip
+    np.savez(tmp_path / "gray.npz", x=_images(rng, 2, (28, 28)), y=_labels(rng, 2))
+    _assert_value_error_names(tmp_path / "gray.npz", lambda: datasets.load_cifar10_archive(tmp_path / "gray.npz"),
+                              "x must be uint8 of shape (n, 32, 32, 3)")  # fmt: skip
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 not really")
+    _assert_value_error_names(tmp_path / "cut.npz", lambda: datasets.load_cifar10_archive(tmp_path / "cut.npz"),
+                              "not a readable archive")  # fmt: skip
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10_test_first1000.npz").exists(), reason="the shared data are absent")
+def test_cifar_archive_reads_the_shared_test_subset():
+    x, y = datasets.load_cifar10_archive(SHARED_DATA / "cifar10_test_first1000.npz", limit=5)
+    assert x.shape == (5, 32, 32, 3) and y.shape == (5,) and y.max() <= 9
