@@ -5,7 +5,7 @@ Batch-first inputs: ``state`` (the queries, N x L x E), ``stored`` (the stored p
 ``projection`` (the pattern projection, i.e. the values, N x S x E_v). The forward pass, in hflayers' order:
 
 1. optional LayerNorm of each input over its feature axis (``normalize_stored_pattern``,
-   ``normalize_state_pattern``, ``normalize_pattern_projection``; affine or not; eps 1e-5);
+   ``normalize_state_pattern``, ``normalize_pattern_projection``; affine or not; eps 1e-5 by default);
 2. per-head projections ``q = x W_q + b_q`` etc. (``input_bias``), or, for an input ``*_as_static``, the input
    itself repeated for every head (its width is then the head width);
 3. optional LayerNorm of ``q`` and ``k`` per head (``normalize_hopfield_space``, one set of affine weights shared
@@ -69,12 +69,13 @@ class HflayersParams:
     norm_state: object = None
     norm_projection: object = None
     norm_hopfield_space: object = None
+    norm_eps: float = 1e-5  # the LayerNorms' epsilon (hflayers' ``normalize_*_eps``)
 
 
-def _maybe_norm(x: np.ndarray, spec) -> np.ndarray:
+def _maybe_norm(x: np.ndarray, spec, eps: float) -> np.ndarray:
     if spec is None:
         return np.asarray(x, np.float64)
-    return layer_norm(x, None if isinstance(spec, str) else spec)
+    return layer_norm(x, None if isinstance(spec, str) else spec, eps)
 
 
 def _heads(x: np.ndarray, w, b, num_heads: int) -> np.ndarray:
@@ -108,14 +109,14 @@ def hopfield_forward(
       number of associations (softmaxes) computed.
     """
     h = p.num_heads
-    stored = _maybe_norm(stored, p.norm_stored)
-    state = _maybe_norm(state, p.norm_state)
-    projection = _maybe_norm(projection, p.norm_projection)
+    stored = _maybe_norm(stored, p.norm_stored, p.norm_eps)
+    state = _maybe_norm(state, p.norm_state, p.norm_eps)
+    projection = _maybe_norm(projection, p.norm_projection, p.norm_eps)
     q = _heads(state, p.w_q, p.b_q, h)
     k = _heads(stored, p.w_k, p.b_k, h)
     v = _heads(projection, p.w_v, p.b_v, h)
     if p.norm_hopfield_space is not None:
-        q, k = _maybe_norm(q, p.norm_hopfield_space), _maybe_norm(k, p.norm_hopfield_space)
+        q, k = _maybe_norm(q, p.norm_hopfield_space, p.norm_eps), _maybe_norm(k, p.norm_hopfield_space, p.norm_eps)
     if scaling is None:
         static = p.w_q is None and p.w_k is None and p.w_v is None and p.w_o is None
         scaling = 1.0 if static else 1.0 / np.sqrt(q.shape[-1])

@@ -33,9 +33,11 @@ def _f32(x):
 
 def _params(layer: Hopfield) -> HflayersParams:
     """The reference's parameters read from a dammem ``Hopfield`` with projections: kernels (in, H, D) -> (in, H*D),
-    the output kernel (H, D, out) -> (H*D, out)."""
+    the output kernel (H, D, out) -> (H*D, out); None for an input taken as it is (static)."""
 
     def flat(linear, out):
+        if linear is None:
+            return None, None
         kernel = np.asarray(linear.kernel[...], np.float64)
         bias = None if linear.bias is None else np.asarray(linear.bias[...], np.float64)
         if out:
@@ -183,6 +185,54 @@ def test_a_trained_layer_updating_until_convergence_matches_hflayers():
     want, _, associations = hopfield_forward(
         _params(layer), STORED, STATE, PROJECTION, scaling=np.asarray(layer.beta, np.float64), update_steps_max=None,
         update_steps_eps=1e-6, stored_pattern_padding_mask=PADDING, association_mask=ASSOCIATION,
+    )  # fmt: skip
+    assert associations >= 3
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+def _norm(module):
+    """A dammem LayerNorm as the reference's entry: None (off), "plain" (no scale or bias) or (scale, bias)."""
+    if module is None:
+        return None
+    if getattr(module, "scale", None) is None:
+        return "plain"
+    return np.asarray(module.scale[...], np.float64), np.asarray(module.bias[...], np.float64)
+
+
+def test_a_trained_port_of_a_full_hflayers_configuration_matches_the_reference():
+    """hflayers ``Hopfield(input_size=6, num_heads=1, scaling=0.5, update_steps_max=None, update_steps_eps=1e-6,
+    stored_pattern_as_static=True, add_zero_association=True)`` with its default affine normalisations of the
+    state, stored and projected patterns is dammem's ``Hopfield(1, 6, beta=0.5, update_steps=None, tol=1e-6,
+    normalize_*=True, stored_pattern_as_static=True, add_zero_association=True)``; trained a few steps (the
+    normalisations' scales and biases move too), it matches the reference with its trained weights (dammem's
+    LayerNorm epsilon is flax's 1e-6, given to the reference)."""
+    layer = Hopfield(
+        1, E, beta=0.5, update_steps=None, tol=1e-6, max_steps=60, normalize_state_pattern=True,
+        normalize_stored_pattern=True, normalize_pattern_projection=True, stored_pattern_as_static=True,
+        add_zero_association=True, rngs=nnx.Rngs(5),
+    )  # fmt: skip
+    optimizer = nnx.Optimizer(layer, optax.adam(3e-2), wrt=nnx.Param)
+    q, k, v, mask = _f32(STATE), _f32(STORED), _f32(PROJECTION), _attend(PADDING, ASSOCIATION)
+    target = _f32(RNG.standard_normal((N, L, E)))
+
+    @nnx.jit
+    def train_step(layer, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean((m(q, k, v, mask=mask) - target) ** 2))(layer)
+        optimizer.update(layer, grads)
+        return loss, layer(q, k, v, mask=mask)
+
+    losses = [float(train_step(layer, optimizer)[0]) for _ in range(6)]
+    assert losses[-1] < losses[0]
+    _, got = train_step(layer, optimizer)  # the output of the updated (trained) weights
+    norms = [_norm(m) for m in (layer.stored_pattern_norm, layer.state_pattern_norm, layer.pattern_projection_norm)]
+    assert all(np.abs(norm[1]).max() > 1e-3 for norm in norms)  # the affine biases were trained
+    params = _params(layer)
+    assert params.w_k is None and params.w_q is not None  # the stored patterns are static: taken as they are
+    params.norm_stored, params.norm_state, params.norm_projection = norms
+    params.norm_eps = 1e-6
+    want, _, associations = hopfield_forward(
+        params, STORED, STATE, PROJECTION, scaling=0.5, update_steps_max=None, update_steps_eps=1e-6,
+        add_zero_association=True, stored_pattern_padding_mask=PADDING, association_mask=ASSOCIATION,
     )  # fmt: skip
     assert associations >= 3
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
