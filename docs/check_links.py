@@ -36,7 +36,9 @@ def _parse(path: Path) -> _Page:
 
 def broken_links(root: Path) -> list[str]:
     """``"page: link"`` for each internal link of the HTML files under ``root`` whose target or anchor is missing."""
-    pages = {path.resolve(): _parse(path) for path in root.rglob("*.html")}
+    # Pages only: the theme's HTML templates under _static/ are assets, not pages.
+    files = [path for path in root.rglob("*.html") if "_static" not in path.relative_to(root).parts]
+    pages = {path.resolve(): _parse(path) for path in files}
     broken = []
     for path, page in sorted(pages.items()):
         for link in page.links:
@@ -63,7 +65,7 @@ def main(argv: list[str]) -> int:
     broken = broken_links(root)
     for line in broken:
         print(f"broken link: {line}")
-    count = sum(1 for _ in root.rglob("*.html"))
+    count = sum(1 for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts)
     print(f"check_links: {count} pages, {len(broken)} broken internal links")
     return 1 if broken else 0
 

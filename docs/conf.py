@@ -27,7 +27,6 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
-    "sphinx.ext.viewcode",
 ]
 exclude_patterns = ["_build", "_screenshots", "_inventories", "**/.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
