@@ -243,7 +243,21 @@ def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, 
         return v1, jnp.zeros_like(v1)
     done0 = ~live | ~(f0 > tol)
     state = (jnp.full_like(a, origin), f0, jnp.where(done0, origin, v1), f0, done0)
-    step = partial(_secant_step, objective, tol)
+    return _secant_search(kind, zv, a, rv, state, tol)
+
+
+def _search_objective(kind: str, zv: Array, a: Array, rv: _RowView):
+    """``v -> F(v)`` for the rows of ``zv``: one pass over the data (general alpha: ``x^(1/a)``, ``1/a`` hoisted)."""
+    av = rv.col(a)
+    if kind != GENERAL:
+        return lambda v: _objective(kind, rv.sum(threshold_probs(kind, zv, rv.col(v), av)), a)
+    inv_a = rv.col(1.0 / a)
+    return lambda v: _objective(kind, rv.sum(jnp.exp(jnp.log1p(jnp.maximum(av * (zv - rv.col(v)), -1.0)) * inv_a)), a)
+
+
+def _secant_search(kind: str, zv: Array, a: Array, rv: _RowView, state: tuple, tol: float) -> tuple[Array, Array]:
+    """Secant steps from ``state = (v_prev, f_prev, v, f, done)`` until every row settles: ``(v, F(v))`` per row."""
+    step = partial(_secant_step, _search_objective(kind, zv, a, rv), tol)
     rows = a.shape[0]
     cap = rows // _COMPACT_FRACTION
     if cap == 0:
@@ -256,12 +270,8 @@ def _solve_threshold(kind: str, zv: Array, a: Array, rv: _RowView, live: Array, 
     take = jnp.minimum(unsettled, rows - 1)
     blocks = (take[:, None] * rv.per + jnp.arange(rv.per)).reshape(-1)
     sub_zv, sub_a = zv[blocks], a[take]
-
-    def sub_objective(v):
-        return _objective(kind, rv.sum(threshold_probs(kind, sub_zv, rv.col(v), rv.col(sub_a))), sub_a)
-
     sub = tuple(x[take] for x in state[:4]) + (state[4][take] | (unsettled == rows),)
-    sub = _iterate(partial(_secant_step, sub_objective, tol), sub, limit=0)
+    sub = _iterate(partial(_secant_step, _search_objective(kind, sub_zv, sub_a, rv), tol), sub, limit=0)
     v = state[2].at[unsettled].set(sub[2], mode="drop")
     f = state[3].at[unsettled].set(sub[3], mode="drop")
     return v, f
@@ -298,13 +308,110 @@ def _iterate(step, state, limit: int):
 
     def cond(carry):
         state, it = carry
-        return (it < _MAX_ITERS) & (jnp.sum(~state[4]) > limit)
+        return (it < _MAX_ITERS) & (jnp.sum(~state[-1]) > limit)
 
     def body(carry):
         state, it = carry
         return step(state), it + 1
 
     return lax.while_loop(cond, body, (state, jnp.int32(0)))[0]
+
+
+# General alpha: monotone Newton from a candidate lower bound. Each pass over the scores costs one log and one exp
+# per element (``x^(1/a)``); the exact slope costs only a division more (``s = p / x``).
+_BLOCK = 8  # general alpha: the candidate scores are the maxima of blocks of this many scores
+_MIN_CANDIDATE_N = 4 * _BLOCK  # shorter rows start the search at v = 0
+
+
+def _general_pass(zv: Array, v: Array, a: Array, inv_a: Array, rv: _RowView) -> tuple[Array, Array]:
+    """``(F(v), F'(v))`` of each row for general alpha in one pass: ``F = (S^a - 1) / a``, ``F' = -S^(a-1) sum_i s_i``
+    with ``S = sum_i p_i`` and ``s_i = p_i / x_i`` (``x_i = 1 + a (z_i - v)``, ``p_i = x_i^(1/a)``;
+    :func:`threshold_probs` with a precomputed ``1/a``, :func:`support_weights`)."""
+    y = jnp.maximum(rv.col(a) * (zv - rv.col(v)), -1.0)
+    p = jnp.exp(jnp.log1p(y) * rv.col(inv_a))
+    s_total = rv.sum(p)
+    w_total = rv.sum(p / jnp.maximum(1.0 + y, jnp.finfo(zv.dtype).tiny))
+    log_s = jnp.log(s_total)
+    return jnp.expm1(a * log_s) / a, -jnp.exp((a - 1.0) * log_s) * w_total
+
+
+def _newton_step(objective, tol, state):
+    """One Newton step for the unsettled rows of ``state = (v, F, F', done)`` (one pass over the data).
+
+    F is convex and decreasing, so from any point with ``F >= 0`` Newton's iterates increase monotonically to the
+    root and never pass it (no bracket is needed). In float32 a step can land a rounding error past it (``F < 0``);
+    the next step then goes back. A row settles once ``|F| <= tol`` or the step no longer moves ``v``.
+    """
+    v, f, fp, done = state
+    good = jnp.isfinite(f) & (fp < 0)
+    step = jnp.where(good, f / jnp.where(good, -fp, 1.0), 0.0)
+    settled = done | ~good | (jnp.abs(f) <= tol) | (v + step == v)
+    v_next = jnp.where(settled, v, v + step)
+    f_next, fp_next = objective(v_next)
+    return (
+        v_next,
+        jnp.where(settled, f, f_next),
+        jnp.where(settled, fp, fp_next),
+        settled,
+    )
+
+
+def _newton_search(zv: Array, a: Array, v0: Array, rv: _RowView, live: Array, tol: float) -> tuple[Array, ...]:
+    """Newton from ``v0`` (``F(v0) >= 0``) to the threshold of general alpha: ``(v, F(v))`` per row (R,).
+
+    Full-width steps while more than a quarter of the rows are unsettled; the rest are gathered and finished apart.
+    """
+    inv_a = 1.0 / a
+    v0 = jnp.where(live, v0, 0.0)
+    state = (v0, *_general_pass(zv, v0, a, inv_a, rv), ~live)
+    step = partial(_newton_step, lambda v: _general_pass(zv, v, a, inv_a, rv), tol)
+    rows = a.shape[0]
+    cap = rows // _COMPACT_FRACTION
+    state = _iterate(step, state, limit=cap)
+    if cap == 0:
+        return state[:3]
+    unsettled = jnp.nonzero(~state[3], size=cap, fill_value=rows)[0]  # padded with an out-of-range row
+    take = jnp.minimum(unsettled, rows - 1)
+    blocks = (take[:, None] * rv.per + jnp.arange(rv.per)).reshape(-1)
+    sub_zv, sub_a = zv[blocks], a[take]
+    sub_inv = 1.0 / sub_a
+    sub = tuple(x[take] for x in state[:3]) + (state[3][take] | (unsettled == rows),)
+    sub = _iterate(partial(_newton_step, lambda v: _general_pass(sub_zv, v, sub_a, sub_inv, rv), tol), sub, limit=0)
+    v = state[0].at[unsettled].set(sub[0], mode="drop")
+    f = state[1].at[unsettled].set(sub[1], mode="drop")
+    fp = state[2].at[unsettled].set(sub[2], mode="drop")
+    return v, f, fp
+
+
+def _general_threshold(zs: Array, zv: Array, a: Array, rv: _RowView, live: Array, tol: float):
+    """The threshold of general alpha (R,) and ``F`` there, for shifted scores ``zs`` (R, N) (``zv`` their view).
+
+    Start: the scores' block maxima are a subset of the scores, so their threshold is a lower bound of the full one
+    (``S`` only grows with more elements) and lies where ``F >= 0``: Newton solves that smaller problem (1/8 of the
+    data) and continues from there on all scores, typically in 0 to 3 steps since the maxima carry most of the mass.
+    """
+    rows, n = zs.shape
+    if n < _MIN_CANDIDATE_N:
+        return _solve_threshold(GENERAL, zv, a, rv, live, tol)
+    pad = -n % _BLOCK
+    if pad:
+        zs = jnp.pad(zs, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+    cand = jnp.max(zs.reshape(rows, -1, _BLOCK), axis=-1)
+    crv = _RowView(cand.shape[-1])
+    v0 = _newton_search(crv.view(cand), a, jnp.zeros_like(a), crv, live, tol)[0]
+    f0 = _search_objective(GENERAL, zv, a, rv)(v0)
+    # The first step on all scores: Newton with |F'| = S^(a-1) sum_i s_i overestimated without a pow per element
+    # (as from v = 0 in _solve_threshold: s_i <= x_i for a <= 1/2, s_i <= 1 on the support otherwise; x_i <= 1), so
+    # it stays on the left; the candidates' own slope can overshoot to an empty support (all scores tied).
+    x0 = jnp.maximum(1.0 + rv.col(a) * (zv - rv.col(v0)), 0.0)
+    linear = rv.col((a <= 0.5).astype(zv.dtype))
+    wsum = rv.sum(linear * x0 + (1.0 - linear) * jnp.ceil(x0))
+    slope = wsum * jnp.exp((a - 1.0) / a * jnp.log1p(a * f0))  # S^(a-1) = (1 + a F)^((a-1)/a)
+    done0 = ~live | ~(jnp.abs(f0) > tol)
+    good = jnp.isfinite(f0) & (slope > 0)
+    step = jnp.where(good, f0 / jnp.where(good, slope, 1.0), 0.0)
+    state = (v0, f0, jnp.where(done0, v0, v0 + step), f0, done0)
+    return _secant_search(GENERAL, zv, a, rv, state, tol)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,7 +439,10 @@ def _solve(kind: str, z2: Array, a: Array) -> tuple[Array, Array, Array, Array]:
     if kind == GENERAL:
         a = jnp.maximum(a, MIN_A)  # NaN (invalid traced alpha) propagates through maximum
     eps = float(jnp.finfo(zv.dtype).eps)
-    v, f = _solve_threshold(kind, zv, a, rv, live, 1e-3 if kind == ENTMAX15 else 16 * eps)
+    if kind == GENERAL:
+        v, f = _general_threshold(z2 - zmax[:, None], zv, a, rv, live, 16 * eps)
+    else:
+        v, f = _solve_threshold(kind, zv, a, rv, live, 1e-3 if kind == ENTMAX15 else 16 * eps)
     av = rv.col(a)
     if kind == ENTMAX15:  # sum_{i in S}(x_i - d)^2 = 1 on the found support: the smaller root
         x = _base(kind, zv, rv.col(v))
