@@ -35,6 +35,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from functools import partial
@@ -66,7 +67,6 @@ __all__ = [
     "butterfly_matrix",
     "hadamard_factors",
     "fwht",
-    "hadamard",
     "hadamard_sign_chain",
     "MAX_GROUP",
 ]
@@ -428,6 +428,11 @@ def fwht(x: Float[ArrayLike, "*batch N"], *, group: int | None = None) -> Float[
     ``sqrt(N)``: orthogonal and symmetric, so ``fwht(fwht(x)) = x`` and norms are preserved. O(N log N) through
     the grouped butterfly; pad other sizes with :func:`pad_to_power_of_two` first.
 
+    Under ``jax.vmap`` the mapped axis becomes more leading rows of one transform (a batching rule of the kernel):
+    batching the butterfly's small dense products instead, with transposes between passes, is about 2.4x slower for
+    a (16, 8, 4096) batch on a CPU. The transform is linear: its JVP is the plain butterfly of the tangent
+    (transposable for reverse mode, batched without the rule).
+
     Args:
       x: ``(..., N)`` with ``N = 2^L >= 1``; integers become float32.
       group: static block width in ``[1, 10]``; ``None`` uses :func:`default_group`.
@@ -436,16 +441,19 @@ def fwht(x: Float[ArrayLike, "*batch N"], *, group: int | None = None) -> Float[
       ``(..., N)``, dtype of ``x``.
 
     Example:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> from dammem._butterfly import fwht
       >>> fwht(jnp.array([1.0, 0.0, 0.0, 0.0]))  # the first column of H_4
       Array([0.5, 0.5, 0.5, 0.5], dtype=float32)
       >>> fwht(jnp.array([4.0, 2.0, 0.0, 2.0]))  # (1/2) [8, 0, 4, 4]
       Array([4., 0., 2., 2.], dtype=float32)
+      >>> jax.vmap(fwht)(jnp.array([[4.0, 2.0, 0.0, 2.0], [1.0, 0.0, 0.0, 0.0]]))  # row by row
+      Array([[4. , 0. , 2. , 2. ],
+             [0.5, 0.5, 0.5, 0.5]], dtype=float32)
     """
     context = "fwht"
     x, k = _check_last_axis(x, context, 1)
-    return _fwht_kernel(x, k, check_group(group, context))
+    return _fwht_op(k, check_group(group, context))(x)
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -456,41 +464,29 @@ def _fwht_kernel(x: Array, k: int, group: int) -> Array:
     return y.reshape(x.shape)
 
 
-@jax.custom_batching.custom_vmap
-def _fwht_batched(x: Array) -> Array:
-    return fwht(x)
+@functools.cache
+def _fwht_op(k: int, group: int):
+    """The transform of size ``2^k`` with block width ``group``: a batching rule that folds ``jax.vmap`` axes into the
+    leading rows, under a JVP rule (``custom_vmap`` alone is not differentiable in reverse mode)."""
 
+    @jax.custom_batching.custom_vmap
+    def batched(x):
+        return _fwht_kernel(x, k, group)
 
-@_fwht_batched.def_vmap
-def _fwht_batched_rule(axis_size, in_batched, x):
-    del axis_size, in_batched
-    return fwht(x), True  # the transform maps rows: a vmapped batch is just more leading rows
+    @batched.def_vmap
+    def _rule(axis_size, in_batched, x):
+        del axis_size
+        return batched(x), in_batched[0]  # a mapped axis (moved first) is just more leading rows
 
+    @jax.custom_jvp
+    def op(x):
+        return batched(x)
 
-@jax.custom_jvp
-def hadamard(x: Float[Array, "*batch N"]) -> Float[Array, "*batch N"]:
-    """:func:`fwht` along the last axis (default group, no validation), with a batching rule that folds
-    ``jax.vmap`` axes into the rows.
+    @op.defjvp
+    def _jvp(primals, tangents):  # the plain kernel for the tangent: transposable (custom_vmap is not)
+        return op(primals[0]), _fwht_kernel(tangents[0], k, group)
 
-    Vmapping the butterfly directly batches its small dense products and transposes between passes (about 2.4x
-    slower for a (16, 8, 4096) batch on a CPU); here the vmapped axis simply becomes more leading rows. The
-    transform is linear, so its JVP applies the plain :func:`fwht` to the tangent (transposable for reverse mode).
-    The structured random projections of :mod:`dammem.drdam.projections` use it under ``jax.vmap``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from dammem._butterfly import hadamard
-      >>> jax.vmap(hadamard)(jnp.array([[4.0, 2.0, 0.0, 2.0], [1.0, 0.0, 0.0, 0.0]]))  # as fwht, row by row
-      Array([[4. , 0. , 2. , 2. ],
-             [0.5, 0.5, 0.5, 0.5]], dtype=float32)
-    """
-    return _fwht_batched(x)
-
-
-@hadamard.defjvp
-def _hadamard_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return hadamard(x), fwht(dx)
+    return op
 
 
 def hadamard_sign_chain(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,6 @@ from dammem._butterfly import (
     default_group,
     fwht,
     group_sizes,
-    hadamard,
     hadamard_factors,
     hadamard_sign_chain,
     kron_blocks,
@@ -184,19 +185,28 @@ def test_hadamard_sign_chain_of_one_diagonal_is_fwht_of_the_signed_vector():
     np.testing.assert_allclose(np.asarray(hadamard_sign_chain(d, x)), np.asarray(fwht(x * d[0])), atol=1e-6)
 
 
-def test_hadamard_under_vmap_jvp_and_grad_is_the_dense_transform(x64):
-    """The vmap-folding wrapper of fwht: values under nested and non-leading vmaps, its JVP and its VJP."""
+def test_fwht_under_vmap_jvp_and_grad_is_the_dense_transform(x64):
+    """fwht's batching rule (mapped axes become leading rows): values under nested vmaps, mapped axes other than the
+    first (including the transformed axis's neighbour and the last axis), an unmapped operand, a non-default group,
+    its JVP and its VJP, all against the dense Sylvester matrix."""
     n = 16
     rng = np.random.default_rng(3)
     x, dx, c = (rng.normal(size=(3, 2, n)) for _ in range(3))
     h = sylvester(n)
-    np.testing.assert_allclose(np.asarray(hadamard(jnp.asarray(x))), x @ h.T, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(jax.vmap(jax.vmap(hadamard))(jnp.asarray(x))), x @ h.T, atol=1e-12)
-    swapped = jax.vmap(hadamard, in_axes=1, out_axes=1)(jnp.asarray(x))
+    xj = jnp.asarray(x)
+    np.testing.assert_allclose(np.asarray(jax.vmap(jax.vmap(fwht))(xj)), x @ h.T, atol=1e-12)
+    swapped = jax.vmap(fwht, in_axes=1, out_axes=1)(xj)
     np.testing.assert_allclose(np.asarray(swapped), x @ h.T, atol=1e-12)
-    _, tangent = jax.jvp(jax.vmap(hadamard), (jnp.asarray(x),), (jnp.asarray(dx),))
+    # the mapped axis is the last one: each column of an (n, 5) array is transformed
+    cols = rng.normal(size=(n, 5))
+    np.testing.assert_allclose(np.asarray(jax.vmap(fwht, in_axes=1)(jnp.asarray(cols))), (h @ cols).T, atol=1e-12)
+    nested = jax.vmap(jax.vmap(partial(fwht, group=3), in_axes=0), in_axes=1, out_axes=2)(xj)  # group 3: 2 passes
+    np.testing.assert_allclose(np.asarray(nested), (x @ h.T).transpose(0, 2, 1), atol=1e-12)
+    scaled = jax.vmap(lambda s: fwht(xj[0]) * s)(jnp.arange(4.0))  # fwht's operand is not mapped
+    np.testing.assert_allclose(np.asarray(scaled), np.arange(4.0)[:, None, None] * (x[0] @ h.T), atol=1e-12)
+    _, tangent = jax.jvp(jax.vmap(fwht), (xj,), (jnp.asarray(dx),))
     np.testing.assert_allclose(np.asarray(tangent), dx @ h.T, atol=1e-12)
-    grad = jax.vmap(jax.grad(lambda r, w: jnp.sum(hadamard(r) * w)))(jnp.asarray(x), jnp.asarray(c))
+    grad = jax.vmap(jax.grad(lambda r, w: jnp.sum(fwht(r) * w)))(xj, jnp.asarray(c))
     np.testing.assert_allclose(np.asarray(grad), c @ h, atol=1e-12)
 
 

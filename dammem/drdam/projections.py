@@ -19,9 +19,9 @@ Rahimi & Recht (2007) need:
   ``diag(r_j) H S_{j,1} H S_{j,2} H S_{j,3}`` with ``H`` the normalised ``P x P`` Walsh-Hadamard matrix, ``S`` random
   +-1 diagonals and ``r_j`` independent ``chi(P)`` row norms (the norms of Gaussian rows, in place of the fixed
   ``sqrt(P)`` of Yu et al.). Inputs are zero-padded from ``D`` to ``P = G``, a power of two. Applying a block costs
-  ``O(P log P)`` with the shared Walsh-Hadamard butterfly (``dammem._butterfly.hadamard``), so a query costs
-  ``O(Y log P)`` time and ``O(Y + D)`` memory; the signs (``int8``) and norms are drawn once and stored (``O(Y)``),
-  so nothing is sampled at run time.
+  ``O(P log P)`` with the shared Walsh-Hadamard butterfly (``dammem._butterfly.fwht``, which folds ``jax.vmap``
+  axes into its rows), so a query costs ``O(Y log P)`` time and ``O(Y + D)`` memory; the signs (``int8``) and norms
+  are drawn once and stored (``O(Y)``), so nothing is sampled at run time.
 - ``materialized``: the ``Y x D`` matrix of the ``gaussian`` kind (same key and block size, same rows), stored; the
   baseline for small problems.
 
@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dammem._butterfly import hadamard
+from dammem._butterfly import fwht
 from dammem._types import Array
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "check_block_size",
     "default_block_size",
     "default_chunk_rows",
-    "hadamard",
     "input_dim",
     "sample_params",
 ]
@@ -180,16 +179,16 @@ def _structured(signs: Array, norms: Array) -> ChunkOperator:
 
     def apply(z):
         u = z[..., None, :] * signs[:, 2]
-        u = hadamard(u) * signs[:, 1]
-        u = hadamard(u) * signs[:, 0]
-        u = hadamard(u) * norms
+        u = fwht(u) * signs[:, 1]
+        u = fwht(u) * signs[:, 0]
+        u = fwht(u) * norms
         return u.reshape(*z.shape[:-1], nb * p)
 
     def apply_t(c):
         v = c.reshape(*c.shape[:-1], nb, p) * norms
-        v = hadamard(v) * signs[:, 0]
-        v = hadamard(v) * signs[:, 1]
-        v = hadamard(v) * signs[:, 2]
+        v = fwht(v) * signs[:, 0]
+        v = fwht(v) * signs[:, 1]
+        v = fwht(v) * signs[:, 2]
         return v.sum(-2)
 
     return ChunkOperator(apply, apply_t)
