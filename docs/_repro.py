@@ -34,6 +34,7 @@ def _summary_body(text: str) -> str:
         if line.startswith("!["):
             continue
         heading = re.match(r"^#+ (.*)$", line)
+        line = line.replace("(*)", "(\\*)")  # the binding operator, not emphasis
         out.append(f"**{heading.group(1)}**" if heading else line)
     return "\n".join(out).strip()
 
@@ -72,5 +73,5 @@ def show_paper(prefixes: tuple[str, ...]) -> None:
     from IPython.display import Markdown, display
 
     for name in configs(prefixes):
-        display(Markdown(f"### `{name}`"))
+        display(Markdown(f"---\n\n**Config `{name}`**"))
         show_config(name)

@@ -134,6 +134,7 @@ nb_execution_timeout = 120  # seconds per cell
 nb_execution_raise_on_error = True  # any cell error fails the build
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # markdown outputs (the README's and the runs' tables) with tables
 # The notebooks' kernel "python3" is ipykernel in this Python (jupyter_client runs "python" as sys.executable), with
 # the kernel's own log at ERROR: its notice about unencrypted local TCP sockets is not part of any page.
 os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(DOCS / "_kernels"), os.environ.get("JUPYTER_PATH")]))
