@@ -14,7 +14,9 @@ convex and decreasing in ``v`` (``S^a`` is an ``L_{1/a}`` norm of a vector of co
 of ``v*`` and increase monotonically; each step costs one fused pass over the scores. On the final linear piece of
 sparsemax the secant step is exact (Michelot's (1986) mean on the support). 1.5-entmax recomputes the threshold in
 closed form on the found support (the smaller root of a quadratic); general alpha runs the search to rounding level
-and renormalises.
+and renormalises. General alpha pays a log and an exp per element and pass, so for rows of at least 32 scores it
+first solves the problem of the maxima of blocks of 8 scores: a subset's threshold lies left of the full one (``S``
+only grows with more elements) and usually close, leaving 0 to 3 passes over all scores.
 
 Derivatives. :func:`separation_rows` and :func:`conjugate_rows` are two outputs of one ``jax.custom_jvp`` kernel
 ``(p, s, sum(s), psi)`` with ``s = p^(2 - alpha)`` and ``psi = Psi*_alpha(z)`` (Wu et al. (2024), eq. 2.3). Its rule

@@ -1030,7 +1030,7 @@ def test_large_beta_scaling_stays_finite_and_exact(name):
     assert np.all(g == 0.0)  # a one-hot output is locally constant
 
 
-@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.5, np.nan])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.5, 3.0, np.nan])
 def test_traced_out_of_range_alpha_gives_nan(alpha):
     z = _z()  # (6, 33) and a float32 alpha: the programs of the other traced-alpha checks
     a = jnp.float32(alpha)
