@@ -291,3 +291,10 @@ def test_overrides_after_the_options_are_kept_in_order(capsys):
     with pytest.raises(SystemExit):  # `list` takes no overrides
         _parse(["list", "seed=3"])
     assert "unrecognized arguments: seed=3" in capsys.readouterr().err
+
+
+def test_report_needs_a_finished_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert _one_line_error(capsys) == (
+        f"dammem: error: '{tmp_path}' holds no results.json (give the --out directory of a finished run)"
+    )
