@@ -73,5 +73,5 @@ def show_paper(prefixes: tuple[str, ...]) -> None:
     from IPython.display import Markdown, display
 
     for name in configs(prefixes):
-        display(Markdown(f"---\n\n**Config `{name}`**"))
+        display(Markdown(f"**Config `{name}`**"))
         show_config(name)
