@@ -312,7 +312,7 @@ def _style(method: str, methods: list):
         color=f"C{i}",
         ls="-" if kernel else "--",
         marker=_MARKERS[i],
-        ms=5 if kernel else 7,
+        ms=(7.5 if kernel else 10.0) - 0.8 * i,  # later curves smaller: an equal earlier one shows as a ring
         mfc=f"C{i}" if kernel else "none",
         label=method,
     )
@@ -322,15 +322,16 @@ def _dodge(x: np.ndarray, i: int, n: int, log: bool) -> np.ndarray:
     """Spread the methods' points a little along x so that equal curves stay visible side by side."""
     shift = (i - (n - 1) / 2) / max(n, 1)
     if log:
-        return x * 10 ** (0.04 * shift)
+        return x * 10 ** (0.08 * shift)
     span = (x.max() - x.min()) if x.size > 1 else 1.0
-    return x + 0.02 * span * shift
+    return x + 0.06 * span * shift
 
 
 def _error_axis(ax) -> None:
     """Symlog error axis whose frame lies below zero (exact retrieval is drawn on the grey zero line, not the frame)
     and above the highest error bar."""
-    top = max((float(np.max(line.get_ydata())) for line in ax.get_lines() if len(line.get_ydata())), default=1.0)
+    lines = [line for a in ax.get_shared_y_axes().get_siblings(ax) for line in a.get_lines()]
+    top = max((float(np.max(line.get_ydata())) for line in lines if len(line.get_ydata())), default=1.0)
     ax.set_yscale("symlog", linthresh=_LINTHRESH)
     ax.set_ylim(-0.6 * _LINTHRESH, 2.0 * max(top, _LINTHRESH))
     ax.axhline(0.0, color="0.7", lw=0.5, zorder=0)
@@ -406,7 +407,7 @@ def report(config: Config, results: dict, out_dir: Path, *, figures: bool = True
                     _dodge(np.asarray(betas, dtype=float), i, len(methods), True),
                     [r["error_mean"] for r in rows_k],
                     yerr=_bars([r["error_mean"] for r in rows_k], [r["error_std"] for r in rows_k]), lw=1, capsize=1.5,
-                    **dict(_style(m, methods), ms=4),
+                    **dict(_style(m, methods), ms=0.6 * _style(m, methods)["ms"]),
                 )  # fmt: skip
             ax.axvline(1.0, color="gray", lw=0.6, ls=":")
             ax.set_xscale("log")
