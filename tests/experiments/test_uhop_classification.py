@@ -203,6 +203,7 @@ def protocol_runs(tmp_path_factory):
     return run_experiment({"experiment": "uhop_classification", "seed": 0, "config": config}, out, progress=False)
 
 
+@pytest.mark.slow  # four trained (model, protocol) pairs: several compiled programs each
 def test_protocols_train_differently_and_the_safeguard_holds(protocol_runs):
     """The same initial parameters and mini-batches: under `authors` the kernel is fitted with the embedding first
     (its own fields) and the task uses a cosine schedule, so every curve differs from `algorithm2`'s; a large kernel
@@ -280,17 +281,19 @@ def test_report_sentences_are_computed_from_the_results(tmp_path):
 def test_perturbing_a_result_changes_the_summary(tmp_path):
     """Every number in the sentences is read from the results: moving one accuracy moves its sentence, the
     comparison count and the verdict."""
-    before = uc_report.report(uc.Config(), _synthetic(MAX_TRAIN, FINAL_TEST), tmp_path)
+    before = uc_report.report(uc.Config(), _synthetic(MAX_TRAIN, FINAL_TEST), tmp_path, figures=False)
     moved = _synthetic(
         dict(MAX_TRAIN, **{"sparse_hopfield+uhop": 0.75}), dict(FINAL_TEST, **{"sparse_hopfield+uhop": 0.43})
     )
-    after = uc_report.report(uc.Config(), moved, tmp_path)
+    after = uc_report.report(uc.Config(), moved, tmp_path, figures=False)
     assert before != after
     assert (
         "a max train accuracy of 76.0% against 71.0% for sparse_hopfield (+5.0 points; higher in 2 of 2 seeds)" in after
     )
     assert "reproduces Table 1 qualitatively: U-Hop above the plain model in 4 of 4 comparisons" in after
-    safeguarded = uc_report.report(uc.Config(min_singular_value=0.01), _synthetic(MAX_TRAIN, FINAL_TEST), tmp_path)
+    safeguarded = uc_report.report(
+        uc.Config(min_singular_value=0.01), _synthetic(MAX_TRAIN, FINAL_TEST), tmp_path, figures=False
+    )
     assert (
         "the full-rank safeguard (ours, not the paper's) holds every singular value of the kernel at or above 0.01"
         in safeguarded
@@ -303,7 +306,7 @@ def test_verdict_is_quantitative_only_at_the_paper_sizes_and_numbers(tmp_path):
     at_paper = _synthetic(paper_max, paper_test, dict(uc_report.PAPER_SIZES))
     level, reason = uc_report.verdict(at_paper, "algorithm2")
     assert level == "quantitative" and reason.startswith("every number within 0.0 points")
-    text = uc_report.report(uc.Config(), at_paper, tmp_path)
+    text = uc_report.report(uc.Config(), at_paper, tmp_path, figures=False)
     assert "## Table 1 of Wu et al. (2024) (CIFAR-10), at the paper's sizes" in text
     # the same numbers at a smaller size: only the qualitative comparison
     small = _synthetic(paper_max, paper_test)
