@@ -319,78 +319,17 @@ def _iterate(step, state, limit: int):
     return lax.while_loop(cond, body, (state, jnp.int32(0)))[0]
 
 
-# General alpha: monotone Newton from a candidate lower bound. Each pass over the scores costs one log and one exp
-# per element (``x^(1/a)``); the exact slope costs only a division more (``s = p / x``).
+# General alpha: the search on all scores starts from the threshold of a subset of them (the block maxima).
 _BLOCK = 8  # general alpha: the candidate scores are the maxima of blocks of this many scores
 _MIN_CANDIDATE_N = 4 * _BLOCK  # shorter rows start the search at v = 0
-
-
-def _general_pass(zv: Array, v: Array, a: Array, inv_a: Array, rv: _RowView) -> tuple[Array, Array]:
-    """``(F(v), F'(v))`` of each row for general alpha in one pass: ``F = (S^a - 1) / a``, ``F' = -S^(a-1) sum_i s_i``
-    with ``S = sum_i p_i`` and ``s_i = p_i / x_i`` (``x_i = 1 + a (z_i - v)``, ``p_i = x_i^(1/a)``;
-    :func:`threshold_probs` with a precomputed ``1/a``, :func:`support_weights`)."""
-    y = jnp.maximum(rv.col(a) * (zv - rv.col(v)), -1.0)
-    p = jnp.exp(jnp.log1p(y) * rv.col(inv_a))
-    s_total = rv.sum(p)
-    w_total = rv.sum(p / jnp.maximum(1.0 + y, jnp.finfo(zv.dtype).tiny))
-    log_s = jnp.log(s_total)
-    return jnp.expm1(a * log_s) / a, -jnp.exp((a - 1.0) * log_s) * w_total
-
-
-def _newton_step(objective, tol, state):
-    """One Newton step for the unsettled rows of ``state = (v, F, F', done)`` (one pass over the data).
-
-    F is convex and decreasing, so from any point with ``F >= 0`` Newton's iterates increase monotonically to the
-    root and never pass it (no bracket is needed). In float32 a step can land a rounding error past it (``F < 0``);
-    the next step then goes back. A row settles once ``|F| <= tol`` or the step no longer moves ``v``.
-    """
-    v, f, fp, done = state
-    good = jnp.isfinite(f) & (fp < 0)
-    step = jnp.where(good, f / jnp.where(good, -fp, 1.0), 0.0)
-    settled = done | ~good | (jnp.abs(f) <= tol) | (v + step == v)
-    v_next = jnp.where(settled, v, v + step)
-    f_next, fp_next = objective(v_next)
-    return (
-        v_next,
-        jnp.where(settled, f, f_next),
-        jnp.where(settled, fp, fp_next),
-        settled,
-    )
-
-
-def _newton_search(zv: Array, a: Array, v0: Array, rv: _RowView, live: Array, tol: float) -> tuple[Array, ...]:
-    """Newton from ``v0`` (``F(v0) >= 0``) to the threshold of general alpha: ``(v, F(v))`` per row (R,).
-
-    Full-width steps while more than a quarter of the rows are unsettled; the rest are gathered and finished apart.
-    """
-    inv_a = 1.0 / a
-    v0 = jnp.where(live, v0, 0.0)
-    state = (v0, *_general_pass(zv, v0, a, inv_a, rv), ~live)
-    step = partial(_newton_step, lambda v: _general_pass(zv, v, a, inv_a, rv), tol)
-    rows = a.shape[0]
-    cap = rows // _COMPACT_FRACTION
-    state = _iterate(step, state, limit=cap)
-    if cap == 0:
-        return state[:3]
-    unsettled = jnp.nonzero(~state[3], size=cap, fill_value=rows)[0]  # padded with an out-of-range row
-    take = jnp.minimum(unsettled, rows - 1)
-    blocks = (take[:, None] * rv.per + jnp.arange(rv.per)).reshape(-1)
-    sub_zv, sub_a = zv[blocks], a[take]
-    sub_inv = 1.0 / sub_a
-    sub = tuple(x[take] for x in state[:3]) + (state[3][take] | (unsettled == rows),)
-    sub = _iterate(partial(_newton_step, lambda v: _general_pass(sub_zv, v, sub_a, sub_inv, rv), tol), sub, limit=0)
-    v = state[0].at[unsettled].set(sub[0], mode="drop")
-    f = state[1].at[unsettled].set(sub[1], mode="drop")
-    fp = state[2].at[unsettled].set(sub[2], mode="drop")
-    return v, f, fp
 
 
 def _general_threshold(zs: Array, zv: Array, a: Array, rv: _RowView, live: Array, tol: float):
     """The threshold of general alpha (R,) and ``F`` there, for shifted scores ``zs`` (R, N) (``zv`` their view).
 
     Start: the scores' block maxima are a subset of the scores, so their threshold is a lower bound of the full one
-    (``S`` only grows with more elements) and lies where ``F >= 0``: Newton solves that smaller problem (1/8 of the
-    data) and continues from there on all scores, typically in 0 to 3 steps since the maxima carry most of the mass.
+    (``S`` only grows with more elements) and lies where ``F >= 0``: the same search solves that smaller problem (1/8
+    of the data) and continues from there on all scores, typically in 0 to 3 steps (the maxima carry most of the mass).
     """
     rows, n = zs.shape
     if n < _MIN_CANDIDATE_N:
@@ -400,7 +339,7 @@ def _general_threshold(zs: Array, zv: Array, a: Array, rv: _RowView, live: Array
         zs = jnp.pad(zs, ((0, 0), (0, pad)), constant_values=-jnp.inf)
     cand = jnp.max(zs.reshape(rows, -1, _BLOCK), axis=-1)
     crv = _RowView(cand.shape[-1])
-    v0 = _newton_search(crv.view(cand), a, jnp.zeros_like(a), crv, live, tol)[0]
+    v0 = _solve_threshold(GENERAL, crv.view(cand), a, crv, live, tol)[0]
     f0 = _search_objective(GENERAL, zv, a, rv)(v0)
     # The first step on all scores: Newton with |F'| = S^(a-1) sum_i s_i overestimated without a pow per element
     # (as from v = 0 in _solve_threshold: s_i <= x_i for a <= 1/2, s_i <= 1 on the support otherwise; x_i <= 1), so
