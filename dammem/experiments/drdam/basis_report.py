@@ -78,7 +78,10 @@ def _body(config: Config, results: dict) -> str:
     headers = ["kind", "projection"]
     headers += [f"MAE_grad beta={b:g}" for b in betas] + [f"MAE_E beta={b:g}" for b in betas]
     table = markdown_table(headers, rows, floatfmt=".3g")
-    best = ", ".join(f"beta={b}: {v}" for b, v in results["best_gradient_new"].items())
+    best = ", ".join(
+        f"beta={b}: {v} ({float(results['mae_gradient'][v.split('/')[0]][v.split('/')[1]]['new'][i][-1]):.3g})"
+        for i, (b, v) in enumerate(results["best_gradient_new"].items())
+    )
     return (
         f"{config.num_stored} pooled MNIST points (D = 16) stored, {config.num_new} new queries; errors (eq. 14) at "
         f"the new queries with Y = {y1} projections, averaged over {config.num_trials} feature draws.\n\n{table}\n\n"
