@@ -84,8 +84,12 @@ def problem(memories: int, dim: int, queries: int, seed: int, mesh, axis: str = 
     from jax.sharding import PartitionSpec as P
 
     def rows(start: int, stop: int):
-        block = np.random.default_rng([seed, start]).standard_normal((stop - start, dim), dtype=np.float32)
-        return block / np.float32(math.sqrt(dim))
+        # drawn and scaled in place: no temporary of the block's size beside it (a process's peak memory is its
+        # share of the memory set plus one block)
+        block = np.empty((stop - start, dim), np.float32)
+        np.random.default_rng([seed, start]).standard_normal(dtype=np.float32, out=block)
+        block /= np.float32(math.sqrt(dim))
+        return block
 
     sharding = NamedSharding(mesh, P(axis, None))
     slices = []
