@@ -69,36 +69,51 @@ def _mesh():
     return jax.make_mesh((jax.device_count(),), ("memory",), axis_types=(AxisType.Auto,))
 
 
+CHUNK_ROWS = 1 << 14  # rows drawn per step when a device fills its slice of the memory set
+
+
 def problem(memories: int, dim: int, queries: int, seed: int, mesh, axis: str = "memory"):
     """Gaussian memories (K, D) / sqrt(D) split over ``axis`` of ``mesh``, and queries (B, D) at 0.3 relative noise
     from the first ``B`` memories.
 
-    Each device's rows are drawn with NumPy (seeded by the first row) and moved to the device one slice at a time, so
-    the process never holds more than the memory set and one slice. (``jax.random.normal`` of the whole ``(K, D)``
-    under ``jit`` with a sharded output is not used: at ``K D = 2^30`` numbers its generation was no longer split over
-    the devices and the process needed over 20 GB.)
+    Every device draws its own rows on the device, ``c`` rows at a time into its slice (``c = min(2^14, K / n)`` for
+    ``n`` devices in all; chunk ``j`` of the memory set from ``fold_in(key(seed), j)``), so a process holds only its
+    devices' slices plus one chunk, and the memory set is the same whatever the number of processes. (One
+    ``jax.random.normal`` of a whole slice materialises several slice-sized temporaries; NumPy draws need a host copy
+    beside the device's.)
     """
     import jax
+    import jax.numpy as jnp
     import numpy as np
+    from jax import lax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    def rows(start: int, stop: int):
-        # drawn and scaled in place: no temporary of the block's size beside it (a process's peak memory is its
-        # share of the memory set plus one block)
-        block = np.empty((stop - start, dim), np.float32)
-        np.random.default_rng([seed, start]).standard_normal(dtype=np.float32, out=block)
-        block /= np.float32(math.sqrt(dim))
-        return block
+    chunk = min(CHUNK_ROWS, memories // mesh.size)
+    if memories % (chunk * mesh.size):
+        raise ValueError(f"problem: K = {memories} must be a multiple of {chunk * mesh.size} (chunks x devices)")
+    scale = np.float32(1.0 / math.sqrt(dim))
 
+    @partial(jax.jit, static_argnums=1)
+    def fill(key, rows: int, first):  # rows [first * chunk, first * chunk + rows) of the memory set
+        def body(i, buf):
+            block = jax.random.normal(jax.random.fold_in(key, first + i), (chunk, dim), jnp.float32) * scale
+            return lax.dynamic_update_slice(buf, block, (i * chunk, 0))
+
+        return lax.fori_loop(0, rows // chunk, body, jnp.zeros((rows, dim), jnp.float32))
+
+    key = jax.random.key(seed)
     sharding = NamedSharding(mesh, P(axis, None))
     slices = []
     for device, index in sharding.addressable_devices_indices_map((memories, dim)).items():
         start, stop, _ = index[0].indices(memories)
-        slices.append(jax.device_put(rows(start, stop), device))
+        on_device = jax.device_put((key, np.int32(start // chunk)), device)
+        slices.append(fill(on_device[0], stop - start, on_device[1]))
     mem = jax.make_array_from_single_device_arrays((memories, dim), sharding, slices)
+    key0, first0 = jax.device_put((key, np.int32(0)), jax.local_devices()[0])
+    first_rows = np.asarray(fill(key0, -(-queries // chunk) * chunk, first0))  # whole chunks covering the B rows
     noise = np.random.default_rng([seed, memories]).standard_normal((queries, dim), dtype=np.float32)
-    x = rows(0, queries) + np.float32(0.3 / math.sqrt(dim)) * noise
+    x = first_rows[:queries] + np.float32(0.3 / math.sqrt(dim)) * noise
     return mem, x  # the queries on the host: every process places them itself
 
 
