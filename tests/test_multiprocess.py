@@ -151,7 +151,7 @@ def test_launcher_prefixes_output_and_sets_the_environment(tmp_path):
         tmp_path,
         """
         print(rank, os.environ['DAMMEM_NUM_PROCESSES'], os.environ['JAX_COORDINATOR_ADDRESS'].split(':')[0],
-              os.environ['XLA_FLAGS'].split()[-1], flush=True)
+              '|'.join(os.environ['XLA_FLAGS'].split()), flush=True)
         print('to stderr', file=sys.stderr)
         """,
     )
@@ -161,7 +161,7 @@ def test_launcher_prefixes_output_and_sets_the_environment(tmp_path):
         env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_cpu_enable_fast_math=false"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    flag = "--xla_force_host_platform_device_count=2"
+    flag = "--xla_cpu_enable_fast_math=false|--xla_force_host_platform_device_count=2"  # the caller's 8 replaced
     assert sorted(done.stdout.splitlines()) == [f"[rank {r}] {r} 3 127.0.0.1 {flag}" for r in range(3)]
     assert sorted(done.stderr.splitlines()) == [f"[rank {r}] to stderr" for r in range(3)]
 
