@@ -117,6 +117,14 @@ def _script(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def _sleeper(tmp_path: Path, before_sleep: str = "") -> Path:
+    """Ranks that write their pid to ``pid<rank>``, run ``before_sleep``, then sleep 600 s."""
+    return _script(
+        tmp_path,
+        f"open(r'{tmp_path}/pid%d' % rank, 'w').write(str(os.getpid()))\n{before_sleep}\ntime.sleep(600)\n",
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -167,16 +175,7 @@ def test_launcher_prefixes_output_and_sets_the_environment(tmp_path):
 
 
 def test_launcher_failing_rank_stops_the_others(tmp_path):
-    script = _script(
-        tmp_path,
-        f"""
-        open(r'{tmp_path}/pid%d' % rank, 'w').write(str(os.getpid()))
-        if rank == 1:
-            time.sleep(0.5)
-            sys.exit(3)
-        time.sleep(600)
-        """,
-    )
+    script = _sleeper(tmp_path, "if rank == 1:\n    time.sleep(0.5)\n    sys.exit(3)")
     proc = _run_launcher("-n", "3", str(script))
     out, err = proc.communicate(timeout=STOP_WITHIN)
     assert proc.returncode == 3, err
@@ -185,13 +184,7 @@ def test_launcher_failing_rank_stops_the_others(tmp_path):
 
 
 def test_launcher_rank_killed_from_outside(tmp_path):
-    script = _script(
-        tmp_path,
-        f"""
-        open(r'{tmp_path}/pid%d' % rank, 'w').write(str(os.getpid()))
-        time.sleep(600)
-        """,
-    )
+    script = _sleeper(tmp_path)
     proc = _run_launcher("-n", "2", str(script))
     pids = _pids(tmp_path, 2)
     os.kill(pids[1], signal.SIGKILL)
@@ -202,15 +195,8 @@ def test_launcher_rank_killed_from_outside(tmp_path):
 
 
 def test_launcher_timeout_stops_every_rank(tmp_path):
-    script = _script(
-        tmp_path,
-        f"""
-        import signal
-        open(r'{tmp_path}/pid%d' % rank, 'w').write(str(os.getpid()))
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a hung rank that ignores SIGTERM: SIGKILL follows
-        time.sleep(600)
-        """,
-    )
+    # a hung rank that ignores SIGTERM: SIGKILL follows
+    script = _sleeper(tmp_path, "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)")
     proc = _run_launcher("-n", "2", "--timeout", "2", str(script))
     out, err = proc.communicate(timeout=STOP_WITHIN)
     assert proc.returncode == launch.TIMEOUT_STATUS
@@ -219,13 +205,7 @@ def test_launcher_timeout_stops_every_rank(tmp_path):
 
 
 def test_launcher_stopped_by_sigterm_stops_every_rank(tmp_path):
-    script = _script(
-        tmp_path,
-        f"""
-        open(r'{tmp_path}/pid%d' % rank, 'w').write(str(os.getpid()))
-        time.sleep(600)
-        """,
-    )
+    script = _sleeper(tmp_path)
     proc = _run_launcher("-n", "2", str(script))
     pids = _pids(tmp_path, 2)
     proc.send_signal(signal.SIGTERM)
@@ -274,8 +254,60 @@ def test_readme_several_processes_example_runs(tmp_path):
         [sys.executable, *command[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=RUN_TIMEOUT + 60
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    printed = [line for line in done.stdout.splitlines() if "[Gloo]" not in line]  # gloo's connection messages
+    # the program's lines; gloo's connection messages go to the same stdout, some of them split over lines
+    printed = [line for line in done.stdout.splitlines() if "slice(" in line]
     assert sorted(printed) == [
         "[rank 0] 0 slice(0, 2048, None) True",
         "[rank 1] 1 slice(2048, 4096, None) True",
     ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The per-process placement functions in this (one-process) test process
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_process_local_functions_in_one_process():
+    """With one process every row is local: the slice is all rows, the global array is the local one, gather is the
+    value (each against the plain NumPy array)."""
+    import jax
+
+    from dammem import sharding as sh
+
+    mesh = jax.make_mesh((1,), ("memory",))
+    x = np.arange(24.0, dtype=np.float32).reshape(4, 6)
+    assert sh.process_slice(4, mesh, "memory") == slice(0, 4)
+    for dim in (0, 1, -1):
+        placed = sh.distribute_process_local(x, mesh, "memory", dim=dim)
+        expected_spec = ("memory", None) if dim == 0 else (None, "memory")
+        assert tuple(placed.sharding.spec) == expected_spec
+        np.testing.assert_array_equal(sh.gather({"a": placed})["a"], x)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda sh, m: sh.process_slice(0, m, "memory"), "process_slice: length=0; allowed: a positive int"),
+        (lambda sh, m: sh.process_slice(4, m, "rows"), "process_slice: axis='rows' is not an axis of the mesh"),
+        (lambda sh, m: sh.process_slice(4, "mesh", "memory"), "process_slice: mesh must be a jax.sharding.Mesh"),
+        (
+            lambda sh, m: sh.distribute_process_local(np.float32(1.0), m, "memory"),
+            "distribute_process_local: local must have at least one axis to split, got a scalar",
+        ),
+        (
+            lambda sh, m: sh.distribute_process_local(np.ones((2, 3)), m, "memory", dim=2),
+            r"distribute_process_local: dim=2 is not an axis of local, of shape \(2, 3\)",
+        ),
+        (
+            lambda sh, m: sh.distribute(np.ones((2, 3)), m, "memory", dim=-3),
+            r"distribute: dim=-3 is not an axis of array, of shape \(2, 3\)",
+        ),
+    ],
+)
+def test_process_local_functions_bad_input(call, message):
+    import jax
+
+    from dammem import sharding as sh
+
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(sh, jax.make_mesh((1,), ("memory",)))

@@ -45,8 +45,9 @@ holds whole (a mask hiding every memory) are skipped there, as for traced values
 Numerical edge cases: masked memories (``mask=False``) get weight 0; a query that sees no memory gets zero weights,
 a zero update and energy ``+inf``; a concrete mask that hides every memory is refused.
 
-Modules: ``_mesh`` (checks and placement), ``_process`` (several processes), ``_separation``, ``_models`` (the per-device model pieces and the one
-preparation of memory arguments), ``_memory``, ``_attention``, ``_encode``, ``_batch``.
+Modules: ``_mesh`` (checks and placement), ``_process`` (several processes), ``_separation``, ``_models`` (the
+per-device model pieces and the one preparation of memory arguments), ``_memory``, ``_attention``, ``_encode``,
+``_batch``.
 
 References:
   - Ramsauer et al. (2021). Hopfield Networks is All You Need. ICLR.

@@ -28,7 +28,8 @@ def shard_batch(
     For work whose examples are independent: queries of a VSA or KROP clean-up, independent trials of an experiment
     (``fn`` of one PRNG key, mapped over ``jax.random.split(key, trials)``). The result equals
     ``jax.vmap(fn, in_axes)(*args)``; its leading axis stays split over ``axis`` (``jax.device_get`` or
-    ``np.asarray`` collects it in one process, :func:`dammem.sharding.gather` across processes). Arguments with ``in_axes`` None are replicated.
+    ``np.asarray`` collects it in one process, :func:`dammem.sharding.gather` across processes). Arguments with
+    ``in_axes`` None are replicated.
 
     Args:
       fn: a function of one example; pytrees of arrays in and out.

@@ -15,7 +15,9 @@ from jax.sharding import PartitionSpec as P
 
 from dammem._types import Array, ArrayLike
 
-__all__ = ["check_mesh", "check_axis", "check_divides", "check_batch_axis", "put", "place", "onto", "distribute"]
+__all__ = [
+    "check_mesh", "check_axis", "check_divides", "check_batch_axis", "put", "place", "onto", "distribute", "split_spec"
+]  # fmt: skip
 
 
 def check_mesh(mesh: Any, context: str) -> Mesh:
@@ -115,12 +117,21 @@ def distribute(array: ArrayLike, mesh: Mesh, axis: str, *, dim: int = 0) -> Arra
     mesh = check_mesh(mesh, context)
     size = check_axis(mesh, axis, "axis", context)
     array = jnp.asarray(array)
-    if array.ndim == 0:
-        raise ValueError(f"{context}: array must have at least one axis to split, got a scalar")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -array.ndim <= dim < array.ndim:
-        raise ValueError(f"{context}: dim={dim!r} is not an axis of an array of shape {tuple(array.shape)}")
-    dim %= array.ndim
+    dim, spec = split_spec(array.shape, dim, axis, "array", context)
     check_divides(array.shape[dim], size, f"array.shape[{dim}]", axis, context)
-    spec = [None] * array.ndim
+    return put(array, NamedSharding(mesh, spec))
+
+
+def split_spec(shape: tuple[int, ...], dim: Any, axis: str, name: str, context: str) -> tuple[int, P]:
+    """``(dim, spec)``: the array axis ``dim`` of argument ``name`` (of ``shape``; negative counts from the end) made
+    non-negative, and the ``PartitionSpec`` splitting it over the mesh axis ``axis``. A scalar or a ``dim`` that is
+    not an axis is refused."""
+    ndim = len(shape)
+    if ndim == 0:
+        raise ValueError(f"{context}: {name} must have at least one axis to split, got a scalar")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
+        raise ValueError(f"{context}: dim={dim!r} is not an axis of {name}, of shape {tuple(shape)}")
+    dim %= ndim
+    spec = [None] * ndim
     spec[dim] = axis
-    return put(array, NamedSharding(mesh, P(*spec)))
+    return dim, P(*spec)

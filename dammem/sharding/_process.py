@@ -15,10 +15,9 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from dammem._types import Array, ArrayLike
-from dammem.sharding._mesh import check_axis, check_divides, check_mesh
+from dammem.sharding._mesh import check_axis, check_divides, check_mesh, split_spec
 
 __all__ = ["process_slice", "distribute_process_local", "gather"]
 
@@ -91,11 +90,7 @@ def distribute_process_local(local: ArrayLike, mesh: Mesh, axis: str, *, dim: in
     context = "distribute_process_local"
     first, stop, size = _local_blocks(mesh, axis, context)
     local = np.asarray(local)
-    if local.ndim == 0:
-        raise ValueError(f"{context}: local must have at least one axis to split, got a scalar")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -local.ndim <= dim < local.ndim:
-        raise ValueError(f"{context}: dim={dim!r} is not an axis of local, shape {tuple(local.shape)}")
-    dim %= local.ndim
+    dim, spec = split_spec(local.shape, dim, axis, "local", context)
     check_divides(
         local.shape[dim],
         stop - first,
@@ -106,9 +101,7 @@ def distribute_process_local(local: ArrayLike, mesh: Mesh, axis: str, *, dim: in
     )
     global_shape = list(local.shape)
     global_shape[dim] = local.shape[dim] // (stop - first) * size
-    spec = [None] * local.ndim
-    spec[dim] = axis
-    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(*spec)), local, tuple(global_shape))
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), local, tuple(global_shape))
 
 
 def gather(tree: Any) -> Any:
