@@ -2,7 +2,9 @@
 processes equals the single-process result, and the launcher fails a run as a whole when a rank fails or hangs.
 
 The multi-process runs (``tests/_multiprocess_worker.py``) use 2 processes x 2 CPU devices and 4 processes x 1
-device; the 4-process run restores the checkpoint that the 2-process run saved. The launcher checks run plain
+device; the 4-process run restores the checkpoint that the 2-process run saved. They take about two minutes on
+2 cores, so their tests are marked slow (CI runs them after the default suite); the default suite keeps the
+README's 2-process example. The launcher checks run plain
 Python ranks (no JAX), so they take about a second each.
 """
 
@@ -68,6 +70,7 @@ def runs(tmp_path_factory) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout, processes, devices", [("2x2", 2, 4), ("4x1", 4, 4)])
 def test_every_rank_ran_every_section(runs, layout, processes, devices):
     records = runs[layout]
@@ -83,6 +86,7 @@ def test_every_rank_ran_every_section(runs, layout, processes, devices):
         assert {name.split("/")[0] for name in r["cases"]} == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["2x2", "4x1"])
 def test_multiprocess_paths_equal_single_process(runs, layout):
     for record in runs[layout]:
@@ -92,6 +96,7 @@ def test_multiprocess_paths_equal_single_process(runs, layout):
             np.testing.assert_allclose(sharded, single, rtol=0, atol=CASE_ATOL[name.split("/")[0]], err_msg=name)
 
 
+@pytest.mark.slow
 def test_ranks_agree(runs):
     """Replicated results and gathered results are the same whole arrays on every rank."""
     for records in runs.values():
@@ -100,6 +105,7 @@ def test_ranks_agree(runs):
                 np.testing.assert_array_equal(case["sharded"], records[0]["cases"][name]["sharded"], err_msg=name)
 
 
+@pytest.mark.slow
 def test_training_changed_the_model(runs):
     """The data-parallel training steps did train: the loss moved (a no-op step would pass the comparisons)."""
     losses = runs["2x2"][0]["cases"]["train/loss"]["sharded"]
