@@ -13,6 +13,9 @@ and is replaced as a whole; everything outside the markers is left alone. Blocks
   (CPU model and count, load average before the run when recorded), its figures (the PNG files beside it) and what it
   reproduces, as its report module's ``reproduces(config, results)`` computes it from the committed results. A default
   config without a committed run gets a row that says so.
+* ``findings``: for every default config with a committed run, its verdicts with the evidence sentence its report
+  module computes from the committed results (the numbers the README states about the reproductions live here, so
+  they cannot drift from the results).
 
 Usage (from the repository root)::
 
@@ -47,14 +50,22 @@ def _wall_time(record: dict) -> str:
     return f"{text} ({env.get('cpu_model')}, {env.get('cpu_count')} CPUs{loaded})"
 
 
+def committed_run(folder: Path) -> tuple[dict, list[dict]] | None:
+    """``(record, verdicts)`` of the run committed in ``folder``, or ``None`` when there is none."""
+    if not (folder / "results.json").is_file():
+        return None
+    record, results = load_results(folder)
+    module, _, config = resolve_document({k: record[k] for k in ("experiment", "seed", "config")})
+    return record, reproduction_verdicts(module, config, results)
+
+
 def experiment_row(name: str, results_dir: Path) -> list[str]:
     """The table row of one default config: config, experiment, run time, figures, verdicts."""
     folder = results_dir / name
-    if not (folder / "results.json").is_file():
+    run = committed_run(folder)
+    if run is None:
         return [f"`{name}`", "-", "no committed default run", "-", "-"]
-    record, results = load_results(folder)
-    module, _, config = resolve_document({k: record[k] for k in ("experiment", "seed", "config")})
-    verdicts = reproduction_verdicts(module, config, results)
+    record, verdicts = run
     figures = sorted(p.name for p in folder.glob("*.png"))
     rel = folder.relative_to(results_dir.parent) if results_dir.parent in folder.parents else folder
     shown = "<br>".join(f"[{f}]({rel.as_posix()}/{f})" for f in figures) or "-"
@@ -70,7 +81,17 @@ def experiments_table(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"experiments-table": experiments_table}
+def findings(results_dir: Path) -> str:
+    """One bullet per verdict of every committed default run: config, target, verdict and the evidence sentence."""
+    lines = []
+    for name in DEFAULT_CONFIGS:
+        run = committed_run(results_dir / name)
+        for v in run[1] if run else []:
+            lines.append(f"- `{name}`, {v['target']}: **{v['verdict']}**. {v['evidence']}")
+    return "\n".join(lines) if lines else "No committed default run."
+
+
+BLOCKS = {"experiments-table": experiments_table, "findings": findings}
 """Generated block name -> function of the results directory that renders it."""
 
 

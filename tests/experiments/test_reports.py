@@ -178,3 +178,20 @@ def test_readme_table_lists_every_default_config_and_reads_its_results(tmp_path)
     assert new.count("no committed default run") == len(DEFAULT_CONFIGS)
     with pytest.raises(ValueError, match="'nope' is not generated"):
         script.render_readme("<!-- generated: nope -->\n<!-- end generated -->", empty)
+
+
+def test_readme_findings_are_the_verdicts_of_the_committed_runs(tmp_path):
+    """The findings block holds every verdict's evidence sentence of every committed default run, in order."""
+    script = _update_readme()
+    block = script.findings(RESULTS).splitlines()
+    expected = []
+    for name in DEFAULT_CONFIGS:
+        if name in COMMITTED:
+            record, results = load_results(RESULTS / name)
+            module, _, config = resolve_document({k: record[k] for k in ("experiment", "seed", "config")})
+            for v in reproduction_verdicts(module, config, results):
+                expected.append(f"- `{name}`, {v['target']}: **{v['verdict']}**. {v['evidence']}")
+    assert block == expected and len(block) >= len(COMMITTED)
+    empty = tmp_path / "results"
+    empty.mkdir()
+    assert script.findings(empty) == "No committed default run."
