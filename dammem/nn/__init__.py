@@ -17,19 +17,19 @@ Every layer holds parameters and calls a pure function of the package; no math l
 """
 
 from dammem.nn.attention import Hopfield as Hopfield
-from dammem.nn.attention import HopfieldLayer as HopfieldLayer
-from dammem.nn.attention import HopfieldPooling as HopfieldPooling
 from dammem.nn.checkpoint import restore_checkpoint as restore_checkpoint
 from dammem.nn.checkpoint import save_checkpoint as save_checkpoint
 from dammem.nn.drdam import DrDAMMemory as DrDAMMemory
 from dammem.nn.energy import EnergyDescent as EnergyDescent
-from dammem.nn.variables import FixedSigns as FixedSigns
-from dammem.nn.variables import MemoryState as MemoryState
-from dammem.nn.variables import RandomFeatures as RandomFeatures
-from dammem.nn.vsa import KropCodebookLayer as KropCodebookLayer
+from dammem.nn.pooling import HopfieldLayer as HopfieldLayer
+from dammem.nn.pooling import HopfieldPooling as HopfieldPooling
 from dammem.nn.training import MODEL_PARAMS as MODEL_PARAMS
 from dammem.nn.training import KernelParam as KernelParam
 from dammem.nn.training import alternating_step as alternating_step
 from dammem.nn.training import separation_step as separation_step
 from dammem.nn.training import supervised_step as supervised_step
 from dammem.nn.uhop import UHopHopfield as UHopHopfield
+from dammem.nn.variables import FixedSigns as FixedSigns
+from dammem.nn.variables import MemoryState as MemoryState
+from dammem.nn.variables import RandomFeatures as RandomFeatures
+from dammem.nn.vsa import KropCodebookLayer as KropCodebookLayer

@@ -1,10 +1,9 @@
-"""Hopfield attention layers in Flax NNX: ``Hopfield``, ``HopfieldPooling`` and ``HopfieldLayer``.
+"""Hopfield attention in Flax NNX: ``Hopfield``, a drop-in for ``flax.nnx.MultiHeadAttention``.
 
 Shape legend: ``...`` batch axes, ``Q`` query positions, ``S`` keys (stored patterns), ``H`` heads, ``F`` input
-features, ``D`` width per head (``qkv_features / H``), ``F_out`` output features, ``M`` learned stored patterns,
-``P`` learned queries.
+features, ``D`` width per head (``qkv_features / H``), ``F_out`` output features.
 
-Thin shells over :func:`dammem.attention.hopfield_attention` (all the math is there): with projections,
+A thin shell over :func:`dammem.attention.hopfield_attention` (all the math is there): with projections,
 
     out = W_O [ V^T Sep(beta K xi) ]  per head,   xi <- K^T Sep(beta K xi)  (update_steps - 1 times from xi = Q),
     Q = W_Q x_q,  K = W_K x_k,  V = W_V x_v,
@@ -12,17 +11,13 @@ Thin shells over :func:`dammem.attention.hopfield_attention` (all the math is th
 the Hopfield layer of Ramsauer et al. (2021) (Wu et al. (2024), eq. C.1, with the update of their eq. 2.4 and the
 dot-product kernel) with any separation of :mod:`dammem.separations` (sparse ones after Hu et al. (2023)).
 
-- :class:`Hopfield` has the constructor and call of ``flax.nnx.MultiHeadAttention`` (same parameter names and
-  shapes, so parameters copy over one to one; ``decode`` with ``init_cache``; ``sow_weights``), plus
-  ``separation``, ``beta`` (fixed, or learnable per head as ``exp(log_beta)``), ``alpha`` of ``"entmax"`` (fixed,
-  or learnable per head as ``1 + sigmoid(alpha_logit)``), ``update_steps``, ``tol`` and ``use_projections=False``
-  for pure retrieval (inputs split into heads, no parameters besides beta/alpha).
-- :class:`HopfieldPooling`: ``P`` learned queries retrieve from the input set: ``(..., S, F) -> (..., P, F_out)``.
-- :class:`HopfieldLayer`: the input is the query; ``M`` learned stored patterns are the keys and, unless separate
-  learned targets are asked for, also the values (a learned lookup table). Both take every option of
-  :class:`Hopfield` (except ``decode``); their errors name the class and the caller's argument (``inputs``), and
-  ``trainable=False`` keeps the learned queries / patterns / targets fixed (held as
-  :class:`dammem.nn.MemoryState`, which optimizers over ``nnx.Param`` do not move).
+:class:`Hopfield` has the constructor and call of ``flax.nnx.MultiHeadAttention`` (same parameter names and shapes,
+so parameters copy over one to one; ``decode`` with ``init_cache``; ``sow_weights``), plus ``separation``, ``beta``
+(fixed, or learnable per head as ``exp(log_beta)``), ``alpha`` of ``"entmax"`` (fixed, or learnable per head as
+``1 + sigmoid(alpha_logit)``), ``update_steps`` (one for all heads or one per head), ``tol``,
+``use_projections=False`` for pure retrieval (inputs split into heads, no parameters besides beta/alpha) and the
+options of PyTorch hopfield-layers. Its constructor checks live in :mod:`dammem.nn._hopfield_checks`; the pooling
+and lookup layers built on it in :mod:`dammem.nn.pooling`.
 
 References:
   - Ramsauer, Schäfl, Lehner, Seidl, Widrich, Adler, Gruber, Holzleitner, Pavlović, Sandve, Greiff, Kreil, Kopp,
@@ -33,12 +28,8 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
-import math
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -52,128 +43,17 @@ from jax import lax
 from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
-from dammem._validate import check_alpha, check_beta, check_bool, check_float, check_int, check_mask
+from dammem._validate import check_bool, check_float, check_int, check_mask
 from dammem.attention import hopfield_attention
 from dammem.energies import sparse_hopfield_energy
-from dammem.nn.variables import MemoryState
-from dammem.separations import SEPARATIONS, resolve_separation
+from dammem.nn._hopfield_checks import check_attention_fn, check_layer_beta, check_layer_separation, check_static
+from dammem.separations import SEPARATIONS
 
-__all__ = ["Hopfield", "HopfieldPooling", "HopfieldLayer"]
+__all__ = ["Hopfield"]
 
 _default_kernel_init = nnx.initializers.lecun_normal()
 _zeros_init = nnx.initializers.zeros_init()
 _MIN_ALPHA_GAP = 1e-6  # a learnable alpha is 1 + max(sigmoid(a), 1e-6): the separations compute smaller gaps so too
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Constructor checks
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _static_values(value: ArrayLike) -> float | tuple[float, ...]:
-    """A checked scalar or per-head value as Python floats (static configuration). Read from the caller's value, not
-    from the check's result: under a trace (``nnx.eval_shape``, a jitted constructor) the latter is a tracer."""
-    values = np.asarray(value, dtype=np.float64)
-    return float(values) if values.ndim == 0 else tuple(float(x) for x in values)
-
-
-def _check_beta(beta, learn_beta: bool, heads: int, width: int, context: str) -> float | tuple[float, ...]:
-    check_bool(learn_beta, "learn_beta", context)
-    if beta is None:
-        return 1.0 / math.sqrt(width)
-    check_beta(beta, context, heads=heads)
-    return _static_values(beta)
-
-
-def _check_separation(separation, alpha, learn_alpha: bool, heads: int, context: str):
-    """The alpha values of a separation that takes one (Python floats), else None; the name by the registry."""
-    check_bool(learn_alpha, "learn_alpha", context)
-    spec = resolve_separation(separation, alpha, context)
-    if spec is None or not spec.takes_alpha:
-        if learn_alpha:
-            takers = [name for name, entry in SEPARATIONS.items() if entry.takes_alpha]
-            raise ValueError(
-                f"{context}: learn_alpha is only used with a separation that takes alpha ({takers}), got separation="
-                f"{separation!r}"
-            )
-        return None
-    check_alpha(alpha, context, heads=heads)
-    values = _static_values(alpha)
-    if learn_alpha and np.any(np.asarray(values) >= 2.0):
-        raise ValueError(
-            f"{context}: alpha must lie in (1, 2) (a learnable alpha = 1 + sigmoid(a) never reaches 2), got {alpha!r}"
-        )
-    return values
-
-
-def _check_attention_fn(attention_fn, separation, beta, learn_beta: bool, dropout_rate, context: str) -> str | None:
-    """The convention of a caller's ``attention_fn``: ``"flax"`` (``nnx.dot_product_attention``'s keywords) or
-    ``"jax"`` (``jax.nn.dot_product_attention``'s ``scale``); None without one. Refuses what it cannot apply."""
-    if attention_fn is None:
-        return None
-    if not callable(attention_fn):
-        raise TypeError(f"{context}: attention_fn must be a function or None, got {type(attention_fn).__name__}")
-    if isinstance(separation, str) and separation == "softmax":
-        pass
-    else:
-        raise ValueError(
-            f"{context}: attention_fn computes the read-out with its own normalisation, so separation={separation!r}"
-            " cannot apply with it (leave separation='softmax', or attention_fn=None for hopfield_attention)"
-        )
-    try:
-        params = inspect.signature(attention_fn).parameters
-    except (TypeError, ValueError):
-        params = {}
-    names = set(params)
-    if "dropout_rng" in names or "module" in names or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        if beta is not None or learn_beta:
-            raise ValueError(
-                f"{context}: an attention_fn of flax's convention applies its own scale 1/sqrt(D), so beta and"
-                " learn_beta cannot apply with it (leave them unset, or pass a function that takes `scale` like"
-                " jax.nn.dot_product_attention)"
-            )
-        return "flax"
-    if "scale" in names:
-        if learn_beta or (beta is not None and np.ndim(beta) > 0):
-            raise ValueError(
-                f"{context}: an attention_fn that takes `scale` (jax.nn.dot_product_attention's convention) needs"
-                f" one fixed beta, got beta={beta!r}, learn_beta={learn_beta!r}"
-            )
-        if dropout_rate:
-            raise ValueError(
-                f"{context}: dropout_rate={dropout_rate!r} needs an attention_fn of flax's convention (dropout_rng,"
-                " dropout_rate, ...); jax.nn.dot_product_attention's convention has no dropout"
-            )
-        return "jax"
-    raise TypeError(
-        f"{context}: attention_fn must take flax's keywords (mask, dropout_rng, dropout_rate, broadcast_dropout,"
-        " deterministic, dtype, precision, module, is_causal) or jax.nn.dot_product_attention's (mask, scale,"
-        f" is_causal); got {attention_fn!r}"
-    )
-
-
-def _check_static(context: str, in_features: int, in_kv_features: int, heads, kv_heads, **flags) -> tuple[bool, ...]:
-    """The ``*_as_static`` flags (an input taken as it is, split into heads, instead of projected): each needs the
-    input's width to equal its heads times the head width."""
-    widths = {
-        "state_pattern_as_static": ("in_features", in_features, heads),
-        "stored_pattern_as_static": ("in_kv_features", in_kv_features, kv_heads),
-        "pattern_projection_as_static": ("in_kv_features", in_kv_features, kv_heads),
-    }
-    for name, value in flags.items():
-        check_bool(value, name, context)
-        feature, width, (count, head_dim) = widths[name]
-        if value and width != count * head_dim:
-            raise ValueError(
-                f"{context}: {name}=True takes the input as it is, so {feature}={width} must equal its heads times"
-                f" the head width, {count} * {head_dim}"
-            )
-    return tuple(flags.values())
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Hopfield
-# ----------------------------------------------------------------------------------------------------------------
 
 
 class Hopfield(nnx.Module):
@@ -362,10 +242,10 @@ class Hopfield(nnx.Module):
                 )
             self.in_kv_features = expected
         self.separation = separation
-        alpha_values = _check_separation(separation, alpha, learn_alpha, self.num_heads, context)
-        beta_values = _check_beta(beta, learn_beta, self.num_heads, self.head_dim, context)
+        alpha_values = check_layer_separation(separation, alpha, learn_alpha, self.num_heads, context)
+        beta_values = check_layer_beta(beta, learn_beta, self.num_heads, self.head_dim, context)
         self.attention_fn = attention_fn
-        self.attention_convention = _check_attention_fn(
+        self.attention_convention = check_attention_fn(
             attention_fn, separation, beta, learn_beta, dropout_rate, context
         )
         self.update_steps = (
@@ -425,7 +305,7 @@ class Hopfield(nnx.Module):
                 bias_metadata=bias_metadata, rngs=rngs,
             )  # fmt: skip
             heads, kv_heads = (self.num_heads, self.head_dim), (self.num_kv_heads, self.head_dim)
-            static = _check_static(
+            static = check_static(
                 context, self.in_features, self.in_kv_features, heads, kv_heads,
                 state_pattern_as_static=state_pattern_as_static, stored_pattern_as_static=stored_pattern_as_static,
                 pattern_projection_as_static=pattern_projection_as_static,
@@ -849,209 +729,3 @@ class Hopfield(nnx.Module):
         self.cached_key = nnx.Cache(jnp.zeros(shape, dtype))
         self.cached_value = nnx.Cache(jnp.zeros(shape, dtype))
         self.cache_index = nnx.Cache(jnp.array(0, dtype=jnp.int32))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Pooling and lookup
-# ----------------------------------------------------------------------------------------------------------------
-
-_normal_init = nnx.initializers.normal(1.0)
-
-
-@contextlib.contextmanager
-def _named(context: str, renames: dict[str, str]) -> Iterator[None]:
-    """Re-raise the inner :class:`Hopfield`'s errors under the caller's class and argument names."""
-    try:
-        yield
-    except (ValueError, TypeError) as err:
-        message = str(err)
-        if not message.startswith("Hopfield: "):
-            raise
-        message = f"{context}: " + message[len("Hopfield: ") :]
-        for inner, outer in renames.items():
-            message = re.sub(rf"\b{inner}\b", outer, message)
-        raise type(err)(message) from None
-
-
-def _check_inputs(inputs: ArrayLike, features: int, context: str) -> Array:
-    inputs = jnp.asarray(inputs)
-    if inputs.ndim < 2:
-        raise ValueError(f"{context}: inputs must have shape (batch..., length, features), got {tuple(inputs.shape)}")
-    if inputs.shape[-1] != features:
-        raise ValueError(f"{context}: inputs has {inputs.shape[-1]} features, expected {features}")
-    return inputs
-
-
-def _hopfield(context: str, num_heads: int, in_features: int, rngs: nnx.Rngs, kwargs: dict) -> Hopfield:
-    if "decode" in kwargs:
-        raise TypeError(f"{context}: decode is not an option of this layer")
-    with _named(context, {}):
-        return Hopfield(num_heads, in_features, rngs=rngs, **kwargs)
-
-
-def _variable(trainable: bool):
-    return nnx.Param if trainable else MemoryState
-
-
-class HopfieldPooling(nnx.Module):
-    """Pool a set with learned queries: ``P`` learned query patterns retrieve from the ``S`` inputs.
-
-    ``out_p = W_O V^T Sep(beta K xi_p)`` with ``xi_p`` starting at ``W_Q q_p`` for the learned queries ``q_p``
-    (``queries`` of shape ``(P, in_features)``) and ``K, V`` the projected inputs; the Hopfield pooling of Ramsauer
-    et al. (2021). All options of :class:`Hopfield` apply (except ``decode``).
-
-    Args:
-      num_heads: heads ``H``.
-      in_features: features ``F`` of the learned queries (and of the inputs unless ``in_kv_features`` is given).
-      num_queries: number of learned queries ``P``.
-      query_init: initialiser of the learned queries (default: standard normal).
-      trainable: the queries are an ``nnx.Param`` (True) or fixed :class:`dammem.nn.MemoryState` (False).
-      rngs: ``nnx.Rngs`` (``params`` draws the queries and the projections).
-      **kwargs: the options of :class:`Hopfield` (``qkv_features``, ``out_features``, ``separation``, ``beta``,
-        ``learn_beta``, ``alpha``, ``learn_alpha``, ``update_steps``, ``tol``, ``use_projections``, ...).
-
-    Example:
-      >>> import jax
-      >>> from flax import nnx
-      >>> pool = HopfieldPooling(num_heads=2, in_features=8, num_queries=3, out_features=4, rngs=nnx.Rngs(0))
-      >>> pool(jax.random.normal(jax.random.key(1), (5, 10, 8))).shape  # 10 items per set -> 3 pooled vectors
-      (5, 3, 4)
-    """
-
-    def __init__(
-        self,
-        num_heads: int,
-        in_features: int,
-        num_queries: int = 1,
-        *,
-        query_init: Initializer = _normal_init,
-        trainable: bool = True,
-        rngs: nnx.Rngs,
-        **kwargs,
-    ):
-        context = type(self).__name__
-        self.num_queries = check_int(num_queries, "num_queries", context, minimum=1)
-        self.trainable = check_bool(trainable, "trainable", context)
-        self.hopfield = _hopfield(context, num_heads, in_features, rngs, kwargs)
-        dtype = kwargs.get("param_dtype", jnp.float32)
-        self.queries = _variable(trainable)(query_init(rngs.params(), (self.num_queries, in_features), dtype))
-
-    @property
-    def beta(self) -> Array:
-        """The inner layer's beta (an array)."""
-        return self.hopfield.beta
-
-    @property
-    def alpha(self) -> Array | None:
-        """The inner layer's alpha (an array; None for a callable separation)."""
-        return self.hopfield.alpha
-
-    def energy(self, inputs: Float[ArrayLike, "*batch S F"], *, steps: int = 0) -> Float[Array, "*batch H P"]:
-        """:meth:`Hopfield.energy` of the learned queries' states against the inputs as stored patterns."""
-        inputs = _check_inputs(inputs, self.hopfield.in_kv_features, f"{type(self).__name__}.energy")
-        return self.hopfield.energy(self.queries[...], inputs, steps=steps)
-
-    def __call__(
-        self,
-        inputs: Float[ArrayLike, "*batch S F"],
-        *,
-        mask: ArrayLike | None = None,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | None = None,
-        sow_weights: bool = False,
-    ) -> Float[Array, "*batch P F_out"]:
-        """Pool ``inputs`` ``(..., S, F)`` into ``(..., P, out_features)``; ``mask`` broadcastable to
-        ``(..., H, P, S)`` (e.g. ``(..., 1, 1, S)`` for padding), True = attend."""
-        context = type(self).__name__
-        inputs = _check_inputs(inputs, self.hopfield.in_kv_features, context)
-        with _named(context, {"inputs_k": "inputs", "inputs_v": "inputs", "inputs_q": "queries"}):
-            return self.hopfield(
-                self.queries[...], inputs, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
-            )
-
-
-class HopfieldLayer(nnx.Module):
-    """A learned lookup: the input is the query; ``M`` learned stored patterns are the keys and the values (or
-    separate learned targets are the values).
-
-    ``out = W_O V^T Sep(beta K xi)`` with ``K = W_K Xi`` for the learned patterns ``Xi`` (``patterns`` of shape
-    ``(M, in_features)``), ``V = W_V Xi`` or ``W_V Y`` for learned targets ``Y`` (``targets``, same shape) and
-    ``xi`` starting at ``W_Q x`` (Ramsauer et al. (2021), the Hopfield lookup layer). All options of
-    :class:`Hopfield` apply (except ``decode``).
-
-    Args:
-      num_heads: heads ``H``.
-      in_features: features ``F`` of the inputs and of the stored patterns.
-      num_patterns: number of learned stored patterns ``M``.
-      separate_targets: learn separate values (targets) instead of reading out the stored patterns themselves.
-      pattern_init: initialiser of the patterns and targets (default: standard normal).
-      trainable: the patterns and targets are ``nnx.Param`` (True) or fixed :class:`dammem.nn.MemoryState` (False).
-      rngs: ``nnx.Rngs``.
-      **kwargs: the options of :class:`Hopfield`.
-
-    Example:
-      >>> import jax
-      >>> from flax import nnx
-      >>> lookup = HopfieldLayer(1, 4, num_patterns=6, use_projections=False, separation="sparsemax", beta=8.0,
-      ...                        rngs=nnx.Rngs(0))
-      >>> x = lookup.patterns[2:3] + 0.05  # near the third stored pattern
-      >>> bool(jax.numpy.allclose(lookup(x), lookup.patterns[2:3], atol=1e-6))  # retrieves it exactly
-      True
-    """
-
-    def __init__(
-        self,
-        num_heads: int,
-        in_features: int,
-        num_patterns: int,
-        *,
-        separate_targets: bool = False,
-        pattern_init: Initializer = _normal_init,
-        trainable: bool = True,
-        rngs: nnx.Rngs,
-        **kwargs,
-    ):
-        context = type(self).__name__
-        self.num_patterns = check_int(num_patterns, "num_patterns", context, minimum=1)
-        check_bool(separate_targets, "separate_targets", context)
-        self.trainable = check_bool(trainable, "trainable", context)
-        self.hopfield = _hopfield(context, num_heads, in_features, rngs, kwargs)
-        dtype = kwargs.get("param_dtype", jnp.float32)
-        shape = (self.num_patterns, in_features)
-        variable = _variable(trainable)
-        self.patterns = variable(pattern_init(rngs.params(), shape, dtype))
-        self.targets = variable(pattern_init(rngs.params(), shape, dtype)) if separate_targets else nnx.data(None)
-
-    @property
-    def beta(self) -> Array:
-        """The inner layer's beta (an array)."""
-        return self.hopfield.beta
-
-    @property
-    def alpha(self) -> Array | None:
-        """The inner layer's alpha (an array; None for a callable separation)."""
-        return self.hopfield.alpha
-
-    def energy(self, inputs: Float[ArrayLike, "*batch Q F"], *, steps: int = 0) -> Float[Array, "*batch H Q"]:
-        """:meth:`Hopfield.energy` of the inputs' states against the learned patterns."""
-        inputs = _check_inputs(inputs, self.hopfield.in_features, f"{type(self).__name__}.energy")
-        return self.hopfield.energy(inputs, self.patterns[...], steps=steps)
-
-    def __call__(
-        self,
-        inputs: Float[ArrayLike, "*batch Q F"],
-        *,
-        mask: ArrayLike | None = None,
-        deterministic: bool | None = None,
-        rngs: nnx.Rngs | nnx.RngStream | None = None,
-        sow_weights: bool = False,
-    ) -> Float[Array, "*batch Q F_out"]:
-        """Look ``inputs`` ``(..., Q, F)`` up in the stored patterns; ``mask`` broadcastable to ``(..., H, Q, M)``."""
-        context = type(self).__name__
-        inputs = _check_inputs(inputs, self.hopfield.in_features, context)
-        patterns = self.patterns[...]
-        values = patterns if self.targets is None else self.targets[...]
-        with _named(context, {"inputs_q": "inputs", "inputs_k": "patterns", "inputs_v": "targets"}):
-            return self.hopfield(
-                inputs, patterns, values, mask=mask, deterministic=deterministic, rngs=rngs, sow_weights=sow_weights
-            )

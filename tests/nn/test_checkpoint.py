@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from dammem.energies import rbf_update
-from dammem.nn.attention import Hopfield, HopfieldLayer, HopfieldPooling
+from dammem.nn import Hopfield, HopfieldLayer, HopfieldPooling
 from dammem.nn.checkpoint import restore_checkpoint, save_checkpoint
 from dammem.nn.drdam import DrDAMMemory
 from dammem.nn.energy import EnergyDescent

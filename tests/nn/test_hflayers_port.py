@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from dammem.nn.attention import Hopfield, HopfieldLayer, HopfieldPooling
+from dammem.nn import Hopfield, HopfieldLayer, HopfieldPooling
 from tests.nn.hflayers_reference import HflayersParams, hopfield_forward, layer_norm
 
 RNG = np.random.default_rng(20)

@@ -2,7 +2,6 @@
 equal to a plain Hopfield layer on kernel features (values unmapped), the separation loss per memory set against a
 brute-force reference, the kernel as the only KernelParam, an orbax round trip, and errors."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
