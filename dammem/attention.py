@@ -30,6 +30,10 @@ Masks hold whatever the separation: a callable separation gets ``where=mask``, a
 then set to zero and the visible ones renormalised to sum to one (a callable that honours ``where`` is unchanged
 up to rounding; one that ignores it cannot attend to a hidden key).
 
+Per-head limits: ``update_steps`` may give one number per head (and ``tol`` one value per head); a head that has
+run its own number of updates keeps its state while the others go on, so each head computes what it computes alone
+with its own number.
+
 Until convergence: ``update_steps=None`` runs state updates until every query (per head) moved by at most ``tol``
 in a step, at most ``max_steps`` of them, then reads out. ``loop="while"`` stops as soon as all have converged
 (``lax.while_loop``: forward mode only); ``loop="scan"`` runs ``max_steps`` steps in which converged queries keep
@@ -61,7 +65,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Union
 
@@ -82,6 +86,7 @@ from dammem._validate import (
     check_floating,
     check_int,
     check_mask,
+    check_per_head,
     check_positive,
     check_scalar,
     is_concrete,
@@ -141,26 +146,40 @@ def _check_separation(separation, alpha, heads: int) -> Array | None:
     return check_alpha(alpha, _NAME, heads=heads)
 
 
-def _check_steps(update_steps, tol, max_steps, loop) -> tuple[int, ArrayLike | None, str]:
-    """The number of separations to run (static), the traced tol and the loop ("scan" or "while")."""
+def _check_steps(update_steps, tol, max_steps, loop, heads: int) -> tuple[int | tuple[int, ...], ArrayLike | None, str]:
+    """The number of separations to run (static: one int, or one per head), the traced tol (scalar or per head) and
+    the loop ("scan" or "while")."""
     if loop not in ("scan", "while"):
         raise ValueError(f"{_NAME}: loop must be 'scan' or 'while', got {loop!r}")
     if update_steps is None:
         if tol is None:
             raise ValueError(f"{_NAME}: update_steps=None (until convergence) needs tol (the largest change allowed)")
         steps = check_int(max_steps, "max_steps", _NAME, minimum=1) + 1
-        return steps, _check_tol(tol), loop
+        return steps, _check_tol(tol, heads), loop
     if loop == "while":
         raise ValueError(
             f"{_NAME}: loop='while' is for update_steps=None (until convergence), got update_steps={update_steps!r}"
         )
-    return check_int(update_steps, "update_steps", _NAME, minimum=1), _check_tol(tol), "scan"
+    return check_update_steps(update_steps, heads, _NAME), _check_tol(tol, heads), "scan"
 
 
-def _check_tol(tol) -> ArrayLike | None:
+def check_update_steps(update_steps, heads: int, context: str) -> int | tuple[int, ...]:
+    """A static number of separations >= 1: one int, or a sequence of one per head (returned as a tuple, or as one
+    int when all are equal)."""
+    if isinstance(update_steps, (list, tuple)):
+        if len(update_steps) != heads:
+            raise ValueError(
+                f"{context}: update_steps must be an int or one int per head ({heads}), got {update_steps!r}"
+            )
+        steps = tuple(check_int(s, f"update_steps[{h}]", context, minimum=1) for h, s in enumerate(update_steps))
+        return steps[0] if len(set(steps)) == 1 else steps
+    return check_int(update_steps, "update_steps", context, minimum=1)
+
+
+def _check_tol(tol, heads: int) -> ArrayLike | None:
     if tol is None:
         return None
-    value = check_scalar(tol, "tol", _NAME)
+    value = check_scalar(tol, "tol", _NAME) if np.ndim(tol) == 0 else check_per_head(tol, "tol", _NAME, heads)
     check_positive(tol, "tol", _NAME, allow_zero=True)  # the argument itself: concrete inside a caller's jit
     return value
 
@@ -277,15 +296,23 @@ def _hopfield_kernel(
         scores = einsum("...hqd,...hsd->...hqs", xi * b, k)  # beta K xi for every query and head
         return _separate(separation, scores, mask, a)
 
-    if update_steps > 1:
+    per_head = isinstance(update_steps, tuple)  # one number of separations per head: head h stops after its own
+    updates = (max(update_steps) if per_head else update_steps) - 1
+    limits = jnp.asarray(update_steps)[:, None] - 1 if per_head else None  # (H, 1): the updates each head runs
+    tol = None if tol is None else (tol[:, None] if jnp.ndim(tol) == 1 else tol)  # (H, 1) against (..., H, Q)
+    if updates > 0:
         xi0 = jnp.broadcast_to(q, batch + q.shape[-3:])
 
-        def step(xi, active):
+        def step(xi, active, i):
             new = einsum("...hqs,...hsd->...hqd", weights(xi), k)  # xi <- K^T Sep(beta K xi)
+            if per_head:
+                active = active & (i < limits)  # a head past its own number of updates keeps its state
+            if tol is None and not per_head:
+                return new, active
+            new = jnp.where(active[..., None], new, xi)  # a converged (or stopped) query keeps its state
             if tol is None:
                 return new, active
             moved = jnp.max(jnp.abs(new - xi), axis=-1)  # (..., H, Q)
-            new = jnp.where(active[..., None], new, xi)  # a converged query keeps its state
             return new, active & (moved > tol)
 
         active0 = jnp.ones(xi0.shape[:-1], jnp.bool_)
@@ -293,15 +320,15 @@ def _hopfield_kernel(
 
             def cond(carry):
                 _, active, i = carry
-                return (i < update_steps - 1) & jnp.any(active)
+                return (i < updates) & jnp.any(active)
 
             def body(carry):
                 xi, active, i = carry
-                return (*step(xi, active), i + 1)
+                return (*step(xi, active, i), i + 1)
 
             q, _, _ = lax.while_loop(cond, body, (xi0, active0, jnp.zeros((), jnp.int32)))
         else:
-            (q, _), _ = lax.scan(lambda c, _: (step(*c), None), (xi0, active0), None, length=update_steps - 1)
+            (q, _), _ = lax.scan(lambda c, i: (step(*c, i), None), (xi0, active0), jnp.arange(updates))
 
     p = weights(q)
     read = p
@@ -329,8 +356,8 @@ def hopfield_attention(
     separation: Separation = "softmax",
     alpha: Float[ArrayLike, ""] | Float[ArrayLike, " H"] | None = None,
     mask: Bool[ArrayLike, "*#mbatch #H #Q #S"] | None = None,
-    update_steps: int | None = 1,
-    tol: float | None = None,
+    update_steps: int | Sequence[int] | None = 1,
+    tol: float | Float[ArrayLike, " H"] | None = None,
     max_steps: int = 100,
     loop: str = "scan",
     dropout_rate: float = 0.0,
@@ -363,9 +390,11 @@ def hopfield_attention(
       mask: boolean, broadcastable to ``(..., H, Q, S)``; True = attend. A query that attends to no key gets zero
         weights and a zero output.
       update_steps: static int >= 1; the number of separations computed: ``update_steps - 1`` state updates, then
-        the read-out. None: until convergence (needs ``tol``; at most ``max_steps`` updates).
-      tol: optional; a query (per head) whose state moved by at most ``tol`` (largest absolute change) in an update
-        step keeps its state from then on.
+        the read-out. A sequence of one int per head: head ``h`` runs ``update_steps[h] - 1`` updates and keeps its
+        state while the others go on (hopfield-layers' per-head ``update_steps_max``). None: until convergence
+        (needs ``tol``; at most ``max_steps`` updates).
+      tol: optional, a scalar or one per head ``(H,)``; a query (per head) whose state moved by at most ``tol``
+        (largest absolute change) in an update step keeps its state from then on.
       max_steps: static; the most state updates with ``update_steps=None``.
       loop: ``"scan"`` (differentiable) or, with ``update_steps=None`` only, ``"while"`` (stops when every query has
         converged; not reverse-differentiable).
@@ -399,7 +428,7 @@ def hopfield_attention(
     a = _check_separation(separation, alpha, heads)
     target = "the association weights' shape (..., H, Q, S) ="
     m = check_mask(mask, batch + (heads, query.shape[-3], key.shape[-3]), _NAME, target=target)
-    steps, t, loop = _check_steps(update_steps, tol, max_steps, loop)
+    steps, t, loop = _check_steps(update_steps, tol, max_steps, loop, heads)
     rate = check_float(dropout_rate, "dropout_rate", _NAME, allow_zero=True, below=1.0)
     if rate > 0 and dropout_key is None:
         raise ValueError(f"{_NAME}: dropout_rate={rate} > 0 needs a dropout_key (a jax.random key)")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from dammem._types import ArrayLike
-from dammem._validate import check_alpha, check_beta, check_bool
+from dammem._types import Array, ArrayLike
+from dammem._validate import check_alpha, check_beta, check_bool, check_float
 from dammem.separations import SEPARATIONS, resolve_separation
 
 
@@ -95,9 +98,14 @@ def check_attention_fn(attention_fn, separation, beta, learn_beta: bool, dropout
     )
 
 
-def check_static(context: str, in_features: int, in_kv_features: int, heads, kv_heads, **flags) -> tuple[bool, ...]:
+def check_static(
+    context: str, in_features: int, in_kv_features: int, heads, kv_heads, connected: bool, **flags
+) -> tuple[bool, ...]:
     """The ``*_as_static`` flags (an input taken as it is, split into heads, instead of projected): each needs the
-    input's width to equal its heads times the head width."""
+    input's width to equal its heads times the head width. ``connected`` (``pattern_projection_as_connected``: the
+    values pass the key projection first) needs the key projection, and a static value input is then the key
+    projection's output (no width rule)."""
+    check_bool(connected, "pattern_projection_as_connected", context)
     widths = {
         "state_pattern_as_static": ("in_features", in_features, heads),
         "stored_pattern_as_static": ("in_kv_features", in_kv_features, kv_heads),
@@ -106,9 +114,45 @@ def check_static(context: str, in_features: int, in_kv_features: int, heads, kv_
     for name, value in flags.items():
         check_bool(value, name, context)
         feature, width, (count, head_dim) = widths[name]
-        if value and width != count * head_dim:
+        if value and width != count * head_dim and not (connected and name == "pattern_projection_as_static"):
             raise ValueError(
                 f"{context}: {name}=True takes the input as it is, so {feature}={width} must equal its heads times"
                 f" the head width, {count} * {head_dim}"
             )
+    if connected and flags["stored_pattern_as_static"]:
+        raise ValueError(
+            f"{context}: pattern_projection_as_connected=True sends the values through the key projection, which"
+            " stored_pattern_as_static=True removes"
+        )
     return tuple(flags.values())
+
+
+def check_tol(tol, heads: int, context: str) -> float | tuple[float, ...] | None:
+    """None, a tolerance >= 0, or one per head (a tuple of Python floats: static configuration)."""
+    if tol is None or np.ndim(tol) == 0:
+        return check_float(tol, "tol", context, allow_zero=True, optional=True)
+    if np.shape(tol) != (heads,):
+        raise ValueError(f"{context}: tol must be a number or one per head, shape ({heads},); got {tol!r}")
+    return tuple(check_float(float(t), f"tol[{h}]", context, allow_zero=True) for h, t in enumerate(np.asarray(tol)))
+
+
+# elementwise activations under the names hopfield-layers takes (functions of the torch namespace)
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "selu": jax.nn.selu,
+    "celu": jax.nn.celu,
+}
+
+
+def check_activation(activation, context: str) -> Callable[[Array], Array] | None:
+    """``association_activation``: None, a function, or a name of :data:`ACTIVATIONS`."""
+    if activation is None or (callable(activation) and not isinstance(activation, str)):
+        return activation
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    raise ValueError(
+        f"{context}: association_activation must be None, a function or one of {sorted(ACTIVATIONS)}, got"
+        f" {activation!r}"
+    )

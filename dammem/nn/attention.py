@@ -44,9 +44,16 @@ from jaxtyping import Float
 
 from dammem._types import Array, ArrayLike
 from dammem._validate import check_bool, check_float, check_int, check_mask
-from dammem.attention import hopfield_attention
+from dammem.attention import check_update_steps, hopfield_attention
 from dammem.energies import sparse_hopfield_energy
-from dammem.nn._hopfield_checks import check_attention_fn, check_layer_beta, check_layer_separation, check_static
+from dammem.nn._hopfield_checks import (
+    check_activation,
+    check_attention_fn,
+    check_layer_beta,
+    check_layer_separation,
+    check_static,
+    check_tol,
+)
 from dammem.separations import SEPARATIONS
 
 __all__ = ["Hopfield"]
@@ -101,9 +108,12 @@ class Hopfield(nnx.Module):
       alpha: the alpha of ``separation="entmax"``: a number or one per head in (1, 2] ((1, 2) when learned).
       learn_alpha: learn alpha per head as ``1 + sigmoid(alpha_logit)`` (``nnx.Param`` of shape ``(H,)``,
         initialised at ``alpha``), so it stays in (1, 2]; gaps below 1e-6 are computed as 1e-6.
-      update_steps: number of separations: ``update_steps - 1`` state updates, then the read-out; None: updates
-        until every query moved by at most ``tol`` (at most ``max_steps``).
-      tol: optional; a query whose state moved by at most ``tol`` in an update step keeps it (per head).
+      update_steps: number of separations: ``update_steps - 1`` state updates, then the read-out; a sequence of one
+        number per head: each head runs its own number of updates and keeps its state while the others go on
+        (hopfield-layers' per-head ``update_steps_max``; needs ``attention_fn=None``); None: updates until every
+        query moved by at most ``tol`` (at most ``max_steps``).
+      tol: optional, one number or one per head; a query whose state moved by at most ``tol`` in an update step
+        keeps it (per head).
       max_steps: the most state updates with ``update_steps=None``.
       loop: ``"scan"`` (differentiable: converged queries keep their state for the remaining ``max_steps``) or,
         with ``update_steps=None``, ``"while"`` (stops when all converged; forward only).
@@ -125,6 +135,13 @@ class Hopfield(nnx.Module):
       state_pattern_as_static, stored_pattern_as_static, pattern_projection_as_static: take ``inputs_q`` /
         ``inputs_k`` / ``inputs_v`` as they are (split into heads) instead of projecting them (hopfield-layers'
         ``*_as_static``); the input's width must be its heads times ``qkv_features / num_heads``.
+      pattern_projection_as_connected: the values pass the key projection first, ``V = W_V (W_K x_v)`` with biases
+        (hopfield-layers' ``pattern_projection_as_connected``): ``value`` maps the ``(H_kv, D)`` projected keys to
+        ``(H_kv, D)`` (kernel ``(H_kv, D, H_kv, D)``), or, with ``pattern_projection_as_static=True``, is absent and
+        ``V = W_K x_v``. Needs the key projection (``use_projections=True``, ``stored_pattern_as_static=False``).
+      association_activation: applied to the output, after the output projection (hopfield-layers'
+        ``association_activation``): None, a function, or one of ``"relu"``, ``"sigmoid"``, ``"tanh"``,
+        ``"selu"``, ``"celu"``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -185,8 +202,8 @@ class Hopfield(nnx.Module):
         learn_beta: bool = False,
         alpha: float | Sequence[float] | None = None,
         learn_alpha: bool = False,
-        update_steps: int | None = 1,
-        tol: float | None = None,
+        update_steps: int | Sequence[int] | None = 1,
+        tol: float | Sequence[float] | None = None,
         max_steps: int = 100,
         loop: str = "scan",
         use_projections: bool = True,
@@ -202,6 +219,8 @@ class Hopfield(nnx.Module):
         state_pattern_as_static: bool = False,
         stored_pattern_as_static: bool = False,
         pattern_projection_as_static: bool = False,
+        pattern_projection_as_connected: bool = False,
+        association_activation: str | Callable[[Array], Array] | None = None,
     ):
         context = type(self).__name__
         self.num_heads = check_int(num_heads, "num_heads", context, minimum=1)
@@ -248,10 +267,13 @@ class Hopfield(nnx.Module):
         self.attention_convention = check_attention_fn(
             attention_fn, separation, beta, learn_beta, dropout_rate, context
         )
-        self.update_steps = (
-            None if update_steps is None else check_int(update_steps, "update_steps", context, minimum=1)
-        )
-        self.tol = check_float(tol, "tol", context, allow_zero=True, optional=True)
+        self.update_steps = None if update_steps is None else check_update_steps(update_steps, self.num_heads, context)
+        if isinstance(self.update_steps, tuple) and attention_fn is not None:
+            raise ValueError(
+                f"{context}: update_steps={update_steps!r} (one per head) needs attention_fn=None (the read-out of"
+                " hopfield_attention)"
+            )
+        self.tol = check_tol(tol, self.num_heads, context)
         self.max_steps = check_int(max_steps, "max_steps", context, minimum=1)
         if update_steps is None and tol is None:
             raise ValueError(f"{context}: update_steps=None (until convergence) needs tol (the largest change allowed)")
@@ -306,17 +328,20 @@ class Hopfield(nnx.Module):
             )  # fmt: skip
             heads, kv_heads = (self.num_heads, self.head_dim), (self.num_kv_heads, self.head_dim)
             static = check_static(
-                context, self.in_features, self.in_kv_features, heads, kv_heads,
+                context, self.in_features, self.in_kv_features, heads, kv_heads, pattern_projection_as_connected,
                 state_pattern_as_static=state_pattern_as_static, stored_pattern_as_static=stored_pattern_as_static,
                 pattern_projection_as_static=pattern_projection_as_static,
             )  # fmt: skip
 
-            def project(features, out, as_static):
-                return nnx.data(None) if as_static else linear(features, out)
+            def project(features, out, as_static, **axis):
+                return nnx.data(None) if as_static else linear(features, out, **axis)
 
             self.query = project(self.in_features, heads, static[0])
             self.key = project(self.in_kv_features, kv_heads, static[1])
-            self.value = project(self.in_kv_features, kv_heads, static[2])
+            if pattern_projection_as_connected:  # V = W_V (W_K x_v): the value projection reads every key head
+                self.value = project(kv_heads, kv_heads, static[2], axis=(-2, -1))
+            else:
+                self.value = project(self.in_kv_features, kv_heads, static[2])
             if normalize_qk:
                 norm = functools.partial(
                     nnx.LayerNorm, self.head_dim, use_bias=False, dtype=dtype, param_dtype=param_dtype,
@@ -340,8 +365,15 @@ class Hopfield(nnx.Module):
                     f"{context}: the *_as_static options need use_projections=True (without projections"
                     " every input is static)"
                 )
+            if check_bool(pattern_projection_as_connected, "pattern_projection_as_connected", context):
+                raise ValueError(
+                    f"{context}: pattern_projection_as_connected=True sends the values through the key projection,"
+                    " so it needs use_projections=True"
+                )
             self.query = self.key = self.value = self.out = nnx.data(None)
             self.query_ln = self.key_ln = nnx.data(None)
+        self.pattern_projection_as_connected = pattern_projection_as_connected
+        self.association_activation = check_activation(association_activation, context)
         self._init_hflayers_options(
             rngs, normalize_state_pattern, normalize_state_pattern_affine, normalize_stored_pattern,
             normalize_stored_pattern_affine, normalize_pattern_projection, normalize_pattern_projection_affine,
@@ -490,13 +522,18 @@ class Hopfield(nnx.Module):
                 self._split(inputs_k, "inputs_k", self.num_kv_heads),
                 self._split(inputs_v, "inputs_v", self.num_kv_heads),
             )
-        query, key, value = (
-            self._split(x, name, heads) if linear is None else linear(x, out_sharding=qkv_sharding)
-            for x, name, heads, linear in (
-                (inputs_q, "inputs_q", self.num_heads, self.query), (inputs_k, "inputs_k", self.num_kv_heads, self.key),
-                (inputs_v, "inputs_v", self.num_kv_heads, self.value),
-            )
-        )  # fmt: skip
+
+        def project(x, name, heads, linear):
+            return self._split(x, name, heads) if linear is None else linear(x, out_sharding=qkv_sharding)
+
+        query = project(inputs_q, "inputs_q", self.num_heads, self.query)
+        key = project(inputs_k, "inputs_k", self.num_kv_heads, self.key)
+        if self.pattern_projection_as_connected:  # the values pass the key projection first (hopfield-layers)
+            value = self.key(inputs_v, out_sharding=qkv_sharding)
+            if self.value is not None:
+                value = self.value(value, out_sharding=qkv_sharding)
+        else:
+            value = project(inputs_v, "inputs_v", self.num_kv_heads, self.value)
         if self.normalize_qk:
             query, key = self.query_ln(query), self.key_ln(key)
         return query, key, value
@@ -647,8 +684,10 @@ class Hopfield(nnx.Module):
         if self.out is None:
             if out_sharding is not None:
                 raise ValueError(f"{context}: out_sharding needs the output projection")
-            return result.reshape(result.shape[:-2] + (-1,))
-        return self.out(result, out_sharding=out_sharding)
+            result = result.reshape(result.shape[:-2] + (-1,))
+        else:
+            result = self.out(result, out_sharding=out_sharding)
+        return result if self.association_activation is None else self.association_activation(result)
 
     def _attention_fn(self, state, key, value, mask, is_causal, sow_weights, deterministic, rate, dropout_key):
         """The caller's ``attention_fn`` as the read-out, in its convention."""

@@ -7,7 +7,9 @@ Batch-first inputs: ``state`` (the queries, N x L x E), ``stored`` (the stored p
 1. optional LayerNorm of each input over its feature axis (``normalize_stored_pattern``,
    ``normalize_state_pattern``, ``normalize_pattern_projection``; affine or not; eps 1e-5 by default);
 2. per-head projections ``q = x W_q + b_q`` etc. (``input_bias``), or, for an input ``*_as_static``, the input
-   itself repeated for every head (its width is then the head width);
+   itself repeated for every head (its width is then the head width). With ``pattern_projection_as_connected`` the
+   pattern projection passes the stored patterns' projection first: ``v = (y W_k + b_k) W_v + b_v`` (``W_v`` of
+   shape ``(H * D, H * D)``, mixing the heads), or ``v = y W_k + b_k`` when the projection is static;
 3. optional LayerNorm of ``q`` and ``k`` per head (``normalize_hopfield_space``, one set of affine weights shared
    by both);
 4. ``add_zero_association``: a zero stored pattern and a zero projection appended after the projections;
@@ -15,7 +17,8 @@ Batch-first inputs: ``state`` (the queries, N x L x E), ``stored`` (the stored p
    ``q <- xi k`` (unscaled keys) and ``xi_{t+1} = softmax(beta q k^T)``. A head stays active while
    ``t < update_steps_max`` (None: no limit) and, from the second association on, while the Frobenius norm of
    ``xi_{t+1} - xi_t`` over (L, S), maximised over the batch, exceeds ``update_steps_eps``. So
-   ``update_steps_max=n`` gives at most ``n + 1`` associations (softmaxes);
+   ``update_steps_max=n`` gives at most ``n + 1`` associations (softmaxes). Both may be one value per head (an
+   array of H): a stopped head keeps its state and association matrix while the others go on;
 6. masks are True = ignore: ``stored_pattern_padding_mask`` (N, S), ``association_mask`` (L, S); the appended
    zero pattern is never masked;
 7. ``out = xi v``, heads concatenated, then ``W_o`` (unless ``disable_out_projection``), then the optional
@@ -95,10 +98,11 @@ def hopfield_forward(
     projection: np.ndarray,
     *,
     scaling: float | np.ndarray | None = None,
-    update_steps_max: int | None = 0,
-    update_steps_eps: float = 1e-4,
+    update_steps_max: int | np.ndarray | None = 0,
+    update_steps_eps: float | np.ndarray = 1e-4,
     add_zero_association: bool = False,
     association_activation=None,
+    pattern_projection_as_connected: bool = False,
     stored_pattern_padding_mask: np.ndarray | None = None,
     association_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -114,7 +118,15 @@ def hopfield_forward(
     projection = _maybe_norm(projection, p.norm_projection, p.norm_eps)
     q = _heads(state, p.w_q, p.b_q, h)
     k = _heads(stored, p.w_k, p.b_k, h)
-    v = _heads(projection, p.w_v, p.b_v, h)
+    if pattern_projection_as_connected:  # the stored patterns' projection first, then (unless static) W_v
+        assert p.w_k is not None, "pattern_projection_as_connected needs the stored patterns' projection"
+        connected = np.asarray(projection, np.float64) @ p.w_k + (0.0 if p.b_k is None else p.b_k)
+        if p.w_v is not None:
+            connected = connected @ p.w_v + (0.0 if p.b_v is None else p.b_v)
+        n, length, width = connected.shape
+        v = connected.reshape(n, length, h, width // h).transpose(0, 2, 1, 3)
+    else:
+        v = _heads(projection, p.w_v, p.b_v, h)
     if p.norm_hopfield_space is not None:
         q, k = _maybe_norm(q, p.norm_hopfield_space, p.norm_eps), _maybe_norm(k, p.norm_hopfield_space, p.norm_eps)
     if scaling is None:
@@ -144,7 +156,7 @@ def hopfield_forward(
         associations += 1
         old = xi
         xi = new if xi is None else np.where(active[None, :, None, None], new, xi)
-        active = np.full(h, step < limit)
+        active = np.broadcast_to(step < np.asarray(limit), (h,)).copy()  # the limit: one, or one per head
         if old is not None:
             change = np.sqrt(((old - xi) ** 2).sum(axis=(-2, -1))).max(axis=0)  # per head, max over the batch
             active &= change > update_steps_eps
