@@ -334,3 +334,18 @@ def test_shard_bad_inputs_raise(results, name):
     got = results[f"error/{name}"]
     assert got["type"] == error_type, got
     assert re.search(pattern, got["message"]), got["message"]
+
+
+@pytest.mark.parametrize("steps", [(1, 2), [2, 2], 2.0, True])
+def test_sharded_attention_refuses_per_head_or_non_int_steps(steps):
+    """One step count for all heads across devices; per-head counts are hopfield_attention's (one device)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dammem.sharding import sharded_hopfield_attention
+
+    mesh = jax.make_mesh((1,), ("mem",))
+    q, k = jnp.ones((3, 2, 4)), jnp.ones((8, 2, 4))
+    with pytest.raises(TypeError, match=r"sharded_hopfield_attention: update_steps must be one int for all heads"):
+        sharded_hopfield_attention(q, k, k, mesh=mesh, axis="mem", update_steps=steps)
+    assert sharded_hopfield_attention(q, k, k, mesh=mesh, axis="mem", update_steps=2).shape == (3, 2, 4)

@@ -39,6 +39,11 @@ def _abstract(x: Any) -> Any:
 def _check_attention_args(query, key, value, beta, separation, alpha, mask, update_steps, tol, return_weights, context):
     """The shape and type checks of :func:`~dammem.attention.hopfield_attention`, run abstractly (nothing is
     computed), then the ranges of concrete ``beta``, ``alpha`` and ``tol``."""
+    if isinstance(update_steps, bool) or not isinstance(update_steps, (int, np.integer)):
+        raise TypeError(
+            f"{context}: update_steps must be one int for all heads here (per-head step counts are offered by "
+            f"hopfield_attention on one device), got {update_steps!r}"
+        )
     numbers = {"beta": beta, "alpha": alpha, "tol": tol}
     traced = {name: _abstract(v) for name, v in numbers.items() if v is not None and not is_concrete(v)}
     fixed = {name: v for name, v in numbers.items() if name not in traced}
