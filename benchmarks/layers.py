@@ -201,6 +201,28 @@ def print_table(record: dict) -> None:
         print(f"{name:42s} {r['median_ms']:9.2f} {r['min_ms']:8.2f} {compile_s} {ratio:>27s}")
 
 
+def readme_table(record: dict) -> str:
+    """The README's account of one run (its JSON ``record``): the setting, the check and the table of times."""
+    c, check = record["config"], record["check"]
+    text = (
+        f"Forward + backward, batch {c['batch']}, sequence {c['length']}, width {c['width']}, {c['heads']} heads, "
+        f"{c['dtype']}, {c['repeats']} calls per method in {c['rounds']} rounds"
+    )
+    if check is not None:
+        text += (
+            f"; with PyTorch's weights copied in, outputs agree to {check['max_abs_output_diff']:.1e} and gradients "
+            f"to {check['max_rel_grad_diff']:.1e} of the largest"
+        )
+    rows = []
+    for name, r in record["results"].items():
+        ratio = "-"
+        if "torch_over_method_median" in r:
+            ratio = f"{r['torch_over_method_median']:.2f}x / {r['torch_over_method_min']:.2f}x"
+        rows.append([f"`{name}`", f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", ratio])
+    table = H.markdown_table(["layer", "median ms", "min ms", "torch / layer (median / min)"], rows)
+    return f"{text}:\n\n{table}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, the check and the target, write the JSON; returns 0."""
     parser = argparse.ArgumentParser(prog="python benchmarks/layers.py", description=__doc__.splitlines()[0])

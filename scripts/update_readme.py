@@ -16,6 +16,8 @@ and is replaced as a whole; everything outside the markers is left alone. Blocks
 * ``findings``: for every default config with a committed run, its verdicts with the evidence sentence its report
   module computes from the committed results (the numbers the README states about the reproductions live here, so
   they cannot drift from the results).
+* ``benchmarks``: for every benchmark run committed as ``results/benchmarks/<name>.json`` (in :data:`BENCHMARKS`
+  order), the command, the machine and load it ran on, and the table its script's ``readme_table(record)`` renders.
 
 Usage (from the repository root)::
 
@@ -28,6 +30,8 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -91,7 +95,37 @@ def findings(results_dir: Path) -> str:
     return "\n".join(lines) if lines else "No committed default run."
 
 
-BLOCKS = {"experiments-table": experiments_table, "findings": findings}
+BENCHMARKS = ("separations", "krop", "drdam", "layers")
+"""Benchmarks whose committed runs the README shows, in this order."""
+
+
+def _benchmark_module(name: str):
+    folder = str(ROOT / "benchmarks")
+    if folder not in sys.path:  # the scripts import their harness as a top-level module
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def benchmarks(results_dir: Path) -> str:
+    """Each committed benchmark run: its command, machine, load and table (the script's ``readme_table``)."""
+    parts = []
+    for name in BENCHMARKS:
+        path = results_dir / "benchmarks" / f"{name}.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        env = record["environment"]
+        load = env.get("load_average")
+        machine = f"{env['cpu_model']}, {env['cpu_count']} CPUs, JAX {env['versions']['jax']} ({env['jax_backend']})"
+        head = f"`python benchmarks/{name}.py` (`results/benchmarks/{name}.json`; {machine}, load average {load} before)"
+        parts.append(f"{head}. {_benchmark_module(name).readme_table(record)}")
+    return "\n\n".join(parts) if parts else "No committed benchmark run."
+
+
+BLOCKS = {"experiments-table": experiments_table, "findings": findings, "benchmarks": benchmarks}
 """Generated block name -> function of the results directory that renders it."""
 
 

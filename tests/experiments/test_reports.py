@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import importlib.util
 import re
 from pathlib import Path
@@ -195,3 +196,27 @@ def test_readme_findings_are_the_verdicts_of_the_committed_runs(tmp_path):
     empty = tmp_path / "results"
     empty.mkdir()
     assert script.findings(empty) == "No committed default run."
+
+
+BENCH_RUNS = sorted(p.stem for p in (RESULTS / "benchmarks").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", BENCH_RUNS)
+def test_readme_benchmark_tables_follow_the_committed_json(name, tmp_path):
+    """Every decimal number of a benchmark's README account changes when the measurements in its JSON change (the
+    setting, the config, stays): the account is read from the run, not typed."""
+    script = _update_readme()
+    assert name in script.BENCHMARKS
+    record = json.loads((RESULTS / "benchmarks" / f"{name}.json").read_text())
+    rendered = script._benchmark_module(name).readme_table(record)
+    perturbed = _perturb(copy.deepcopy(record), np.random.default_rng(1), {str(v) for v in record["config"].values()})
+    perturbed["config"] = record["config"]
+    moved = script._benchmark_module(name).readme_table(perturbed)
+    before, after = NUMBER.findall(rendered), NUMBER.findall(moved)
+    assert before and len(before) == len(after)
+    stuck = [a for a, b in zip(before, after) if a == b and a not in _config_numbers(record["config"])]
+    assert not stuck, stuck
+    # the README's block holds this account
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / f"{name}.json").write_text(json.dumps(record))
+    assert rendered in script.benchmarks(tmp_path)
