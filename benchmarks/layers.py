@@ -87,7 +87,6 @@ def prepare_dammem(
     return (lambda: compiled(params, xj)), compile_s, result
 
 
-
 def prepare_torch(torch, x: np.ndarray, heads: int, seed: int):
     """``(call, module)``: one forward + backward of ``torch.nn.MultiheadAttention`` (loss and parameter grads)."""
     torch.manual_seed(seed)
@@ -231,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=256, help="sequence length L")
     parser.add_argument("--width", type=int, default=256, help="features F (divisible by --heads)")
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--kv-heads", type=int, default=None,
-                        help="key/value heads of the grouped-query row (divides --heads; default heads / 4, 0: no row)")
+    parser.add_argument(
+        "--kv-heads",
+        type=int,
+        default=None,
+        help="key/value heads of the grouped-query row (divides --heads; default heads / 4, 0: no row)",
+    )
     parser.add_argument("--repeats", type=int, default=H.MIN_REPEATS * 2, help="timed calls per method (>= 15)")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the JAX and PyTorch phases")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per method at the start of each turn")

@@ -120,7 +120,7 @@ def benchmarks(results_dir: Path) -> str:
         env = record["environment"]
         load = env.get("load_average")
         machine = f"{env['cpu_model']}, {env['cpu_count']} CPUs, JAX {env['versions']['jax']} ({env['jax_backend']})"
-        head = f"`python benchmarks/{name}.py` (`results/benchmarks/{name}.json`; {machine}, load average {load} before)"
+        head = f"`python benchmarks/{name}.py` (`results/benchmarks/{name}.json`; {machine}, load {load} before)"
         parts.append(f"{head}. {_benchmark_module(name).readme_table(record)}")
     return "\n\n".join(parts) if parts else "No committed benchmark run."
 

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import importlib.util
+import json
 import re
 from pathlib import Path
 
