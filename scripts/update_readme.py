@@ -10,9 +10,9 @@ and is replaced as a whole; everything outside the markers is left alone. Blocks
 
 * ``experiments-table``: one row per default config (``dammem.experiments._registry.DEFAULT_CONFIGS``, in that
   order): its run time (``elapsed_s``, and ``report_s`` when recorded) on the machine that ``results.json`` records
-  (CPU model and count, load average before the run when recorded), its figures (the PNG files beside it) and what it
-  reproduces, as its report module's ``reproduces(config, results)`` computes it from the committed results. A default
-  config without a committed run gets a row that says so.
+  (CPU model and count, the 1-minute load average before and after the run when recorded), its figures (the PNG
+  files beside it) and what it reproduces, as its report module's ``reproduces(config, results)`` computes it from
+  the committed results. A default config without a committed run gets a row that says so.
 * ``findings``: for every default config with a committed run, its verdicts with the evidence sentence its report
   module computes from the committed results (the numbers the README states about the reproductions live here, so
   they cannot drift from the results).
@@ -49,8 +49,11 @@ def _wall_time(record: dict) -> str:
     text = f"{record['elapsed_s']:.0f} s"
     if record.get("report_s") is not None:
         text += f" + {record['report_s']:.0f} s report"
-    load = (record.get("load_average") or {}).get("before")
-    loaded = f", load {load[0]:g}" if load else ", load not recorded"
+    loads = record.get("load_average") or {}
+    before, after = loads.get("before"), loads.get("after")
+    loaded = f", load {before[0]:g} before" if before else ", load not recorded"
+    if before and after:
+        loaded += f", {after[0]:g} after"
     return f"{text} ({env.get('cpu_model')}, {env.get('cpu_count')} CPUs{loaded})"
 
 

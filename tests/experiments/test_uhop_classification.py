@@ -383,3 +383,13 @@ def test_archives_load_the_first_images(tmp_path):
 def test_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         config_from_mapping(uc.Config, overrides)
+
+
+def test_late_change_is_the_move_of_the_seed_mean_over_the_last_epochs():
+    curve = [[0.1, 0.2, 0.4, 0.5, 0.55, 0.6, 0.61], [0.1, 0.3, 0.3, 0.45, 0.5, 0.6, 0.65]]  # 2 seeds, 7 epochs
+    mean = [(a + b) / 2 for a, b in zip(*curve)]
+    change, k = uc_report.late_change(curve)
+    assert k == 5 and change == pytest.approx(mean[-1] - mean[1], abs=1e-12)
+    change, k = uc_report.late_change([row[:3] for row in curve])  # fewer epochs than 5: from the first
+    assert k == 2 and change == pytest.approx(mean[2] - mean[0], abs=1e-12)
+    assert uc_report.late_change(curve, last=1) == pytest.approx((mean[-1] - mean[-2], 1), abs=1e-12)

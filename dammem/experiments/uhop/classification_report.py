@@ -144,6 +144,15 @@ def _figures(config: Config, results: dict, out_dir: Path) -> None:
     save_figure(fig, out_dir / "kernel.png")
 
 
+def late_change(curve, last: int = 5) -> tuple[float, int]:
+    """``(change, k)``: how much the seed-mean of a ``(repeats, epochs)`` curve moved over its last ``k`` epochs,
+    ``k = min(last, epochs - 1)`` (the last epoch's mean minus the mean ``k`` epochs before it). A curve that still
+    rises there has not converged."""
+    mean = np.mean(np.asarray(curve, np.float64), axis=0)
+    k = min(last, mean.size - 1)
+    return float(mean[-1] - mean[-1 - k]), k
+
+
 def _protocol_section(config: Config, results: dict, protocol: str) -> list[str]:
     summary, models, curves = results["summary"][protocol], results["models"], results["curves"][protocol]
     rows = []
@@ -160,6 +169,13 @@ def _protocol_section(config: Config, results: dict, protocol: str) -> list[str]
                             "Table 1 (max train / test)", "smallest sigma (lowest over epochs) / largest (last)"],
                            rows)  # fmt: skip
     out = [f"### Protocol `{protocol}`", table]
+    moved = {name: late_change(curves[name]["train_accuracy"]) for name in models}
+    k = next(iter(moved.values()))[1]
+    out.append(
+        f"Over the last {k} epochs the seed-mean train accuracy moved by "
+        + ", ".join(f"{100 * change:+.1f} ({name})" for name, (change, _) in moved.items())
+        + " points; a curve that still rises there has not converged."
+    )
     for name in models:
         plain = name.removesuffix("+uhop")
         if not name.endswith("+uhop") or plain not in models:
