@@ -22,8 +22,10 @@ the table reports milliseconds per step (call time / ``n``). ``n = --steps`` (10
 ``--slow-steps`` (5) for ``materialized`` and ``gaussian`` on a CPU, where one step takes about a second or more.
 Cases interleave call by call; ``--repeats`` (15) timed calls each, minimum and median reported, ratios from the
 medians. Encoding is timed the same way with ``--encode-repeats`` (default 5: a call takes tens of seconds on a CPU
-for the dense cases). Compilation is timed separately. As a check, ``gaussian`` and ``materialized`` share their
-rows, so their end states after the same number of steps must agree to float rounding; the JSON records the gap.
+for the dense cases). Compilation is timed separately. ``--cases`` runs a subset beside the ``materialized``
+baseline (e.g. ``--cases structured``), and ``--encode-repeats 0`` skips the encode timing. As a check, ``gaussian``
+and ``materialized`` share their rows, so their end states after the same number of steps must agree to float
+rounding; the JSON records the gap.
 
 Memory: unless ``--no-rss``, each DrDAM case runs once more in its own process (``_harness.run_case``): the process
 compiles the whole pipeline first (make features, encode, ``n`` steps), then the measured call runs it; the table
@@ -105,16 +107,20 @@ def bench(args) -> dict:
     backend = jax.default_backend()
     mem, x0 = problem(args.dim, args.memories, args.queries, args.seed)
     beta, eta = args.beta, args.step_size
-    steps = {c: (args.slow_steps if backend == "cpu" and c in SLOW_ON_CPU else args.steps) for c in DRDAM_CASES}
-    steps["mrdam"] = args.steps
-    row = {"steps_per_call": steps, "compile_ms": {}, "parameters": {}}
-    features = {c: _features(c, args.dim, args.features, args.seed) for c in DRDAM_CASES}
+    cases = args.cases
+    drdam_cases = [c for c in DRDAM_CASES if c in cases]
+    steps = {c: (args.slow_steps if backend == "cpu" and c in SLOW_ON_CPU else args.steps) for c in drdam_cases}
+    if "mrdam" in cases:
+        steps["mrdam"] = args.steps
+    row = {"cases": list(cases), "steps_per_call": steps, "compile_ms": {}, "parameters": {}}
+    features = {c: _features(c, args.dim, args.features, args.seed) for c in drdam_cases}
     row["parameters"] = {c: {"T": features[c].size, "stored_feature_numbers": features[c].storage_size}
-                         for c in DRDAM_CASES}  # fmt: skip
-    row["parameters"]["mrdam"] = {"memories": args.memories * args.dim}
+                         for c in drdam_cases}  # fmt: skip
+    if "mrdam" in cases:
+        row["parameters"]["mrdam"] = {"memories": args.memories * args.dim}
 
     encode_calls, step_calls, memory = {}, {}, {}
-    for c in DRDAM_CASES:
+    for c in drdam_cases:
         f = features[c]  # an argument of the compiled programs, never a constant folded into them
         enc, row["compile_ms"][f"encode_{c}"] = _timed_compile(lambda f, m: drdam.encode(f, m, beta), f, mem)
         memory[c] = enc(f, mem)
@@ -123,20 +129,23 @@ def bench(args) -> dict:
             lambda f, T, x, n=steps[c]: descent(drdam.energy, (T, f, beta), x, n, eta), f, memory[c], x0
         )
         step_calls[c] = lambda run=run, f=f, T=memory[c]: run(f, T, x0)
-    mr, row["compile_ms"]["steps_mrdam"] = _timed_compile(
-        lambda m, x: descent(rbf_energy, (m, beta), x, steps["mrdam"], eta), mem, x0
-    )
-    step_calls["mrdam"] = lambda: mr(mem, x0)
+    if "mrdam" in cases:
+        mr, row["compile_ms"]["steps_mrdam"] = _timed_compile(
+            lambda m, x: descent(rbf_energy, (m, beta), x, steps["mrdam"], eta), mem, x0
+        )
+        step_calls["mrdam"] = lambda: mr(mem, x0)
 
     times = H.time_interleaved([step_calls], repeats=args.repeats, warmup=1)
     row["step_timings"] = {c: H.summarize(np.asarray(t) / steps[c]) for c, t in times.items()}
-    enc_times = H.time_interleaved([encode_calls], repeats=args.encode_repeats, warmup=1)
-    row["encode_timings"] = {c: H.summarize(t) for c, t in enc_times.items()}
+    row["encode_timings"] = {}
+    if args.encode_repeats:
+        enc_times = H.time_interleaved([encode_calls], repeats=args.encode_repeats, warmup=1)
+        row["encode_timings"] = {c: H.summarize(t) for c, t in enc_times.items()}
     ms = {c: t["median_ms"] for c, t in row["step_timings"].items()}
     row["step_ms"] = ms
     row["speedup_per_step_vs_materialized"] = {c: ms["materialized"] / ms[c] for c in ms}
     # the regenerated rows are the stored rows: equal end states after the same number of steps
-    if steps["gaussian"] == steps["materialized"]:
+    if "gaussian" in steps and steps["gaussian"] == steps["materialized"]:
         xg, xm = step_calls["gaussian"](), step_calls["materialized"]()
         row["gaussian_vs_materialized_max_abs_diff"] = float(jnp.max(jnp.abs(xg - xm)))
     if not args.no_rss:
@@ -150,12 +159,10 @@ def bench(args) -> dict:
                 },
                 timeout_s=args.rss_timeout,
             )
-            for c in DRDAM_CASES
+            for c in drdam_cases
         }  # fmt: skip
         base = row["rss"]["materialized"]["peak_increase_bytes"]
-        row["peak_increase_over_materialized"] = {
-            c: row["rss"][c]["peak_increase_bytes"] / base for c in DRDAM_CASES
-        }
+        row["peak_increase_over_materialized"] = {c: row["rss"][c]["peak_increase_bytes"] / base for c in drdam_cases}
     return row
 
 
@@ -169,7 +176,7 @@ def print_table(row: dict) -> None:
         "peak memory MB (call)", "peak / materialized", "process peak MB", "compile s (encode + steps)",
     ]  # fmt: skip
     cells = []
-    for c in (*DRDAM_CASES, "mrdam"):
+    for c in row["cases"]:
         t = row["step_timings"][c]
         enc = row["encode_timings"].get(c)
         rss = row.get("rss", {}).get(c)
@@ -199,15 +206,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="descent steps per timed call")
     parser.add_argument("--slow-steps", type=int, default=5, help="steps per call of the dense cases on a CPU")
     parser.add_argument("--repeats", type=int, default=H.MIN_REPEATS, help="timed calls per case (steps)")
-    parser.add_argument("--encode-repeats", type=int, default=5, help="timed calls per case (encode)")
+    parser.add_argument("--encode-repeats", type=int, default=5, help="timed calls per case (encode); 0 skips encode")
+    parser.add_argument(
+        "--cases",
+        default=",".join((*DRDAM_CASES, "mrdam")),
+        help="comma-separated cases to run, from materialized (always run: the baseline), gaussian, structured, mrdam",
+    )
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs (one process per case)")
     parser.add_argument("--rss-timeout", type=float, default=1800.0, help="seconds before a memory run is killed")
     parser.add_argument("--out", default="runs/bench_drdam.json", help="JSON output path")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for name in ("dim", "memories", "queries", "features", "steps", "slow_steps", "repeats", "encode_repeats"):
+    for name in ("dim", "memories", "queries", "features", "steps", "slow_steps", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.encode_repeats < 0:
+        parser.error(f"--encode-repeats must be >= 0, got {args.encode_repeats}")
+    known = (*DRDAM_CASES, "mrdam")
+    chosen = {c.strip() for c in args.cases.split(",") if c.strip()}
+    unknown = sorted(chosen - set(known))
+    if unknown:
+        parser.error(f"--cases must name cases from {', '.join(known)}, got {', '.join(unknown)}")
+    args.cases = tuple(c for c in known if c in chosen | {"materialized"})
     if args.queries > args.memories:
         parser.error(f"--queries must be <= --memories = {args.memories}, got {args.queries}")
     env = H.environment()

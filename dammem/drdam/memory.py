@@ -300,18 +300,21 @@ def _energy_parts(x, t, features: Features, beta, rows: int, need_grad: bool, ne
     g0 = jnp.zeros(z.shape, dtype) if need_grad else None
 
     if not features.positive:
+        # T as ``width`` arrays (n_chunks, R), one per feature of a row (cos, sin): contiguous, read once per chunk
+        t_parts = tuple(t_chunks[..., w] for w in range(features.width))
 
         def fn(carry, index, op, t_c):
             s, g = carry
             phases = _feat.phases_chunk(features, index, rows, dtype)
             p = op.apply(z)
-            values = _feat.chunk_values(features, p, phases, zsq)
-            s = s + jnp.sum(t_c * values)
+            values = _feat.chunk_value_parts(features, p, phases, zsq)
+            s = s + sum(jnp.sum(t_w * v) for t_w, v in zip(t_c, values))
             if need_grad:
-                g = g + op.apply_t(jnp.sum(t_c * _feat.chunk_value_slopes(features, p, phases), -1))
-            return (s, g), (values if need_dt else None)
+                slopes = _feat.chunk_value_slope_parts(features, p, phases, values)
+                g = g + op.apply_t(sum(t_w * d for t_w, d in zip(t_c, slopes)))
+            return (s, g), (jnp.stack(values, axis=-1) if need_dt else None)
 
-        (s, g), outs = _feat.run_chunks(features, rows, dtype, fn, (jnp.zeros((), dtype), g0), t_chunks)
+        (s, g), outs = _feat.run_chunks(features, rows, dtype, fn, (jnp.zeros((), dtype), g0), t_parts)
         dv_dt = _feat.rows_to_features(features, outs) if need_dt else None
         return s, g, dv_dt
 

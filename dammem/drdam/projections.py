@@ -228,13 +228,16 @@ def chunk_operator(
         if isinstance(index, int) and index == 0 and rows >= num_features:  # one chunk: use the matrix as it is
             pad = rows - num_features
             return ChunkOperator(
-                lambda z: jnp.pad(
-                    jnp.matmul(z, matrix.T, precision=_HIGHEST), [(0, 0)] * (z.ndim - 1) + [(0, pad)]
-                ),
+                lambda z: jnp.pad(jnp.matmul(z, matrix.T, precision=_HIGHEST), [(0, 0)] * (z.ndim - 1) + [(0, pad)]),
                 lambda c: jnp.matmul(c[..., :num_features], matrix, precision=_HIGHEST),
             )
         idx = index * rows + jnp.arange(rows)
         return _dense(jnp.take(matrix, idx, axis=0, mode="fill", fill_value=0))
-    signs = jnp.take(params["signs"], blocks, axis=0, mode="fill", fill_value=0).astype(dtype)
-    norms = jnp.take(params["norms"], index * rows + jnp.arange(rows), mode="fill", fill_value=0).astype(dtype)
+    if num_features % rows == 0:  # every chunk is whole: plain slices (a gather with bounds checks is fused into
+        # every consumer of the norms and signs, and keeps those loops from being vectorised)
+        signs = lax.dynamic_slice_in_dim(params["signs"], index * nb, nb).astype(dtype)
+        norms = lax.dynamic_slice_in_dim(params["norms"], index * rows, rows).astype(dtype)
+    else:
+        signs = jnp.take(params["signs"], blocks, axis=0, mode="fill", fill_value=0).astype(dtype)
+        norms = jnp.take(params["norms"], index * rows + jnp.arange(rows), mode="fill", fill_value=0).astype(dtype)
     return _structured(signs, norms.reshape(nb, block_size))

@@ -57,3 +57,22 @@ def test_bad_arguments_are_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--queries", "20", "--memories", "10"])
     assert "--queries must be <= --memories = 10, got 20" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "structured,dense"])
+    err = capsys.readouterr().err
+    assert "--cases must name cases from materialized, gaussian, structured, mrdam, got dense" in err
+    with pytest.raises(SystemExit):
+        bench.main(["--encode-repeats", "-1"])
+    assert "--encode-repeats must be >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chosen_cases_run_beside_the_materialized_baseline(tmp_path, capsys):
+    out = tmp_path / "drdam.json"
+    args = [*TINY[:-2], "--encode-repeats", "0", "--cases", "structured", "--no-rss", "--out", str(out)]
+    assert bench.main(args) == 0
+    row = json.loads(out.read_text())["row"]
+    assert row["cases"] == ["materialized", "structured"]
+    assert set(row["step_timings"]) == {"materialized", "structured"} and row["encode_timings"] == {}
+    assert "gaussian_vs_materialized_max_abs_diff" not in row
+    assert "| structured | 4 |" in capsys.readouterr().out

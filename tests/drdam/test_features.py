@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dammem.drdam import FEATURE_KINDS, PROJECTIONS, feature_map, make_features
+from dammem.drdam.features import sincos
 
 
 def reference_features(kind, omega, phases, z):
@@ -169,3 +170,39 @@ def test_same_key_same_features_and_vmap_over_keys():
 def test_bad_inputs_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call(jax.random.key(0))
+
+
+def test_sincos_matches_float64_numpy_over_magnitudes_and_special_values():
+    """The polynomial sine/cosine pair against float64 NumPy on the same float32 arguments: within a few float32
+    ulps of 1 up to |p| = 1e5 (the range of exact Cody-Waite reduction), within the rounding of p beyond."""
+    rng = np.random.default_rng(0)
+    eps = float(np.finfo(np.float32).eps)
+    for scale in (1e-3, 1.0, 30.0, 1e3, 1e5):
+        p = np.clip(rng.standard_normal(20000) * scale, -1e5, 1e5).astype(np.float32)
+        p[:8] = np.float32(np.pi / 2) * np.arange(-4, 4)  # quadrant boundaries
+        s, c = jax.jit(sincos)(jnp.asarray(p))
+        assert s.dtype == c.dtype == jnp.float32
+        p64 = p.astype(np.float64)
+        np.testing.assert_allclose(np.asarray(s, np.float64), np.sin(p64), rtol=0, atol=4 * eps)
+        np.testing.assert_allclose(np.asarray(c, np.float64), np.cos(p64), rtol=0, atol=4 * eps)
+    p = (rng.standard_normal(2000) * 1e7).astype(np.float32)
+    s, c = sincos(jnp.asarray(p))
+    tol = np.spacing(np.abs(p).astype(np.float32)).astype(np.float64) + 4 * eps  # beyond 1e5: the rounding of p
+    assert (np.abs(np.asarray(s, np.float64) - np.sin(p.astype(np.float64))) <= tol).all()
+    assert (np.abs(np.asarray(c, np.float64) - np.cos(p.astype(np.float64))) <= tol).all()
+    s, c = sincos(jnp.array([0.0, np.inf, -np.inf, np.nan], jnp.float32))
+    assert float(s[0]) == 0.0 and float(c[0]) == 1.0
+    assert np.isnan(np.asarray(s[1:])).all() and np.isnan(np.asarray(c[1:])).all()
+
+
+def test_sincos_derivatives_are_the_pair_and_other_dtypes_use_jnp():
+    p = jnp.linspace(-7.0, 7.0, 29)
+    ds = jax.vmap(jax.grad(lambda v: sincos(v)[0]))(p)
+    dc = jax.vmap(jax.grad(lambda v: sincos(v)[1]))(p)
+    np.testing.assert_allclose(np.asarray(ds), np.cos(np.asarray(p, np.float64)), atol=4e-7)
+    np.testing.assert_allclose(np.asarray(dc), -np.sin(np.asarray(p, np.float64)), atol=4e-7)
+    half = jnp.asarray([0.5, 2.0], jnp.bfloat16)
+    s, c = sincos(half)
+    assert s.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(s), np.asarray(jnp.sin(half)))
+    np.testing.assert_array_equal(np.asarray(c), np.asarray(jnp.cos(half)))

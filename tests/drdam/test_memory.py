@@ -122,7 +122,7 @@ def test_encode_and_energy_do_not_depend_on_chunks_or_order(kind, projection):
     x = QUERIES[0]
     e0, g0 = jax.value_and_grad(energy)(x, base, features, BETA)
     for rows in (g,):
-        e1, g1 = jax.value_and_grad(lambda x_: energy(x_, base, features, BETA, chunk_size=rows))(x)
+        e1, g1 = jax.value_and_grad(lambda x_, rows=rows: energy(x_, base, features, BETA, chunk_size=rows))(x)
         np.testing.assert_allclose(float(e1), float(e0), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), rtol=1e-4, atol=1e-6)
 
