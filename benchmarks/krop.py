@@ -177,6 +177,31 @@ def table_row(r: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def readme_table(record: dict) -> str:
+    """The README's account of one run (its JSON ``record``): a compact table of the clean-up times (median, with
+    KROP's minimum) and the speedups."""
+    c = record["config"]
+    rows = []
+    for r in record["rows"]:
+        ms = r["median_ms"]
+        rows.append([
+            r["N"], f"{r['krop_params']} / {r['dense_params']}",
+            f"{ms['krop']:.3f} ({r['timings']['krop']['min_ms']:.3f})", _fmt(r.get("dense_ms")),
+            _fmt(r.get("speedup_vs_dense"), ".1f"), _fmt(ms.get("torchhd_batched")),
+            _fmt(r.get("speedup_vs_torchhd_batched"), ".1f"), f"{r['krop_over_copy']:.2f}",
+        ])  # fmt: skip
+    heads = ["N", "stored numbers KROP / dense", "KROP ms, median (min)", "dense ms", "dense / KROP",
+             "torchhd batched ms", "torchhd / KROP", "KROP / copy"]  # fmt: skip
+    checked = record["krop_matches_dense_argmax"]
+    said = "not checked" if checked is None else "yes" if checked else "no"
+    text = (
+        f"Clean-up of a batch of {c['batch']} float32 vectors, {c['repeats']} calls per method in {c['rounds']} "
+        f"rounds, median times (KROP also the minimum); KROP's clean-up equals the float64 argmax over its dense "
+        f"matrix up to N = {krop_timing.CHECK_MAX_SIZE}: {said}"
+    )
+    return f"{text}:\n\n{H.markdown_table(heads, rows)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/krop.py", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="codebook sizes N (powers of two)")

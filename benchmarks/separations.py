@@ -221,7 +221,13 @@ def print_table(n: int, total: int, res: dict[str, dict]) -> None:
         ])  # fmt: skip
     H.print_table(
         [
-            "method", "median ms", "min ms", "compile s", "/ jax softmax", "vs peer", "peak MB",
+            "method",
+            "median ms",
+            "min ms",
+            "compile s",
+            "/ jax softmax",
+            "vs peer",
+            "peak MB",
             "peer (max abs diff: p, dz)",
         ],  # fmt: skip
         rows,
@@ -253,11 +259,37 @@ def print_targets(targets: list[dict]) -> None:
     H.print_table(
         ["N", "target", "value", "threshold", "status"],
         [
-            [t["size"], t["target"], "-" if t["value"] is None else f"{t['value']:.2f}", f"{t['threshold']:g}",
-             "skip (no peer)" if t["pass"] is None else H.target_status(t)]  # fmt: skip
+            [
+                t["size"],
+                t["target"],
+                "-" if t["value"] is None else f"{t['value']:.2f}",
+                f"{t['threshold']:g}",
+                "skip (no peer)" if t["pass"] is None else H.target_status(t),
+            ]  # fmt: skip
             for t in targets
         ],
     )
+
+
+def readme_table(record: dict) -> str:
+    """The README's account of one run (its JSON ``record``): the softmax-relative table, then the speedups over the
+    ``entmax`` package (when it ran) and the targets."""
+    c, results = record["config"], record["results"]
+    text = (
+        f"Forward + backward over {c['total']} {c['dtype']} scores in rows of N, {c['repeats']} calls per method in "
+        f"{c['rounds']} rounds; min (median) ms, and the ratio to `jax.nn.softmax` of the same run"
+    )
+    out = [f"{text}:", H.markdown_table(["rows of N"] + [label for _, label in SOFTMAX_TABLE],
+                                        softmax_table_rows(results))]  # fmt: skip
+    peered = [m.name for m in JAX_METHODS if m.peer]
+    if record["peers"]:
+        rows = [[size] + [f"{res[name]['speedup_vs_peer']:.1f}x" for name in peered] for size, res in results.items()]
+        heads = [f"{name} / {JAX_BY_NAME[name].peer}" for name in peered]
+        out += ["Speedup over the `entmax` package (median times):", H.markdown_table(["rows of N"] + heads, rows)]
+    rows = [[t["size"], t["target"], "-" if t["value"] is None else f"{t['value']:.2f}",
+             "skip (no peer)" if t["pass"] is None else H.target_status(t)] for t in record["targets"]]  # fmt: skip
+    out += ["Targets:", H.markdown_table(["N", "target", "value", "status"], rows)]
+    return "\n\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
