@@ -77,7 +77,6 @@ def prepare_dammem(memories: np.ndarray, w0: np.ndarray, steps: int):
     return call, compile_s, (np.asarray(fit.losses), np.asarray(fit.weight))
 
 
-
 def torch_losses(torch):
     """The two PyTorch formulations of the average separation loss of row-normalised features."""
     functional = torch.nn.functional
@@ -159,6 +158,28 @@ def run(args, torch) -> dict:
     return {"results": res, "loss_first": float(ref_losses[0]), "loss_last": float(ref_losses[-1])}
 
 
+def readme_table(record: dict) -> str:
+    """The README's account of one run (its JSON ``record``): Stage I throughput beside PyTorch, and the peak memory
+    of one step at ``rss_k`` memories."""
+    c, res = record["config"], record["results"]
+    rows = [
+        [f"`{name}`", f"{r['median_ms']:.1f} ({r['min_ms']:.1f})", f"{r['steps_per_s']:.1f}",
+         "-" if name == "dammem.fit_kernel" else f"{r['dammem_speedup']:.2f}x"]
+        for name, r in res.items()
+    ]  # fmt: skip
+    text = (
+        f"Stage I (`fit_kernel`: SGD on the separation loss), K = {c['k']} MNIST digits, D = {c['d']}, "
+        f"{c['steps']} steps per call, {c['repeats']} calls per method"
+    )
+    out = f"{text}:\n\n" + H.markdown_table(["method", "ms per call, median (min)", "steps/s", "dammem / method"], rows)
+    if record["rss"] is not None:
+        out += (
+            f"\n\nOne Stage I step at K = {c['rss_k']} peaks at {record['rss']['peak_rss_bytes'] / 2**20:.1f} MB of "
+            "resident memory (the whole process)."
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table and targets, write the JSON; returns 0 (targets never fail the run)."""
     parser = argparse.ArgumentParser(prog="python benchmarks/uhop.py", description=__doc__.splitlines()[0])
@@ -205,10 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         ["method", "median ms", "min ms", "steps/s", "dammem x", "max abs diff (loss, W)"],
         [
             [
-                name, f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['steps_per_s']:.2f}",
+                name,
+                f"{r['median_ms']:.1f}",
+                f"{r['min_ms']:.1f}",
+                f"{r['steps_per_s']:.2f}",
                 f"{r['dammem_speedup']:.2f}x",
                 f"{r['max_abs_loss_diff_vs_dammem']:.1e}, {r['max_abs_weight_diff_vs_dammem']:.1e}"
-                if "max_abs_loss_diff_vs_dammem" in r else "-",
+                if "max_abs_loss_diff_vs_dammem" in r
+                else "-",
             ]  # fmt: skip
             for name, r in res.items()
         ],

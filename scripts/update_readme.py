@@ -98,7 +98,7 @@ def findings(results_dir: Path) -> str:
     return "\n".join(lines) if lines else "No committed default run."
 
 
-BENCHMARKS = ("separations", "krop", "drdam", "layers")
+BENCHMARKS = ("separations", "krop", "drdam", "layers", "uhop")
 """Benchmarks whose committed runs the README shows, in this order."""
 
 
