@@ -43,6 +43,7 @@ DEFAULT_CONFIGS: tuple[str, ...] = (
     "drdam_approx",
     "drdam_retrieval",
     "drdam_images",
+    "drdam_images_paper",
     "drdam_basis",
 )
 """The packaged configs whose default runs are committed under ``results/<config name>/`` (results.json,
