@@ -1306,3 +1306,28 @@ def test_polynomial_second_derivatives_match_finite_differences(x64):
     z = jnp.asarray([[0.7, 1.3, 0.2, -0.5], [2.0, 0.4, 1.1, 0.9]])
     poly3 = jax.jit(lambda v: S.polynomial(v, 3.0))
     check_grads(poly3, (z,), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+
+
+def test_traced_alpha_renormalises_by_the_searched_sum():
+    """Traced alpha: p is renormalised by ``S(v) = (1 + a F(v))^(1/a)`` from the search's last evaluation (no extra
+    pass over p). The sums are 1 and the values the float64 bisection reference's, for the hard cases: alpha near 1
+    and 2, ties, masked (-inf) scores, huge scores, rows of 256 (unblocked) and 2048 (blocked row view)."""
+    from dammem import _entmax_solver as E
+
+    # threshold_probs divides by exp(log_norm) inside the exponent (sign and scale would break this)
+    z0, c0, a0 = jnp.asarray([[0.0, -0.3, -2.5]]), jnp.asarray([[0.1]]), jnp.asarray([[0.4]])
+    base = np.asarray(E.threshold_probs(E.GENERAL, z0, c0, a0))
+    np.testing.assert_allclose(np.asarray(E.threshold_probs(E.GENERAL, z0, c0, a0, np.log(2.0))), base / 2, rtol=1e-6)
+    rng = np.random.default_rng(7)
+    entmax_traced = jax.jit(S.entmax)
+    for n in (256, 2048):
+        z = rng.standard_normal((6, n)).astype(np.float32)
+        z[1] = np.round(z[1] * 2)  # ties
+        z[2, ::3] = -np.inf  # masked
+        z[3] *= 1e4  # huge scores: one or two survive
+        z[4] += 1e4  # large offset, O(1) gaps
+        for alpha in (1.01, 1.25, 1.5, 1.9, 2.0):
+            got = np.asarray(entmax_traced(jnp.asarray(z), jnp.float32(alpha)), np.float64)
+            np.testing.assert_allclose(got, ref_entmax(z, alpha), atol=TOL, rtol=0, err_msg=f"N={n}, alpha={alpha}")
+            np.testing.assert_allclose(got.sum(-1), 1.0, atol=n * 2e-8, err_msg=f"N={n}, alpha={alpha}")
+            assert np.all(got[np.isneginf(z)] == 0.0)
