@@ -41,6 +41,7 @@ DEFAULT_CONFIGS: tuple[str, ...] = (
     "uhop_classification_mnist",
     "uhop_classification_cifar10",
     "drdam_approx",
+    "drdam_approx_paper",
     "drdam_retrieval",
     "drdam_images",
     "drdam_images_paper",
