@@ -26,9 +26,9 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dammem._timing import load_average, machine_state, summarize, time_interleaved

@@ -215,7 +215,7 @@ def readme_table(record: dict) -> str:
     rows = []
     for name, r in record["results"].items():
         ratio = "-"
-        if "torch_over_method_median" in r:
+        if "torch_over_method_median" in r and name != TORCH:
             ratio = f"{r['torch_over_method_median']:.2f}x / {r['torch_over_method_min']:.2f}x"
         rows.append([f"`{name}`", f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", ratio])
     table = H.markdown_table(["layer", "median ms", "min ms", "torch / layer (median / min)"], rows)

@@ -106,10 +106,12 @@ def _benchmark_module(name: str):
     folder = str(ROOT / "benchmarks")
     if folder not in sys.path:  # the scripts import their harness as a top-level module
         sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    key = f"_bench_{name}"
+    if key not in sys.modules:  # registered before it runs: its dataclasses look their module up
+        spec = importlib.util.spec_from_file_location(key, ROOT / "benchmarks" / f"{name}.py")
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
 
 
 def benchmarks(results_dir: Path) -> str:
