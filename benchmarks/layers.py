@@ -188,16 +188,21 @@ def run(
     return {"results": res, "check": check}
 
 
-def print_table(record: dict) -> None:
-    header = f"{'method':42s} {'median ms':>9s} {'min ms':>8s} {'compile s':>9s} {'torch/method (median, min)':>27s}"
-    print(header)
-    print("-" * len(header))
+def _table(record: dict) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the results table: median and min ms, compile seconds, PyTorch's time over each
+    layer's (median, min)."""
+    rows = []
     for name, r in record["results"].items():
-        compile_s = f"{r['compile_s']:9.2f}" if r["compile_s"] is not None else f"{'':9s}"
-        ratio = ""
-        if "torch_over_method_median" in r:
-            ratio = f"{r['torch_over_method_median']:12.2f}x, {r['torch_over_method_min']:.2f}x"
-        print(f"{name:42s} {r['median_ms']:9.2f} {r['min_ms']:8.2f} {compile_s} {ratio:>27s}")
+        ratio = "-"
+        if "torch_over_method_median" in r and name != TORCH:
+            ratio = f"{r['torch_over_method_median']:.2f}x / {r['torch_over_method_min']:.2f}x"
+        compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
+        rows.append([f"`{name}`", f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", compile_s, ratio])
+    return ["layer", "median ms", "min ms", "compile s", "torch / layer (median / min)"], rows
+
+
+def print_table(record: dict) -> None:
+    H.print_table(*_table(record))
 
 
 def readme_table(record: dict) -> str:
@@ -212,14 +217,7 @@ def readme_table(record: dict) -> str:
             f"; with PyTorch's weights copied in, outputs agree to {check['max_abs_output_diff']:.1e} and gradients "
             f"to {check['max_rel_grad_diff']:.1e} of the largest"
         )
-    rows = []
-    for name, r in record["results"].items():
-        ratio = "-"
-        if "torch_over_method_median" in r and name != TORCH:
-            ratio = f"{r['torch_over_method_median']:.2f}x / {r['torch_over_method_min']:.2f}x"
-        rows.append([f"`{name}`", f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", ratio])
-    table = H.markdown_table(["layer", "median ms", "min ms", "torch / layer (median / min)"], rows)
-    return f"{text}:\n\n{table}"
+    return f"{text}:\n\n{H.markdown_table(*_table(record))}"
 
 
 def main(argv: list[str] | None = None) -> int:

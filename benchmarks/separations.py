@@ -254,21 +254,20 @@ def print_softmax_table(results: dict[str, dict]) -> None:
     H.print_table(["rows of N"] + [label for _, label in SOFTMAX_TABLE], softmax_table_rows(results))
 
 
+def _target_table(targets: list[dict]) -> tuple[list[str], list[list]]:
+    """Headers and cells of the targets table: value and status of each target at each size (the target's name
+    carries its threshold)."""
+    rows = [
+        [t["size"], t["target"], "-" if t["value"] is None else f"{t['value']:.2f}",
+         "skip (no peer)" if t["pass"] is None else H.target_status(t)]
+        for t in targets
+    ]  # fmt: skip
+    return ["N", "target", "value", "status"], rows
+
+
 def print_targets(targets: list[dict]) -> None:
     print("\nTargets (speedups on median times, ratios to softmax on minimum times):")
-    H.print_table(
-        ["N", "target", "value", "threshold", "status"],
-        [
-            [
-                t["size"],
-                t["target"],
-                "-" if t["value"] is None else f"{t['value']:.2f}",
-                f"{t['threshold']:g}",
-                "skip (no peer)" if t["pass"] is None else H.target_status(t),
-            ]  # fmt: skip
-            for t in targets
-        ],
-    )
+    H.print_table(*_target_table(targets))
 
 
 def readme_table(record: dict) -> str:
@@ -286,9 +285,7 @@ def readme_table(record: dict) -> str:
         rows = [[size] + [f"{res[name]['speedup_vs_peer']:.1f}x" for name in peered] for size, res in results.items()]
         heads = [f"{name} / {JAX_BY_NAME[name].peer}" for name in peered]
         out += ["Speedup over the `entmax` package (median times):", H.markdown_table(["rows of N"] + heads, rows)]
-    rows = [[t["size"], t["target"], "-" if t["value"] is None else f"{t['value']:.2f}",
-             "skip (no peer)" if t["pass"] is None else H.target_status(t)] for t in record["targets"]]  # fmt: skip
-    out += ["Targets:", H.markdown_table(["N", "target", "value", "status"], rows)]
+    out += ["Targets:", H.markdown_table(*_target_table(record["targets"]))]
     return "\n\n".join(out)
 
 
