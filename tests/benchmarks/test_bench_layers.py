@@ -112,7 +112,8 @@ def test_the_grouped_query_row_times_a_layer_with_shared_keys(tmp_path, capsys):
     _, _, (loss, grads) = bench.prepare_dammem("softmax", x, 2, seed=0, kv_heads=1)
     assert grads["key"]["kernel"].shape == (8, 1, 4) and grads["query"]["kernel"].shape == (8, 2, 4)
     record, _ = _run(tmp_path, capsys, "--kv-heads", "0")
-    assert record["config"]["kv_heads"] == 0 and set(record["results"]) == METHODS - {bench.method_name("softmax", 1)}
+    timed = set(record["results"]) - {bench.TORCH}  # the peer's row is there when torch is installed
+    assert record["config"]["kv_heads"] == 0 and timed == METHODS - {bench.method_name("softmax", 1)}
 
 
 def test_bad_arguments_are_refused(tmp_path):
