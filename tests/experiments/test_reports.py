@@ -173,6 +173,9 @@ def test_readme_table_lists_every_default_config_and_reads_its_results(tmp_path)
         if name in COMMITTED:
             record, _ = load_results(RESULTS / name)
             assert f"{record['elapsed_s']:.0f} s" in row and record["environment"]["cpu_model"] in row
+            loads = record.get("load_average")
+            if loads:  # the 1-minute load average before and after the run
+                assert f"load {loads['before'][0]:g} before, {loads['after'][0]:g} after" in row
             for png in (RESULTS / name).glob("*.png"):
                 assert f"(results/{name}/{png.name})" in row
         else:
